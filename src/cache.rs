@@ -1,0 +1,478 @@
+//! The thread-safe pixmap cache: `QPixmapCache`'s operations on one [`Lru`] behind one lock.
+//!
+//! Responsibilities, and where each lives:
+//! - hashing string keys (foldhash, random seed per cache) *before* taking the lock;
+//! - the lock itself, recovered if a panic ever poisoned it (the cache is reset rather than
+//!   trusted: see [`Cache::with_state`]);
+//! - Qt's rules that sit above `QCache`: string re-insert removes first, `replace` re-keys,
+//!   costs come from the pixmap, the idle trim;
+//! - statistics;
+//! - dropping every pixmap the cache lets go of *after* the lock is released, so a foreign
+//!   pixmap's release callback may call back into the cache without deadlock.
+
+use std::hash::BuildHasher;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::key::Key;
+use crate::lru::{EntryKey, KeyRef, Lru};
+use crate::pixmap::Pixmap;
+
+/// Qt's default limit, in KB.
+pub const DEFAULT_LIMIT_KB: i32 = 10 * 1024;
+
+/// Counters and sizes of a cache, read atomically together.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Entries now in the cache.
+    pub entries: usize,
+    /// Sum of their costs, in KB.
+    pub total_kb: i64,
+    /// The limit, in KB, as set.
+    pub limit_kb: i32,
+    /// Lookups (string or key) that found a pixmap.
+    pub hits: u64,
+    /// Lookups that found nothing.
+    pub misses: u64,
+    /// Successful inserts (string, key and replace).
+    pub inserts: u64,
+    /// Entries evicted to make room or by a lowered limit or a trim (not removes or clears).
+    pub evictions: u64,
+    /// Inserts refused because the pixmap costs more than the whole limit.
+    pub refused: u64,
+}
+
+struct State {
+    lru: Lru<Pixmap>,
+    stats: Stats,
+    /// Total at the previous [`Cache::tick`] (Qt's `ps`), to tell an idle cache from a busy one.
+    tick_total: i64,
+}
+
+impl State {
+    fn new(limit_kb: i32) -> Self {
+        State {
+            lru: Lru::new(i64::from(limit_kb)),
+            stats: Stats {
+                limit_kb,
+                ..Stats::default()
+            },
+            tick_total: 0,
+        }
+    }
+
+    fn evicted(&mut self, n: usize) {
+        self.stats.evictions += n as u64;
+    }
+
+    /// Inserts under a key known to be absent; counts the outcome.
+    fn insert(
+        &mut self,
+        hash: u64,
+        key: EntryKey,
+        pm: &Pixmap,
+        garbage: &mut Vec<Pixmap>,
+    ) -> Result<()> {
+        let cost = pm.cost_kb();
+        let before = garbage.len();
+        let result = self.lru.insert(hash, key, pm.clone(), cost, garbage);
+        self.evicted(garbage.len() - before);
+        match result {
+            Ok(()) => {
+                self.stats.inserts += 1;
+                Ok(())
+            }
+            Err(refused) => {
+                garbage.push(refused.value);
+                self.stats.refused += 1;
+                Err(Error::new(
+                    ErrorKind::Refused,
+                    format!(
+                        "a pixmap costing {cost} KB does not fit the cache limit of {} KB",
+                        self.lru.limit()
+                    ),
+                ))
+            }
+        }
+    }
+}
+
+/// A size-bounded, exact-LRU pixmap cache, safe to share between threads.
+pub struct Cache {
+    state: Mutex<State>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Cache {
+    /// An empty cache holding at most `limit_kb` KB (nothing when `limit_kb <= 0`).
+    pub fn new(limit_kb: i32) -> Self {
+        Cache {
+            state: Mutex::new(State::new(limit_kb)),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
+
+    fn hash(&self, key: KeyRef<'_>) -> u64 {
+        match key {
+            KeyRef::Name(s) => self.hasher.hash_one(s),
+            // Generated keys are already uniformly scrambled (see key.rs): use them as they are.
+            KeyRef::Id(id) => id,
+        }
+    }
+
+    /// Runs `f` on the locked state. Pixmaps `f` puts in the garbage are dropped after the lock
+    /// is released. If a panic ever poisoned the lock, the state is reset to an empty cache with
+    /// the same limit (its invariants can no longer be trusted) and the old one is dropped outside
+    /// the lock too.
+    fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Pixmap>) -> R) -> R {
+        let mut garbage = Vec::new();
+        let mut poisoned_state = None;
+        let result = {
+            let mut guard: MutexGuard<'_, State> = match self.state.lock() {
+                Ok(guard) => guard,
+                Err(poisoned) => {
+                    let mut guard = poisoned.into_inner();
+                    let limit = guard.stats.limit_kb;
+                    poisoned_state = Some(std::mem::replace(&mut *guard, State::new(limit)));
+                    self.state.clear_poison();
+                    guard
+                }
+            };
+            f(&mut guard, &mut garbage)
+        };
+        drop(garbage);
+        drop(poisoned_state);
+        result
+    }
+
+    /// The limit in KB, as set (even when negative).
+    pub fn limit(&self) -> i32 {
+        self.with_state(|s, _| s.stats.limit_kb)
+    }
+
+    /// Sets the limit; evicts least recently used entries at once until the total fits.
+    pub fn set_limit(&self, limit_kb: i32) {
+        self.with_state(|s, garbage| {
+            s.stats.limit_kb = limit_kb;
+            s.lru.set_limit(i64::from(limit_kb), garbage);
+            let n = garbage.len();
+            s.evicted(n);
+        })
+    }
+
+    /// Finds the pixmap under a string key, making it the most recently used.
+    pub fn find(&self, key: &str) -> Option<Pixmap> {
+        self.lookup(KeyRef::Name(key), Pixmap::clone)
+    }
+
+    /// Like [`Cache::find`] without copying the pixmap out (`QPixmapCache::find(key, nullptr)`):
+    /// answers and refreshes recency.
+    pub fn touch(&self, key: &str) -> bool {
+        self.lookup(KeyRef::Name(key), |_| ()).is_some()
+    }
+
+    /// Finds the pixmap under a generated key, making it the most recently used.
+    pub fn find_key(&self, key: Key) -> Option<Pixmap> {
+        self.lookup(KeyRef::Id(key.to_raw()), Pixmap::clone)
+    }
+
+    /// Like [`Cache::find_key`] without copying the pixmap out.
+    pub fn touch_key(&self, key: Key) -> bool {
+        self.lookup(KeyRef::Id(key.to_raw()), |_| ()).is_some()
+    }
+
+    fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Option<R> {
+        if key == KeyRef::Id(0) {
+            return self.with_state(|s, _| {
+                s.stats.misses += 1;
+                None
+            });
+        }
+        let hash = self.hash(key);
+        self.with_state(|s, _| match s.lru.get(hash, key) {
+            Some(pm) => {
+                let r = read(pm);
+                s.stats.hits += 1;
+                Some(r)
+            }
+            None => {
+                s.stats.misses += 1;
+                None
+            }
+        })
+    }
+
+    /// Inserts `pm` under a string key. Any previous entry under `key` is removed first, so a
+    /// refused insert leaves the key empty (as in Qt). Refused ([`ErrorKind::Refused`]) when the
+    /// pixmap costs more than the limit.
+    pub fn insert(&self, key: &str, pm: &Pixmap) -> Result<()> {
+        let hash = self.hash(KeyRef::Name(key));
+        // Allocate the stored key before locking: no allocation under the lock.
+        let stored = EntryKey::Name(key.into());
+        self.with_state(|s, garbage| {
+            if let Some(old) = s.lru.remove(hash, KeyRef::Name(key)) {
+                garbage.push(old);
+            }
+            s.insert(hash, stored, pm, garbage)
+        })
+    }
+
+    /// Inserts `pm` under a new generated key and returns it. When refused, the error comes with
+    /// the fresh key that was never valid, which (as in Qt) is still not equal to
+    /// [`Key::INVALID`].
+    pub fn insert_key(&self, pm: &Pixmap) -> std::result::Result<Key, (Key, Error)> {
+        let key = Key::fresh();
+        let hash = self.hash(KeyRef::Id(key.to_raw()));
+        self.with_state(|s, garbage| s.insert(hash, EntryKey::Id(key.to_raw()), pm, garbage))
+            .map(|()| key)
+            .map_err(|e| (key, e))
+    }
+
+    /// Replaces the entry of a valid generated key: the old entry is removed, `pm` is inserted
+    /// under a new key, and `*key` is updated to it (copies of the old key become invalid).
+    /// Fails with [`ErrorKind::InvalidKey`] (inserting nothing) when `*key` is not valid here, and
+    /// with [`ErrorKind::Refused`] when `pm` is too costly: the old entry is then gone and `*key`
+    /// is left as it was, invalid.
+    pub fn replace(&self, key: &mut Key, pm: &Pixmap) -> Result<()> {
+        let old_hash = self.hash(KeyRef::Id(key.to_raw()));
+        let new_key = Key::fresh();
+        let new_hash = self.hash(KeyRef::Id(new_key.to_raw()));
+        let old = *key;
+        self.with_state(|s, garbage| {
+            if old.is_invalid() {
+                return Err(invalid_key_error(old));
+            }
+            let Some(previous) = s.lru.remove(old_hash, KeyRef::Id(old.to_raw())) else {
+                return Err(invalid_key_error(old));
+            };
+            garbage.push(previous);
+            s.insert(new_hash, EntryKey::Id(new_key.to_raw()), pm, garbage)
+        })?;
+        *key = new_key;
+        Ok(())
+    }
+
+    /// Removes the entry under a string key; false when there was none.
+    pub fn remove(&self, key: &str) -> bool {
+        self.remove_entry(KeyRef::Name(key))
+    }
+
+    /// Removes the entry of a generated key; false when the key is not valid here.
+    pub fn remove_key(&self, key: Key) -> bool {
+        !key.is_invalid() && self.remove_entry(KeyRef::Id(key.to_raw()))
+    }
+
+    fn remove_entry(&self, key: KeyRef<'_>) -> bool {
+        let hash = self.hash(key);
+        self.with_state(|s, garbage| match s.lru.remove(hash, key) {
+            Some(old) => {
+                garbage.push(old);
+                true
+            }
+            None => false,
+        })
+    }
+
+    /// Removes every entry; every generated key becomes invalid.
+    pub fn clear(&self) {
+        self.with_state(|s, garbage| {
+            s.lru.clear(garbage);
+            s.tick_total = 0;
+        })
+    }
+
+    /// True while the entry of `key` is in this cache. Does not touch recency.
+    pub fn key_is_valid(&self, key: Key) -> bool {
+        if key.is_invalid() {
+            return false;
+        }
+        let hash = self.hash(KeyRef::Id(key.to_raw()));
+        self.with_state(|s, _| s.lru.contains(hash, KeyRef::Id(key.to_raw())))
+    }
+
+    /// Sum of the entries' costs in KB (exact; Qt 6.4 divides by 1024 once too often).
+    pub fn total_used(&self) -> i64 {
+        self.with_state(|s, _| s.lru.total())
+    }
+
+    /// `QPixmapCache::flushDetachedPixmaps()`: trims least recently used entries until the total
+    /// is at most three quarters of what it was. Returns how many entries went.
+    pub fn flush_detached(&self) -> usize {
+        self.with_state(|s, garbage| {
+            let total = s.lru.total();
+            let n = s.lru.trim(total * 3 / 4, garbage);
+            s.evicted(n);
+            s.tick_total = s.lru.total();
+            n
+        })
+    }
+
+    /// One tick of Qt 6.4's idle timer, for hosts that drive it from their own event loop: when
+    /// the total is unchanged since the previous tick the cache is trimmed to three quarters,
+    /// otherwise only the least recently used entry goes. Returns how many entries went.
+    pub fn tick(&self) -> usize {
+        self.with_state(|s, garbage| {
+            let total = s.lru.total();
+            let target = if total == s.tick_total {
+                total * 3 / 4
+            } else {
+                total - 1
+            };
+            let n = s.lru.trim(target, garbage);
+            s.evicted(n);
+            s.tick_total = s.lru.total();
+            n
+        })
+    }
+
+    /// The counters and sizes, read together.
+    pub fn stats(&self) -> Stats {
+        self.with_state(|s, _| Stats {
+            entries: s.lru.len(),
+            total_kb: s.lru.total(),
+            ..s.stats
+        })
+    }
+
+    /// String keys (as `Some`) and generated keys (as `None`), most recently used first, for tests
+    /// and diagnostics.
+    pub fn names_by_recency(&self) -> Vec<Option<String>> {
+        self.with_state(|s, _| {
+            s.lru
+                .keys_by_recency()
+                .into_iter()
+                .map(|k| match k {
+                    EntryKey::Name(n) => Some(n.into_string()),
+                    EntryKey::Id(_) => None,
+                })
+                .collect()
+        })
+    }
+}
+
+impl Default for Cache {
+    fn default() -> Self {
+        Cache::new(DEFAULT_LIMIT_KB)
+    }
+}
+
+/// The error for a generated key that is not valid in a cache.
+pub fn invalid_key_error(key: Key) -> Error {
+    if key.is_invalid() {
+        Error::new(
+            ErrorKind::InvalidKey,
+            "the key is the invalid (all-zero) key",
+        )
+    } else {
+        Error::new(
+            ErrorKind::InvalidKey,
+            "the key is not valid in this cache: its entry was evicted, removed, replaced or cleared, or the key belongs to another cache",
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Format;
+
+    fn pm(w: u32, h: u32) -> Pixmap {
+        Pixmap::new(w, h, Format::Rgba8888).unwrap()
+    }
+
+    #[test]
+    fn qt_probe_facts() {
+        let c = Cache::new(128);
+        let p64 = pm(64, 64);
+        for i in 0..20 {
+            c.insert(&i.to_string(), &p64).unwrap();
+        }
+        assert_eq!(c.total_used(), 128);
+        assert_eq!((0..20).filter(|i| c.touch(&i.to_string())).count(), 8);
+    }
+
+    #[test]
+    fn failed_string_insert_empties_the_key() {
+        let c = Cache::new(20);
+        c.insert("x", &pm(10, 10)).unwrap();
+        let e = c.insert("x", &pm(256, 256)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(c.find("x").is_none());
+    }
+
+    #[test]
+    fn replace_rekeys_and_invalidates_copies() {
+        let c = Cache::default();
+        let mut k = c.insert_key(&pm(64, 64)).unwrap();
+        let copy = k;
+        c.replace(&mut k, &pm(10, 10)).unwrap();
+        assert_ne!(k, copy);
+        assert!(!c.key_is_valid(copy));
+        assert_eq!(c.find_key(k).unwrap().width(), 10);
+        assert_eq!(
+            c.replace(&mut Key::INVALID.clone(), &pm(1, 1))
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(c.stats().entries, 1);
+    }
+
+    #[test]
+    fn refused_key_insert_gives_a_never_valid_non_default_key() {
+        let c = Cache::new(0);
+        let (k, e) = c.insert_key(&pm(1, 1)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert_ne!(k, Key::INVALID);
+        assert!(!c.key_is_valid(k));
+    }
+
+    #[test]
+    fn keys_belong_to_their_cache() {
+        let a = Cache::default();
+        let b = Cache::default();
+        let k = a.insert_key(&pm(1, 1)).unwrap();
+        b.insert_key(&pm(1, 1)).unwrap();
+        assert!(a.key_is_valid(k));
+        assert!(!b.key_is_valid(k));
+        assert!(b.find_key(k).is_none());
+    }
+
+    #[test]
+    fn flush_detached_trims_to_three_quarters() {
+        let c = Cache::default();
+        let p = pm(64, 64);
+        for i in 0..100 {
+            c.insert(&i.to_string(), &p).unwrap();
+        }
+        assert_eq!(c.total_used(), 1600);
+        c.flush_detached();
+        assert_eq!(c.total_used(), 1200);
+        assert!(!c.touch("24") && c.touch("25") && c.touch("99"));
+    }
+
+    #[test]
+    fn tick_takes_one_entry_when_busy_and_a_quarter_when_idle() {
+        let c = Cache::default();
+        let p = pm(64, 64);
+        for i in 0..8 {
+            c.insert(&i.to_string(), &p).unwrap();
+        }
+        assert_eq!(c.tick(), 1); // total changed since the last tick (0 -> 128)
+        assert_eq!(c.tick(), 2); // unchanged: 112 -> 84 KB, so two 16 KB entries go
+        assert_eq!(c.total_used(), 80);
+    }
+
+    #[test]
+    fn poisoned_lock_resets_instead_of_wedging() {
+        let c = Cache::default();
+        c.insert("a", &pm(1, 1)).unwrap();
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.with_state(|_, _| panic!("boom"));
+        }));
+        assert!(r.is_err());
+        assert!(c.find("a").is_none());
+        c.insert("b", &pm(1, 1)).unwrap();
+        assert!(c.find("b").is_some());
+    }
+}

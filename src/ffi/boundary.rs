@@ -1,0 +1,138 @@
+//! The C boundary: every exported function runs its body through [`call`], which
+//! - clears this thread's last error on entry (so success leaves `pixcache_last_error()` empty),
+//! - catches any panic so it can never unwind into C (which would abort the host), reporting it
+//!   as `PIXCACHE_RESULT_PANIC` with the panic's message,
+//! - turns an `Err` into the function's failure value plus the last error.
+//!
+//! It also holds the pointer helpers that turn C handles into Rust references. They are the only
+//! place where handle pointers are dereferenced; each states why that is sound.
+
+use std::any::Any;
+use std::ffi::{c_char, CStr};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::error::{clear_last_error, set_last_error};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Runs `body` at the C boundary; see the module documentation.
+pub(crate) fn call<T>(failure: T, body: impl FnOnce() -> Result<T>) -> T {
+    clear_last_error();
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => value,
+        Ok(Err(error)) => {
+            set_last_error(&error);
+            failure
+        }
+        Err(payload) => {
+            set_last_error(&panic_error(payload.as_ref()));
+            failure
+        }
+    }
+}
+
+fn panic_error(payload: &(dyn Any + Send)) -> Error {
+    let text = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("unknown panic payload");
+    Error::new(
+        ErrorKind::Panic,
+        format!("internal error (a bug in pixcache, please report it): {text}"),
+    )
+}
+
+/// An opaque C handle type, tied to the Rust type its pointers really point to (a `Box` made by
+/// [`into_raw`]). The C type is never constructed; it only gives pointers a distinct name.
+pub(crate) trait Handle {
+    /// The Rust value behind the handle.
+    type Target;
+}
+
+pub(crate) fn null_error(name: &str) -> Error {
+    Error::new(ErrorKind::NullArgument, format!("{name} is NULL"))
+}
+
+/// Gives ownership of `value` to C as a handle pointer.
+pub(crate) fn into_raw<H: Handle>(value: H::Target) -> *mut H {
+    Box::into_raw(Box::new(value)).cast::<H>()
+}
+
+/// Borrows the value behind a handle; NULL is an error naming `name`.
+///
+/// # Safety
+/// `ptr` is NULL or a live handle made by [`into_raw`] (or, for caches, the global cache), not
+/// being written through by another thread for the duration of the borrow. This is the C API's
+/// contract (README, "API conventions"): C cannot express it, pixcache cannot check it.
+pub(crate) unsafe fn try_ref<'a, H: Handle>(ptr: *const H, name: &str) -> Result<&'a H::Target> {
+    // SAFETY: per this function's contract, a non-NULL `ptr` points to a live `H::Target`.
+    unsafe { ptr.cast::<H::Target>().as_ref() }.ok_or_else(|| null_error(name))
+}
+
+/// Mutably borrows the value behind a handle; NULL is an error naming `name`.
+///
+/// # Safety
+/// As [`try_ref`], and no other reference to the same handle is alive during the borrow.
+pub(crate) unsafe fn try_mut<'a, H: Handle>(ptr: *mut H, name: &str) -> Result<&'a mut H::Target> {
+    // SAFETY: per this function's contract, a non-NULL `ptr` points to a live, unaliased value.
+    unsafe { ptr.cast::<H::Target>().as_mut() }.ok_or_else(|| null_error(name))
+}
+
+/// Takes back ownership of a handle made by [`into_raw`] and drops it. NULL does nothing.
+///
+/// # Safety
+/// `ptr` is NULL or a live handle made by [`into_raw`] that C will not use again.
+pub(crate) unsafe fn free<H: Handle>(ptr: *mut H) {
+    if !ptr.is_null() {
+        // SAFETY: per the contract, `ptr` came from `Box::into_raw` and is given back once.
+        drop(unsafe { Box::from_raw(ptr.cast::<H::Target>()) });
+    }
+}
+
+/// Reads a NUL-terminated UTF-8 string argument.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that stays alive and unchanged for `'a`.
+pub(crate) unsafe fn try_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str> {
+    if ptr.is_null() {
+        return Err(null_error(name));
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
+    std::str::from_utf8(bytes).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidUtf8,
+            format!(
+                "{name} is not valid UTF-8 (bad byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Reads a NUL-terminated byte string (a file path, which need not be UTF-8 on Unix).
+///
+/// # Safety
+/// As [`try_str`].
+pub(crate) unsafe fn try_cstr<'a>(ptr: *const c_char, name: &str) -> Result<&'a CStr> {
+    if ptr.is_null() {
+        return Err(null_error(name));
+    }
+    // SAFETY: non-NULL and NUL-terminated per this function's contract.
+    Ok(unsafe { CStr::from_ptr(ptr) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ffi::error::last_error_message;
+
+    #[test]
+    fn a_panic_becomes_the_failure_value_and_a_message() {
+        let r = call(-1, || -> Result<i32> { panic!("kaboom {}", 7) });
+        assert_eq!(r, -1);
+        assert!(last_error_message().contains("kaboom 7"));
+        assert_eq!(call(0, || Ok(5)), 5);
+        assert_eq!(last_error_message(), "");
+    }
+}

@@ -1,0 +1,370 @@
+//! `PixcacheCache`: the `QPixmapCache` operations for C, on the global cache or on independent
+//! caches. This file translates arguments and results only; the rules live in `crate::cache`.
+
+use std::ffi::c_char;
+use std::ptr;
+
+use super::boundary::{call, free, into_raw, try_mut, try_ref, try_str, Handle};
+use super::key::PixcacheKey;
+use super::pixmap::PixcachePixmap;
+use crate::cache::{invalid_key_error, Cache, Stats};
+use crate::error::Error;
+use crate::global::global;
+use crate::key::Key;
+use crate::pixmap::Pixmap;
+
+/// A pixmap cache: size-bounded (in KB), least recently used first out, safe to use from any
+/// number of threads at once. Behind the handle is a Rust `Cache` (a `Box<Cache>` from
+/// `pixcache_cache_new`, or the static global cache from `pixcache_global`).
+pub struct PixcacheCache {
+    _opaque: [u8; 0],
+}
+
+impl Handle for PixcacheCache {
+    type Target = Cache;
+}
+
+/// Counters and sizes of a cache, read together in one consistent snapshot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PixcacheStats {
+    /// Entries in the cache.
+    pub entries: usize,
+    /// Sum of their costs, in KB (what `pixcache_total_used` returns).
+    pub total_kb: i32,
+    /// The limit in KB, as set.
+    pub limit_kb: i32,
+    /// Lookups (`pixcache_find`, `pixcache_find_key`) that found a pixmap.
+    pub hits: u64,
+    /// Lookups that found nothing.
+    pub misses: u64,
+    /// Successful inserts (string, key and replace).
+    pub inserts: u64,
+    /// Entries evicted for room, by a lowered limit or by a trim (removes and clears not counted).
+    pub evictions: u64,
+    /// Inserts refused because the pixmap cost more than the whole limit.
+    pub refused: u64,
+}
+
+impl From<Stats> for PixcacheStats {
+    fn from(s: Stats) -> Self {
+        PixcacheStats {
+            entries: s.entries,
+            total_kb: clamp_kb(s.total_kb),
+            limit_kb: s.limit_kb,
+            hits: s.hits,
+            misses: s.misses,
+            inserts: s.inserts,
+            evictions: s.evictions,
+            refused: s.refused,
+        }
+    }
+}
+
+fn clamp_kb(kb: i64) -> i32 {
+    kb.clamp(0, i64::from(i32::MAX)) as i32
+}
+
+fn cache<'a>(cache: *const PixcacheCache) -> Result<&'a Cache, Error> {
+    // SAFETY: C API contract: `cache` is NULL, the global cache, or a live cache from
+    // `pixcache_cache_new` (caches are only ever shared, never borrowed mutably).
+    unsafe { try_ref(cache, "cache") }
+}
+
+fn pixmap<'a>(pm: *const PixcachePixmap) -> Result<&'a Pixmap, Error> {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { try_ref(pm, "pm") }
+}
+
+fn key_str<'a>(key: *const c_char) -> Result<&'a str, Error> {
+    // SAFETY: C API contract: `key` is NULL or a NUL-terminated string.
+    unsafe { try_str(key, "key") }
+}
+
+/// Writes a found pixmap into the caller's `out` handle, if any. Runs after the cache's lock is
+/// released, so dropping what `out` held before (maybe a foreign release) cannot deadlock.
+fn store(out: *mut PixcachePixmap, found: Pixmap) -> Result<(), Error> {
+    if !out.is_null() {
+        // SAFETY: C API contract: a non-NULL `out` is a live handle no other thread uses now.
+        *unsafe { try_mut(out, "out") }? = found;
+    }
+    Ok(())
+}
+
+/// The process-wide cache that `QPixmapCache`'s static functions use. Never NULL; made on first
+/// use with a limit of 10240 KB (Qt's default); lives until the process ends (nothing runs at
+/// exit). `pixcache_cache_free` ignores it.
+#[no_mangle]
+pub extern "C" fn pixcache_global() -> *mut PixcacheCache {
+    call(ptr::null_mut(), || {
+        Ok((global() as *const Cache)
+            .cast_mut()
+            .cast::<PixcacheCache>())
+    })
+}
+
+/// A new, independent cache holding at most `limit_kb` KB (nothing at all if `limit_kb <= 0`).
+/// Free it with `pixcache_cache_free`.
+#[no_mangle]
+pub extern "C" fn pixcache_cache_new(limit_kb: i32) -> *mut PixcacheCache {
+    call(ptr::null_mut(), || Ok(into_raw(Cache::new(limit_kb))))
+}
+
+/// Frees a cache from `pixcache_cache_new`, dropping its shares of its pixmaps (handles that
+/// share them stay valid). NULL and the global cache are ignored. No other thread may be using
+/// the cache; using it afterwards is undefined behaviour.
+#[no_mangle]
+pub extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
+    call((), || {
+        if cache.cast_const() != pixcache_global().cast_const() {
+            // SAFETY: C API contract: `cache` is NULL or a live cache from `pixcache_cache_new`
+            // that C gives up here (the global cache was excluded above).
+            unsafe { free(cache) };
+        }
+        Ok(())
+    })
+}
+
+/// The limit in KB (`QPixmapCache::cacheLimit`), as set: even a negative or `INT_MAX` limit is
+/// reported as given. 0 for NULL.
+#[no_mangle]
+pub extern "C" fn pixcache_cache_limit(cache: *const PixcacheCache) -> i32 {
+    call(0, || Ok(self::cache(cache)?.limit()))
+}
+
+/// Sets the limit in KB (`QPixmapCache::setCacheLimit`). Lowering it evicts least recently used
+/// entries at once until the total fits; raising it evicts nothing. A limit of 0 or less holds
+/// nothing.
+#[no_mangle]
+pub extern "C" fn pixcache_set_cache_limit(cache: *mut PixcacheCache, limit_kb: i32) {
+    call((), || {
+        self::cache(cache)?.set_limit(limit_kb);
+        Ok(())
+    })
+}
+
+/// Looks up a string key (`QPixmapCache::find(QString, QPixmap*)`). On a hit, `out` (if not
+/// NULL) becomes a share of the cached pixmap, the entry becomes the most recently used, and it
+/// returns true. On a miss it returns false and leaves `out` untouched. `out` may be NULL: a
+/// presence test that still refreshes recency.
+///
+/// A miss is not an error (the last error is empty); a NULL `cache` or `key`, or a `key` that is
+/// not UTF-8, is (false, with the last error set).
+#[no_mangle]
+pub extern "C" fn pixcache_find(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    out: *mut PixcachePixmap,
+) -> bool {
+    call(false, || {
+        let cache = self::cache(cache)?;
+        let key = key_str(key)?;
+        if out.is_null() {
+            return Ok(cache.touch(key));
+        }
+        match cache.find(key) {
+            Some(found) => store(out, found).map(|()| true),
+            None => Ok(false),
+        }
+    })
+}
+
+/// Looks up a generated key (`QPixmapCache::find(Key, QPixmap*)`), as `pixcache_find` does.
+/// A key that is not valid in this cache returns false with `PIXCACHE_RESULT_INVALID_KEY` as the
+/// last error (stale, removed, replaced, cleared, from another cache, or forged).
+#[no_mangle]
+pub extern "C" fn pixcache_find_key(
+    cache: *mut PixcacheCache,
+    key: PixcacheKey,
+    out: *mut PixcachePixmap,
+) -> bool {
+    call(false, || {
+        let cache = self::cache(cache)?;
+        let key = Key::from(key);
+        let found = if out.is_null() {
+            cache.touch_key(key)
+        } else {
+            match cache.find_key(key) {
+                Some(found) => {
+                    store(out, found)?;
+                    true
+                }
+                None => false,
+            }
+        };
+        if found {
+            Ok(true)
+        } else {
+            Err(invalid_key_error(key))
+        }
+    })
+}
+
+/// Inserts `pm` under a string key (`QPixmapCache::insert(QString, QPixmap)`), as the most
+/// recently used entry, sharing its pixels (writes to `pm` afterwards detach it). Any previous
+/// entry under `key` is removed first; then least recently used entries are evicted until the
+/// new one fits. The empty string is a valid key.
+///
+/// Returns false when the pixmap costs more than the whole limit (`PIXCACHE_RESULT_REFUSED`:
+/// nothing is evicted for it, and the key is left empty, as in Qt), or on a bad argument.
+#[no_mangle]
+pub extern "C" fn pixcache_insert(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    pm: *const PixcachePixmap,
+) -> bool {
+    call(false, || {
+        let cache = self::cache(cache)?;
+        let key = key_str(key)?;
+        cache.insert(key, pixmap(pm)?)?;
+        Ok(true)
+    })
+}
+
+/// Inserts `pm` under a new generated key (`QPixmapCache::insert(QPixmap)`) and returns it.
+///
+/// When the pixmap costs more than the whole limit it is refused (`PIXCACHE_RESULT_REFUSED`) and,
+/// as in Qt, the returned key is a fresh one that is not valid (and never will be) yet is not
+/// equal to the all-zero key. Test the result with `pixcache_key_is_valid`. On a bad argument
+/// the all-zero key is returned.
+#[no_mangle]
+pub extern "C" fn pixcache_insert_key(
+    cache: *mut PixcacheCache,
+    pm: *const PixcachePixmap,
+) -> PixcacheKey {
+    call(PixcacheKey { id: 0 }, || {
+        let cache = self::cache(cache)?;
+        match cache.insert_key(pixmap(pm)?) {
+            Ok(key) => Ok(key.into()),
+            Err((never_valid, error)) => {
+                super::error::set_last_error(&error);
+                Ok(never_valid.into())
+            }
+        }
+    })
+}
+
+/// Replaces the pixmap of a valid generated key (`QPixmapCache::replace`): the old entry is
+/// removed, `pm` is inserted under a new key, and `*key` is updated to that key. Copies of the
+/// old key become invalid and no longer equal `*key`.
+///
+/// Returns false, inserting nothing, when `*key` is not valid in this cache
+/// (`PIXCACHE_RESULT_INVALID_KEY`). Returns false when `pm` costs more than the limit
+/// (`PIXCACHE_RESULT_REFUSED`): the old entry is then gone and `*key` is unchanged and invalid.
+#[no_mangle]
+pub extern "C" fn pixcache_replace(
+    cache: *mut PixcacheCache,
+    key: *mut PixcacheKey,
+    pm: *const PixcachePixmap,
+) -> bool {
+    call(false, || {
+        let cache = self::cache(cache)?;
+        let pm = pixmap(pm)?;
+        // SAFETY: C API contract: `key` is NULL or points to a `PixcacheKey` the caller owns.
+        // `PixcacheKey` is a plain `u64` (any bit pattern is valid).
+        let key = unsafe { key.as_mut() }.ok_or_else(|| super::boundary::null_error("key"))?;
+        let mut k = Key::from(*key);
+        cache.replace(&mut k, pm)?;
+        *key = k.into();
+        Ok(true)
+    })
+}
+
+/// Removes the entry under a string key (`QPixmapCache::remove(QString)`). Returns whether there
+/// was one; a missing key is not an error. Does not touch other entries' recency.
+#[no_mangle]
+pub extern "C" fn pixcache_remove(cache: *mut PixcacheCache, key: *const c_char) -> bool {
+    call(false, || Ok(self::cache(cache)?.remove(key_str(key)?)))
+}
+
+/// Removes the entry of a generated key (`QPixmapCache::remove(Key)`); the key and all its
+/// copies become invalid. A key that is not valid here returns false with
+/// `PIXCACHE_RESULT_INVALID_KEY` as the last error, and removes nothing.
+#[no_mangle]
+pub extern "C" fn pixcache_remove_key(cache: *mut PixcacheCache, key: PixcacheKey) -> bool {
+    call(false, || {
+        let key = Key::from(key);
+        if self::cache(cache)?.remove_key(key) {
+            Ok(true)
+        } else {
+            Err(invalid_key_error(key))
+        }
+    })
+}
+
+/// Removes every entry (`QPixmapCache::clear`); every generated key of this cache becomes invalid.
+#[no_mangle]
+pub extern "C" fn pixcache_clear(cache: *mut PixcacheCache) {
+    call((), || {
+        self::cache(cache)?.clear();
+        Ok(())
+    })
+}
+
+/// True while `key`'s entry is in `cache` (`QPixmapCache::Key::isValid`, which Qt asks of the
+/// global cache). Does not touch recency. An invalid key is not an error: the answer is false.
+#[no_mangle]
+pub extern "C" fn pixcache_key_is_valid(cache: *const PixcacheCache, key: PixcacheKey) -> bool {
+    call(false, || Ok(self::cache(cache)?.key_is_valid(key.into())))
+}
+
+/// The sum of the entries' costs in KB, exactly (a deliberate fix: Qt 6.4's `totalUsed`
+/// divides by 1024 once too often). 0 for NULL.
+#[no_mangle]
+pub extern "C" fn pixcache_total_used(cache: *const PixcacheCache) -> i32 {
+    call(0, || Ok(clamp_kb(self::cache(cache)?.total_used())))
+}
+
+/// `QPixmapCache::flushDetachedPixmaps()`, Qt's idle trim: evicts least recently used entries
+/// until the total is at most three quarters of what it was (100 entries of 16 KB become 75).
+/// Call it from the host's own idle timer: pixcache runs no threads or timers of its own.
+#[no_mangle]
+pub extern "C" fn pixcache_flush_detached(cache: *mut PixcacheCache) {
+    call((), || {
+        self::cache(cache)?.flush_detached();
+        Ok(())
+    })
+}
+
+/// One tick of Qt 6.4's 30-second idle timer, for hosts that want Qt's exact idle behaviour:
+/// if the total is unchanged since the previous tick, trims to three quarters; otherwise evicts
+/// only the least recently used entry. Returns how many entries went (0 for NULL).
+#[no_mangle]
+pub extern "C" fn pixcache_tick(cache: *mut PixcacheCache) -> usize {
+    call(0, || Ok(self::cache(cache)?.tick()))
+}
+
+/// Counters and sizes of `cache` in one snapshot. All zero for NULL (with the last error set).
+#[no_mangle]
+pub extern "C" fn pixcache_stats(cache: *const PixcacheCache) -> PixcacheStats {
+    call(PixcacheStats::default(), || {
+        Ok(self::cache(cache)?.stats().into())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_is_stable_and_never_freed() {
+        let g = pixcache_global();
+        assert!(!g.is_null());
+        assert_eq!(g, pixcache_global());
+        pixcache_cache_free(g);
+        assert!(pixcache_cache_limit(g) != 0);
+    }
+
+    #[test]
+    fn null_cache_is_an_error() {
+        assert!(!pixcache_find(
+            ptr::null_mut(),
+            c"a".as_ptr(),
+            ptr::null_mut()
+        ));
+        assert_eq!(
+            super::super::error::pixcache_last_result(),
+            super::super::error::PixcacheResult::NullArgument
+        );
+    }
+}

@@ -1,0 +1,171 @@
+//! Result codes and the per-thread last error (libgit2's model).
+//!
+//! A failing call stores a result code and a one-line message for the calling thread; any other
+//! call (except `pixcache_last_error`, `pixcache_last_result` and `pixcache_result_str`) clears
+//! them on entry. So right after a call, `pixcache_last_error()` is `""` exactly when it succeeded.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+
+use crate::error::{Error, ErrorKind};
+
+/// What a pixcache call reports. The values are part of the ABI and are never renumbered.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixcacheResult {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL; the message names it.
+    NullArgument = 1,
+    /// A string argument was not valid UTF-8.
+    InvalidUtf8 = 2,
+    /// An argument is outside its documented range.
+    InvalidArgument = 3,
+    /// A size that cannot be represented or exceeds a limit (e.g. a 2^30 x 2^30 pixmap).
+    TooLarge = 4,
+    /// The allocator refused the memory.
+    OutOfMemory = 5,
+    /// The pixmap costs more than the whole cache limit; the cache refused it (as Qt does).
+    Refused = 6,
+    /// A generated key that is not valid in this cache: stale, removed, forged, or from another cache.
+    InvalidKey = 7,
+    /// The operation does not apply (e.g. pixel access on a foreign pixmap).
+    Unsupported = 8,
+    /// Reading or writing a file failed.
+    Io = 9,
+    /// The data is not an image this build can decode.
+    Decode = 10,
+    /// A bug in pixcache panicked; the panic was caught at the boundary.
+    Panic = 11,
+}
+
+impl PixcacheResult {
+    const ALL: [PixcacheResult; 12] = [
+        PixcacheResult::Ok,
+        PixcacheResult::NullArgument,
+        PixcacheResult::InvalidUtf8,
+        PixcacheResult::InvalidArgument,
+        PixcacheResult::TooLarge,
+        PixcacheResult::OutOfMemory,
+        PixcacheResult::Refused,
+        PixcacheResult::InvalidKey,
+        PixcacheResult::Unsupported,
+        PixcacheResult::Io,
+        PixcacheResult::Decode,
+        PixcacheResult::Panic,
+    ];
+
+    fn from_kind(kind: ErrorKind) -> Self {
+        match kind {
+            ErrorKind::NullArgument => PixcacheResult::NullArgument,
+            ErrorKind::InvalidUtf8 => PixcacheResult::InvalidUtf8,
+            ErrorKind::InvalidArgument => PixcacheResult::InvalidArgument,
+            ErrorKind::TooLarge => PixcacheResult::TooLarge,
+            ErrorKind::OutOfMemory => PixcacheResult::OutOfMemory,
+            ErrorKind::Refused => PixcacheResult::Refused,
+            ErrorKind::InvalidKey => PixcacheResult::InvalidKey,
+            ErrorKind::Unsupported => PixcacheResult::Unsupported,
+            ErrorKind::Io => PixcacheResult::Io,
+            ErrorKind::Decode => PixcacheResult::Decode,
+            ErrorKind::Panic => PixcacheResult::Panic,
+        }
+    }
+
+    fn description(self) -> &'static CStr {
+        match self {
+            PixcacheResult::Ok => c"success",
+            PixcacheResult::NullArgument => c"a required pointer argument was NULL",
+            PixcacheResult::InvalidUtf8 => c"a string argument was not valid UTF-8",
+            PixcacheResult::InvalidArgument => c"an argument was out of range",
+            PixcacheResult::TooLarge => c"a size was too large",
+            PixcacheResult::OutOfMemory => c"out of memory",
+            PixcacheResult::Refused => c"the pixmap costs more than the cache limit",
+            PixcacheResult::InvalidKey => c"the key is not valid in this cache",
+            PixcacheResult::Unsupported => c"the operation does not apply to this pixmap",
+            PixcacheResult::Io => c"an I/O error occurred",
+            PixcacheResult::Decode => c"the data could not be decoded as an image",
+            PixcacheResult::Panic => c"internal error (caught panic)",
+        }
+    }
+}
+
+struct LastError {
+    code: PixcacheResult,
+    message: CString,
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<Option<LastError>> = const { RefCell::new(None) };
+}
+
+pub(crate) fn clear_last_error() {
+    LAST_ERROR.with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            if e.is_some() {
+                *e = None;
+            }
+        }
+    });
+}
+
+pub(crate) fn set_last_error(error: &Error) {
+    let one_line: String = error
+        .message()
+        .chars()
+        .map(|c| if c == '\0' || c == '\n' { ' ' } else { c })
+        .collect();
+    let message = CString::new(one_line).unwrap_or_default();
+    LAST_ERROR.with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = Some(LastError {
+                code: PixcacheResult::from_kind(error.kind()),
+                message,
+            });
+        }
+    });
+}
+
+/// The last error's message as a Rust string (tests).
+#[cfg(test)]
+pub(crate) fn last_error_message() -> String {
+    LAST_ERROR.with(|e| {
+        e.borrow()
+            .as_ref()
+            .map(|l| l.message.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    })
+}
+
+/// The message of the last call on this thread that failed, or `""` if the last call succeeded.
+///
+/// Never NULL. The text is one line, UTF-8, and stays valid until the next pixcache call on this
+/// thread (other than `pixcache_last_error`, `pixcache_last_result` and `pixcache_result_str`).
+/// Copy it if you need it longer.
+#[no_mangle]
+pub extern "C" fn pixcache_last_error() -> *const c_char {
+    LAST_ERROR.with(|e| match e.try_borrow() {
+        Ok(e) => e.as_ref().map_or(c"".as_ptr(), |l| l.message.as_ptr()),
+        Err(_) => c"".as_ptr(),
+    })
+}
+
+/// The result code of the last call on this thread: `PIXCACHE_RESULT_OK` if it succeeded.
+#[no_mangle]
+pub extern "C" fn pixcache_last_result() -> PixcacheResult {
+    LAST_ERROR.with(|e| match e.try_borrow() {
+        Ok(e) => e.as_ref().map_or(PixcacheResult::Ok, |l| l.code),
+        Err(_) => PixcacheResult::Ok,
+    })
+}
+
+/// A static, human-readable description of a result code (taken as an integer, so any value is
+/// safe to pass). Unknown codes give `"unknown result code"`. Never NULL; never freed.
+#[no_mangle]
+pub extern "C" fn pixcache_result_str(code: c_int) -> *const c_char {
+    PixcacheResult::ALL
+        .iter()
+        .find(|r| **r as c_int == code)
+        .map_or(c"unknown result code".as_ptr(), |r| {
+            r.description().as_ptr()
+        })
+}

@@ -1,0 +1,312 @@
+//! `PixcachePixmap`: pixmap values for C. Each handle is a `Box<Pixmap>`; copies made with
+//! `pixcache_pixmap_clone` share pixels (reference counted), and writing detaches.
+
+use std::ffi::{c_char, c_void, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::ptr;
+
+use super::boundary::{call, free, into_raw, null_error, try_cstr, try_mut, try_ref, Handle};
+use crate::decode;
+use crate::error::{Error, ErrorKind};
+use crate::format::Format;
+use crate::pixmap::Pixmap;
+
+/// A pixmap value, like `QPixmap`: owned by exactly one owner, freed with
+/// `pixcache_pixmap_free`. Behind the handle is a Rust `Box<Pixmap>`, itself a reference-counted
+/// share of pixels: `pixcache_pixmap_clone` and the cache's lookups make more shares of the same
+/// pixels; `pixcache_pixmap_pixels_mut` detaches first, so shared pixels never change.
+///
+/// A handle may be moved between threads, and different handles sharing pixels may be used on
+/// different threads at once. One handle must not be used by two threads at once if either call
+/// modifies it (assign, pixels_mut, free, or as the `out` of a find): that is a data race.
+pub struct PixcachePixmap {
+    _opaque: [u8; 0],
+}
+
+impl Handle for PixcachePixmap {
+    type Target = Pixmap;
+}
+
+/// A pixel format code. Formats are passed as plain integers (any value is safe to pass: an
+/// unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
+pub type PixcacheFormat = u32;
+
+/// Not a raster format: what `pixcache_pixmap_format` reports for the null pixmap.
+pub const PIXCACHE_FORMAT_INVALID: PixcacheFormat = 0;
+/// 32 bits: 8-bit R, G, B, A in that byte order, straight alpha.
+pub const PIXCACHE_FORMAT_RGBA8888: PixcacheFormat = 1;
+/// 32 bits: 8-bit B, G, R, A in that byte order, premultiplied alpha. This is Qt's
+/// `QImage::Format_ARGB32_Premultiplied` and Cairo's `CAIRO_FORMAT_ARGB32` on little-endian hosts.
+pub const PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED: PixcacheFormat = 2;
+/// 24 bits: 8-bit R, G, B.
+pub const PIXCACHE_FORMAT_RGB888: PixcacheFormat = 3;
+/// 8 bits: luminance.
+pub const PIXCACHE_FORMAT_GRAY8: PixcacheFormat = 4;
+/// A foreign pixmap (`pixcache_pixmap_wrap`): pixcache knows its depth, not its layout.
+pub const PIXCACHE_FORMAT_FOREIGN: PixcacheFormat = 5;
+
+fn format_from_code(code: PixcacheFormat) -> Result<Format, Error> {
+    match code {
+        PIXCACHE_FORMAT_RGBA8888 => Ok(Format::Rgba8888),
+        PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED => Ok(Format::Bgra8888Premultiplied),
+        PIXCACHE_FORMAT_RGB888 => Ok(Format::Rgb888),
+        PIXCACHE_FORMAT_GRAY8 => Ok(Format::Gray8),
+        other => Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("{other} is not a raster pixel format (expected 1 to 4)"),
+        )),
+    }
+}
+
+fn format_code(pm: &Pixmap) -> PixcacheFormat {
+    match pm.format() {
+        Some(Format::Rgba8888) => PIXCACHE_FORMAT_RGBA8888,
+        Some(Format::Bgra8888Premultiplied) => PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED,
+        Some(Format::Rgb888) => PIXCACHE_FORMAT_RGB888,
+        Some(Format::Gray8) => PIXCACHE_FORMAT_GRAY8,
+        None if pm.is_foreign() => PIXCACHE_FORMAT_FOREIGN,
+        None => PIXCACHE_FORMAT_INVALID,
+    }
+}
+
+/// A release function for a foreign pixmap's pixels. It runs exactly once, on whichever thread
+/// drops the last share, outside every lock of pixcache (it may call pixcache). It must not
+/// throw a C++ exception or `longjmp` out: unwinding into pixcache is undefined behaviour.
+pub type PixcacheReleaseFn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
+
+/// Reads a pixmap argument.
+fn pixmap<'a>(pm: *const PixcachePixmap, name: &str) -> Result<&'a Pixmap, Error> {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle (see `try_ref`).
+    unsafe { try_ref(pm, name) }
+}
+
+/// Reads a getter's pixmap argument, returning `default` for NULL (with the error set).
+fn get<T>(pm: *const PixcachePixmap, default: T, read: impl FnOnce(&Pixmap) -> T) -> T {
+    call(default, || pixmap(pm, "pm").map(read))
+}
+
+/// A new null pixmap (0 x 0, depth 0), like `QPixmap()`. It can be cached, costing 1 KB.
+/// Free it with `pixcache_pixmap_free`.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_new_null() -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || Ok(into_raw(Pixmap::null())))
+}
+
+/// A new raster pixmap of `width` x `height` pixels in `format`, all bytes zero. A zero width
+/// or height gives a null pixmap, as `QPixmap(0, h)` does.
+///
+/// Returns NULL with the last error set when the format is unknown
+/// (`PIXCACHE_RESULT_INVALID_ARGUMENT`), the size cannot be represented
+/// (`PIXCACHE_RESULT_TOO_LARGE`), or the memory cannot be allocated
+/// (`PIXCACHE_RESULT_OUT_OF_MEMORY`). It never aborts.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_new(
+    width: u32,
+    height: u32,
+    format: PixcacheFormat,
+) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || {
+        let format = format_from_code(format)?;
+        Ok(into_raw(Pixmap::new(width, height, format)?))
+    })
+}
+
+/// A new handle sharing `pm`'s pixels (cheap: no pixels are copied). NULL if `pm` is NULL.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_clone(pm: *const PixcachePixmap) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || Ok(into_raw(pixmap(pm, "pm")?.clone())))
+}
+
+/// Makes `dst` share `src`'s pixels (`dst = src` for `QPixmap`). What `dst` held before is
+/// released. Either being NULL is an error and changes nothing.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_assign(dst: *mut PixcachePixmap, src: *const PixcachePixmap) {
+    call((), || {
+        let value = pixmap(src, "src")?.clone();
+        // SAFETY: C API contract: `dst` is NULL or a live handle no other thread uses now. The
+        // borrow of `src` has ended, so `dst == src` does not alias.
+        *unsafe { try_mut(dst, "dst") }? = value;
+        Ok(())
+    })
+}
+
+/// Frees a pixmap handle. Its pixels are freed when no other handle and no cache shares them.
+/// NULL does nothing. Using `pm` afterwards, or freeing it twice, is undefined behaviour.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_free(pm: *mut PixcachePixmap) {
+    call((), || {
+        // SAFETY: C API contract: `pm` is NULL or a live handle that C gives up here.
+        unsafe { free(pm) };
+        Ok(())
+    })
+}
+
+/// True when `pm` has no pixels (width or height 0), like `QPixmap::isNull`. NULL gives true
+/// (with the last error set).
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_is_null(pm: *const PixcachePixmap) -> bool {
+    get(pm, true, Pixmap::is_null)
+}
+
+/// True when `pm` shares its pixels with nothing: no other handle, and not the cache.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_is_detached(pm: *const PixcachePixmap) -> bool {
+    get(pm, false, Pixmap::is_detached)
+}
+
+/// Width in pixels (0 for the null pixmap and for NULL).
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_width(pm: *const PixcachePixmap) -> u32 {
+    get(pm, 0, Pixmap::width)
+}
+
+/// Height in pixels (0 for the null pixmap and for NULL).
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_height(pm: *const PixcachePixmap) -> u32 {
+    get(pm, 0, Pixmap::height)
+}
+
+/// Bits per pixel, as `QPixmap::depth` (0 for the null pixmap and for NULL).
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_depth(pm: *const PixcachePixmap) -> u32 {
+    get(pm, 0, Pixmap::depth)
+}
+
+/// The pixel format: a `PIXCACHE_FORMAT_*` code, `PIXCACHE_FORMAT_FOREIGN` for a foreign pixmap,
+/// `PIXCACHE_FORMAT_INVALID` for the null pixmap and for NULL.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_format(pm: *const PixcachePixmap) -> PixcacheFormat {
+    get(pm, PIXCACHE_FORMAT_INVALID, format_code)
+}
+
+/// Bytes per row of a raster pixmap: width times bytes per pixel, rounded up to a multiple of 4
+/// (as `QImage` and Cairo lay rows out). 0 for null and foreign pixmaps.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_stride(pm: *const PixcachePixmap) -> usize {
+    get(pm, 0, Pixmap::stride)
+}
+
+/// Read-only pixels of a raster pixmap: `height` rows of `stride` bytes. NULL for the null
+/// pixmap (no error), and for a foreign pixmap or NULL `pm` (with the last error set).
+///
+/// The pointer stays valid while `pm` is neither modified nor freed. Never write through it.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_pixels(pm: *const PixcachePixmap) -> *const u8 {
+    call(ptr::null(), || {
+        let pm = pixmap(pm, "pm")?;
+        if pm.is_foreign() {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                "a foreign pixmap's pixels belong to its toolkit; pixcache has none to give",
+            ));
+        }
+        Ok(pm.pixels().map_or(ptr::null(), <[u8]>::as_ptr))
+    })
+}
+
+/// Writable pixels of a raster pixmap. Detaches first: if the pixels are shared (with another
+/// handle or a cache) they are copied, so nothing else sees the writes. NULL for the null pixmap
+/// (no error), and for a foreign pixmap, NULL `pm`, or a copy that cannot be allocated (with the
+/// last error set).
+///
+/// The pointer stays valid until `pm` is next modified, shared (clone, insert) or freed. Writing
+/// through it after sharing `pm` would change the shared pixels: call this again instead.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_pixels_mut(pm: *mut PixcachePixmap) -> *mut u8 {
+    call(ptr::null_mut(), || {
+        // SAFETY: C API contract: `pm` is NULL or a live handle no other thread uses now.
+        let pm = unsafe { try_mut(pm, "pm") }?;
+        Ok(pm.pixels_mut()?.map_or(ptr::null_mut(), Vec::as_mut_ptr))
+    })
+}
+
+/// Identifies `pm`'s shared pixels, like `QPixmap::cacheKey`: equal for handles that share
+/// pixels, different otherwise, never reused within the process. 0 for the null pixmap and NULL.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_cache_key(pm: *const PixcachePixmap) -> u64 {
+    get(pm, 0, Pixmap::cache_key)
+}
+
+/// A foreign pixmap: pixels owned by a toolkit (a `QPixmap`, a `GdkPixbuf`, an `SkImage`),
+/// which pixcache caches by size and depth (cost `max(1, width * height * depth / 8 / 1024)` KB)
+/// and identifies by `user_data`.
+///
+/// `release(user_data)` runs exactly once, when the last share (handle or cache entry) is
+/// dropped, on whichever thread drops it, outside every lock of pixcache, so it may call back
+/// into pixcache. `release` may be NULL. `depth` is at most 128. A zero width or height gives a
+/// foreign pixmap that is null (`pixcache_pixmap_is_null`).
+///
+/// Returns NULL with the last error set on failure; `release` is then never called and the
+/// caller keeps ownership of `user_data`.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_wrap(
+    width: u32,
+    height: u32,
+    depth: u32,
+    user_data: *mut c_void,
+    release: PixcacheReleaseFn,
+) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || {
+        let token = user_data as usize;
+        let release = release.map(|f| {
+            Box::new(move || {
+                // SAFETY: the caller promised `release` may be called once with `user_data`,
+                // from any thread; `Pixmap` guarantees it runs at most once.
+                unsafe { f(token as *mut c_void) }
+            }) as Box<dyn FnOnce() + Send + Sync>
+        });
+        Ok(into_raw(Pixmap::foreign(
+            width, height, depth, token, release,
+        )?))
+    })
+}
+
+/// The `user_data` of a foreign pixmap; NULL for raster and null pixmaps and for NULL `pm`.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_user_data(pm: *const PixcachePixmap) -> *mut c_void {
+    get(pm, ptr::null_mut(), |pm| {
+        pm.foreign_token()
+            .map_or(ptr::null_mut(), |t| t as *mut c_void)
+    })
+}
+
+/// Decodes the image file at `path` (PNG, JPEG, GIF's first frame, BMP, WebP or ICO; the format
+/// is read from the contents) into a new pixmap in its natural format: GRAY8 for grey images,
+/// RGB888 for opaque colour, RGBA8888 otherwise.
+///
+/// Decoding is bounded (16384 x 16384 pixels, 512 MiB): a bomb or a corrupt file fails. Returns
+/// NULL with the last error set (`IO`, `DECODE`, `TOO_LARGE`, `NULL_ARGUMENT`) on failure.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_load(path: *const c_char) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || {
+        // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
+        let path = unsafe { try_cstr(path, "path") }?;
+        let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+        Ok(into_raw(decode::load(path)?))
+    })
+}
+
+/// Decodes an encoded image from `len` bytes at `data`, as `pixcache_pixmap_load` does.
+/// `data` must not be NULL, even when `len` is 0.
+#[no_mangle]
+pub extern "C" fn pixcache_pixmap_load_from_memory(
+    data: *const u8,
+    len: usize,
+) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || {
+        if data.is_null() {
+            return Err(null_error("data"));
+        }
+        if len > isize::MAX as usize {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!("len {len} is impossible"),
+            ));
+        }
+        // SAFETY: C API contract: `data` points to `len` readable bytes that stay unchanged
+        // during the call; it is non-NULL and `len <= isize::MAX` (checked above).
+        let bytes = unsafe { std::slice::from_raw_parts(data, len) };
+        Ok(into_raw(decode::load_from_memory(bytes)?))
+    })
+}

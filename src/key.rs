@@ -1,0 +1,91 @@
+//! Generated keys: the `QPixmapCache::Key` twin.
+//!
+//! A key is a 64-bit value. Every key pixcache hands out, in any cache, is distinct from every
+//! other key handed out in the same process: keys are a never-reused serial number passed through
+//! a secret, per-process bijection. So
+//! - a stale key (its entry evicted, removed, replaced or cleared) can never find an entry inserted
+//!   later, however many keys were made since: nothing else will ever carry its value;
+//! - a key from one cache is never valid in another;
+//! - a forged value (0, 1, 2, ... or any guess) matches a live key only with probability
+//!   live_entries / 2^64: forged keys find nothing.
+//!
+//! All-zero is the invalid key, never issued.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+
+/// A generated cache key. `Key::INVALID` (all zero) is never valid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Key(u64);
+
+impl Key {
+    /// The invalid key, as a default-constructed `QPixmapCache::Key`.
+    pub const INVALID: Key = Key(0);
+
+    /// The raw value, for the C ABI.
+    pub const fn to_raw(self) -> u64 {
+        self.0
+    }
+
+    /// A key from its raw value (which may be stale or forged: the cache checks).
+    pub const fn from_raw(raw: u64) -> Self {
+        Key(raw)
+    }
+
+    /// True for the all-zero key.
+    pub const fn is_invalid(self) -> bool {
+        self.0 == 0
+    }
+
+    /// A key never handed out before in this process.
+    pub fn fresh() -> Key {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        loop {
+            let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+            let id = scramble(serial ^ secret());
+            if id != 0 {
+                return Key(id);
+            }
+        }
+    }
+}
+
+/// A random per-process secret, so key values cannot be predicted from one run to the next.
+fn secret() -> u64 {
+    static SECRET: OnceLock<u64> = OnceLock::new();
+    *SECRET.get_or_init(|| {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(0x7069_7863_6163_6865); // "pixcache"
+        h.finish()
+    })
+}
+
+/// A bijection on u64 (the SplitMix64 finaliser: xor-shifts and odd multipliers are invertible),
+/// so distinct serials always give distinct keys.
+fn scramble(mut x: u64) -> u64 {
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn fresh_keys_are_distinct_and_never_invalid() {
+        let keys: HashSet<Key> = (0..100_000).map(|_| Key::fresh()).collect();
+        assert_eq!(keys.len(), 100_000);
+        assert!(!keys.contains(&Key::INVALID));
+    }
+
+    #[test]
+    fn keys_do_not_look_like_small_integers() {
+        let k = Key::fresh();
+        assert!(k.to_raw() > 1 << 20, "key {k:?} is guessable");
+    }
+}

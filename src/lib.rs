@@ -1,0 +1,26 @@
+//! pixcache: a memory-safe, thread-safe drop-in replacement for Qt's `QPixmapCache`.
+//!
+//! The crate has two layers (see `docs/ARCHITECTURE.md`):
+//! - the Rust core, which knows nothing about C: [`Pixmap`] (values that share pixels),
+//!   [`Lru`](lru::Lru) (the exact cost-bounded LRU algorithm), [`Cache`] (locking, Qt's rules,
+//!   statistics), [`Key`], [`global()`] and [`decode`] (images in);
+//! - [`ffi`], the `extern "C"` API that cbindgen turns into `include/pixcache.h`, which knows
+//!   nothing about eviction.
+#![warn(missing_docs)]
+
+pub mod cache;
+pub mod decode;
+pub mod error;
+pub mod ffi;
+pub mod format;
+pub mod global;
+pub mod key;
+pub mod lru;
+pub mod pixmap;
+
+pub use cache::{Cache, Stats, DEFAULT_LIMIT_KB};
+pub use error::{Error, ErrorKind, Result};
+pub use format::Format;
+pub use global::global;
+pub use key::Key;
+pub use pixmap::Pixmap;

@@ -1,0 +1,428 @@
+//! The eviction algorithm: an exact, cost-bounded least-recently-used map, with Qt's `QCache`
+//! rules. It knows nothing about threads, pixmaps or C: values are any `V`, costs are KB numbers,
+//! and everything it lets go of is handed back to the caller (so the caller can drop values
+//! outside its lock).
+//!
+//! Layout (chosen for the hot paths, see docs/ARCHITECTURE.md):
+//! - `slots`: a slab of nodes (key, hash, cost, value), recycled through a free list;
+//! - `links`: the recency list as `prev`/`next` slot numbers, kept apart from the nodes so that
+//!   moving an entry to the front does not dirty the cache lines lookups read;
+//! - `table`: a `hashbrown::HashTable<u32>` of slot numbers, looked up by a hash the caller
+//!   computed (outside any lock) and the key stored once, in the slot.
+//!
+//! Invariants (checked by `check_invariants` in tests):
+//! - the table holds exactly the occupied slots; the list links exactly those, most recent first;
+//! - `total` is the sum of the occupied slots' costs, and `total <= max(limit, 0)` after every
+//!   public operation;
+//! - every key appears at most once.
+
+use hashbrown::HashTable;
+
+/// The key an entry is stored under: a string or a generated id. Both kinds share one table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKey {
+    /// A string key (`QPixmapCache::insert(QString, ...)`).
+    Name(Box<str>),
+    /// A generated key's raw value (`QPixmapCache::insert(QPixmap)`).
+    Id(u64),
+}
+
+/// A borrowed [`EntryKey`], for lookups without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRef<'a> {
+    /// A string key.
+    Name(&'a str),
+    /// A generated key's raw value.
+    Id(u64),
+}
+
+impl EntryKey {
+    fn as_key_ref(&self) -> KeyRef<'_> {
+        match self {
+            EntryKey::Name(s) => KeyRef::Name(s),
+            EntryKey::Id(id) => KeyRef::Id(*id),
+        }
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+struct Node<V> {
+    key: EntryKey,
+    hash: u64,
+    cost: i64,
+    value: V,
+}
+
+#[derive(Clone, Copy)]
+struct Link {
+    prev: u32,
+    /// For a free slot: the next free slot.
+    next: u32,
+}
+
+/// Why an insert was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refused<V> {
+    /// The value that was not inserted, handed back.
+    pub value: V,
+}
+
+/// An exact LRU map bounded by total cost. See the module documentation.
+pub struct Lru<V> {
+    table: HashTable<u32>,
+    slots: Vec<Option<Node<V>>>,
+    links: Vec<Link>,
+    free: u32,
+    head: u32,
+    tail: u32,
+    len: usize,
+    total: i64,
+    limit: i64,
+}
+
+impl<V> Lru<V> {
+    /// An empty map holding at most `limit` cost units (nothing at all when `limit <= 0`).
+    pub fn new(limit: i64) -> Self {
+        Lru {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            links: Vec::new(),
+            free: NIL,
+            head: NIL,
+            tail: NIL,
+            len: 0,
+            total: 0,
+            limit,
+        }
+    }
+
+    /// The limit, as set.
+    pub fn limit(&self) -> i64 {
+        self.limit
+    }
+
+    /// Sum of the costs of the entries.
+    pub fn total(&self) -> i64 {
+        self.total
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn find_slot(&self, hash: u64, key: KeyRef<'_>) -> Option<u32> {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&i| {
+                slots[i as usize]
+                    .as_ref()
+                    .is_some_and(|n| n.key.as_key_ref() == key)
+            })
+            .copied()
+    }
+
+    fn node(&self, slot: u32) -> &Node<V> {
+        self.slots[slot as usize]
+            .as_ref()
+            .expect("linked slot is occupied")
+    }
+
+    /// Looks `key` up and, on a hit, makes it the most recently used entry.
+    pub fn get(&mut self, hash: u64, key: KeyRef<'_>) -> Option<&V> {
+        let slot = self.find_slot(hash, key)?;
+        self.move_to_front(slot);
+        Some(&self.node(slot).value)
+    }
+
+    /// True when `key` is present; does not touch recency.
+    pub fn contains(&self, hash: u64, key: KeyRef<'_>) -> bool {
+        self.find_slot(hash, key).is_some()
+    }
+
+    /// Inserts `value` under `key` (which must not be present) as the most recently used entry,
+    /// first evicting least recently used entries into `evicted` until it fits. An entry whose
+    /// cost exceeds the whole limit is refused and nothing is evicted for it (Qt's `QCache`).
+    pub fn insert(
+        &mut self,
+        hash: u64,
+        key: EntryKey,
+        value: V,
+        cost: i64,
+        evicted: &mut Vec<V>,
+    ) -> Result<(), Refused<V>> {
+        debug_assert!(
+            !self.contains(hash, key.as_key_ref()),
+            "insert of a present key"
+        );
+        if cost > self.limit {
+            return Err(Refused { value });
+        }
+        self.trim(self.limit - cost, evicted);
+        let node = Node {
+            key,
+            hash,
+            cost,
+            value,
+        };
+        let slot = if self.free != NIL {
+            let slot = self.free;
+            self.free = self.links[slot as usize].next;
+            self.slots[slot as usize] = Some(node);
+            slot
+        } else {
+            let slot = u32::try_from(self.slots.len())
+                .ok()
+                .filter(|&s| s != NIL)
+                .expect("more than 4 billion cache entries");
+            self.slots.push(Some(node));
+            self.links.push(Link {
+                prev: NIL,
+                next: NIL,
+            });
+            slot
+        };
+        let slots = &self.slots;
+        self.table.insert_unique(hash, slot, |&i| {
+            slots[i as usize].as_ref().map_or(0, |n| n.hash)
+        });
+        self.link_front(slot);
+        self.len += 1;
+        self.total += cost;
+        Ok(())
+    }
+
+    /// Removes `key`, handing back its value; `None` when absent. Does not touch recency.
+    pub fn remove(&mut self, hash: u64, key: KeyRef<'_>) -> Option<V> {
+        let slots = &self.slots;
+        let entry = self
+            .table
+            .find_entry(hash, |&i| {
+                slots[i as usize]
+                    .as_ref()
+                    .is_some_and(|n| n.key.as_key_ref() == key)
+            })
+            .ok()?;
+        let (slot, _) = entry.remove();
+        Some(self.release_slot(slot))
+    }
+
+    /// Sets the limit and evicts least recently used entries until the total fits it.
+    pub fn set_limit(&mut self, limit: i64, evicted: &mut Vec<V>) {
+        self.limit = limit;
+        self.trim(limit, evicted);
+    }
+
+    /// Evicts least recently used entries into `evicted` until `total <= target`.
+    /// Returns how many went.
+    pub fn trim(&mut self, target: i64, evicted: &mut Vec<V>) -> usize {
+        let mut count = 0;
+        while self.total > target && self.tail != NIL {
+            let slot = self.tail;
+            let hash = self.node(slot).hash;
+            let found = self.table.find_entry(hash, |&i| i == slot);
+            match found {
+                Ok(entry) => {
+                    entry.remove();
+                }
+                Err(_) => unreachable!("linked slot {slot} missing from the table"),
+            }
+            evicted.push(self.release_slot(slot));
+            count += 1;
+        }
+        count
+    }
+
+    /// Removes every entry, handing the values to `evicted`.
+    pub fn clear(&mut self, evicted: &mut Vec<V>) {
+        evicted.reserve(self.len);
+        for node in self.slots.drain(..).flatten() {
+            evicted.push(node.value);
+        }
+        self.table.clear();
+        self.links.clear();
+        self.free = NIL;
+        self.head = NIL;
+        self.tail = NIL;
+        self.len = 0;
+        self.total = 0;
+    }
+
+    /// The keys from most to least recently used (for tests and diagnostics).
+    pub fn keys_by_recency(&self) -> Vec<EntryKey> {
+        let mut out = Vec::with_capacity(self.len);
+        let mut at = self.head;
+        while at != NIL {
+            out.push(self.node(at).key.clone());
+            at = self.links[at as usize].next;
+        }
+        out
+    }
+
+    /// Unlinks an occupied slot that is already out of the table and frees it.
+    fn release_slot(&mut self, slot: u32) -> V {
+        self.unlink(slot);
+        let node = self.slots[slot as usize]
+            .take()
+            .expect("released slot is occupied");
+        self.links[slot as usize] = Link {
+            prev: NIL,
+            next: self.free,
+        };
+        self.free = slot;
+        self.len -= 1;
+        self.total -= node.cost;
+        node.value
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let Link { prev, next } = self.links[slot as usize];
+        if prev != NIL {
+            self.links[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            self.links[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+    }
+
+    fn link_front(&mut self, slot: u32) {
+        self.links[slot as usize] = Link {
+            prev: NIL,
+            next: self.head,
+        };
+        if self.head != NIL {
+            self.links[self.head as usize].prev = slot;
+        } else {
+            self.tail = slot;
+        }
+        self.head = slot;
+    }
+
+    fn move_to_front(&mut self, slot: u32) {
+        if self.head != slot {
+            self.unlink(slot);
+            self.link_front(slot);
+        }
+    }
+
+    /// Panics when an invariant of the module documentation is broken (tests only).
+    #[cfg(test)]
+    pub fn check_invariants(&self) {
+        let order = self.keys_by_recency();
+        assert_eq!(order.len(), self.len, "list length");
+        assert_eq!(self.table.len(), self.len, "table length");
+        let occupied = self.slots.iter().flatten().count();
+        assert_eq!(occupied, self.len, "occupied slots");
+        let total: i64 = self.slots.iter().flatten().map(|n| n.cost).sum();
+        assert_eq!(total, self.total, "total cost");
+        assert!(self.total <= self.limit.max(0), "total within limit");
+        for node in self.slots.iter().flatten() {
+            assert!(
+                self.contains(node.hash, node.key.as_key_ref()),
+                "table finds every node"
+            );
+        }
+        if self.tail != NIL {
+            assert_eq!(self.links[self.tail as usize].next, NIL);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(s: &str) -> (u64, EntryKey) {
+        // A deliberately weak hash, so collisions are exercised.
+        let h = s.bytes().map(u64::from).sum::<u64>();
+        (h, EntryKey::Name(s.into()))
+    }
+
+    fn put(lru: &mut Lru<&'static str>, k: &'static str, cost: i64) -> Vec<&'static str> {
+        let (h, key) = name(k);
+        let mut ev = Vec::new();
+        lru.insert(h, key, k, cost, &mut ev).unwrap();
+        lru.check_invariants();
+        ev
+    }
+
+    #[test]
+    fn evicts_least_recent_first_and_get_refreshes() {
+        let mut lru = Lru::new(3);
+        put(&mut lru, "a", 1);
+        put(&mut lru, "b", 1);
+        put(&mut lru, "c", 1);
+        let (h, _) = name("a");
+        assert_eq!(lru.get(h, KeyRef::Name("a")), Some(&"a"));
+        assert_eq!(put(&mut lru, "d", 1), vec!["b"]);
+        assert_eq!(put(&mut lru, "e", 2), vec!["c", "a"]);
+        lru.check_invariants();
+    }
+
+    #[test]
+    fn too_costly_is_refused_without_evicting() {
+        let mut lru = Lru::new(10);
+        put(&mut lru, "a", 5);
+        let (h, key) = name("big");
+        let mut ev = Vec::new();
+        assert_eq!(
+            lru.insert(h, key, "big", 11, &mut ev),
+            Err(Refused { value: "big" })
+        );
+        assert!(ev.is_empty());
+        assert_eq!(lru.len(), 1);
+        assert_eq!(put(&mut lru, "eq", 10), vec!["a"]);
+    }
+
+    #[test]
+    fn non_positive_limit_holds_nothing() {
+        for limit in [0, -5] {
+            let mut lru = Lru::new(limit);
+            let (h, key) = name("a");
+            assert!(lru.insert(h, key, "a", 1, &mut Vec::new()).is_err());
+        }
+    }
+
+    #[test]
+    fn lowering_the_limit_evicts_and_raising_does_not() {
+        let mut lru = Lru::new(10);
+        for k in ["a", "b", "c", "d"] {
+            put(&mut lru, k, 2);
+        }
+        let mut ev = Vec::new();
+        lru.set_limit(100, &mut ev);
+        assert!(ev.is_empty());
+        lru.set_limit(5, &mut ev);
+        assert_eq!(ev, vec!["a", "b"]);
+        lru.set_limit(-1, &mut ev);
+        assert_eq!(lru.len(), 0);
+        lru.check_invariants();
+    }
+
+    #[test]
+    fn slots_are_recycled_and_clear_empties() {
+        let mut lru = Lru::new(2);
+        for k in ["a", "b", "c", "d", "e"] {
+            put(&mut lru, k, 1);
+        }
+        assert_eq!(lru.slots.len(), 2, "evicted slots are reused");
+        let (h, _) = name("e");
+        assert_eq!(lru.remove(h, KeyRef::Name("e")), Some("e"));
+        assert_eq!(lru.remove(h, KeyRef::Name("e")), None);
+        let mut ev = Vec::new();
+        lru.clear(&mut ev);
+        assert_eq!(ev, vec!["d"]);
+        assert!(lru.is_empty());
+        put(&mut lru, "x", 1);
+    }
+}
