@@ -19,6 +19,10 @@ use crate::format::Format;
 /// The largest depth (bits per pixel) a foreign pixmap may declare: Qt's widest is 128 (RGBA32FPx4).
 pub const MAX_FOREIGN_DEPTH: u32 = 128;
 
+/// The largest raster pixmap pixcache will try to allocate, in bytes (1 TiB): anything larger is
+/// a mistake or an attack, reported as [`ErrorKind::TooLarge`] without asking the allocator.
+pub const MAX_PIXMAP_BYTES: usize = 1 << 40;
+
 /// A release function for foreign pixels, run once when the last share is dropped.
 pub type ReleaseFn = Box<dyn FnOnce() + Send + Sync>;
 
@@ -69,10 +73,10 @@ fn stride_for(width: u32, format: Format) -> Option<usize> {
 
 /// Allocates `len` zeroed bytes, reporting failure instead of aborting.
 fn zeroed_bytes(len: usize) -> Result<Vec<u8>> {
-    if len > isize::MAX as usize {
+    if len > MAX_PIXMAP_BYTES {
         return Err(Error::new(
             ErrorKind::TooLarge,
-            format!("{len} bytes of pixels exceed the address space"),
+            format!("{len} bytes of pixels exceed the maximum of {MAX_PIXMAP_BYTES} bytes"),
         ));
     }
     let mut bytes = Vec::new();
