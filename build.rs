@@ -34,7 +34,10 @@ fn main() {
         .unwrap();
     // The C harness (tests/c_harness.rs) drives the `cc` crate outside a build script, so it needs
     // the target triple that cargo only gives build scripts.
-    println!("cargo:rustc-env=PIXCACHE_BUILD_TARGET={}", env::var("TARGET").unwrap());
+    println!(
+        "cargo:rustc-env=PIXCACHE_BUILD_TARGET={}",
+        env::var("TARGET").unwrap()
+    );
     let target_os = env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if target_os == "linux" {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libpixcache.so.{major}");

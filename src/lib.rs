@@ -7,6 +7,7 @@
 //! - [`ffi`], the `extern "C"` API that cbindgen turns into `include/pixcache.h`, which knows
 //!   nothing about eviction.
 #![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod cache;
 pub mod decode;

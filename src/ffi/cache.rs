@@ -65,27 +65,36 @@ fn clamp_kb(kb: i64) -> i32 {
     kb.clamp(0, i64::from(i32::MAX)) as i32
 }
 
-fn cache<'a>(cache: *const PixcacheCache) -> Result<&'a Cache, Error> {
-    // SAFETY: C API contract: `cache` is NULL, the global cache, or a live cache from
-    // `pixcache_cache_new` (caches are only ever shared, never borrowed mutably).
+/// # Safety
+/// `cache` is NULL, the global cache, or a live cache from `pixcache_cache_new` (caches are only
+/// ever shared, never borrowed mutably, so concurrent use is fine).
+unsafe fn cache<'a>(cache: *const PixcacheCache) -> Result<&'a Cache, Error> {
+    // SAFETY: forwarded to the caller.
     unsafe { try_ref(cache, "cache") }
 }
 
-fn pixmap<'a>(pm: *const PixcachePixmap) -> Result<&'a Pixmap, Error> {
-    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+/// # Safety
+/// `pm` is NULL or a live pixmap handle no other thread modifies during the call.
+unsafe fn pixmap<'a>(pm: *const PixcachePixmap) -> Result<&'a Pixmap, Error> {
+    // SAFETY: forwarded to the caller.
     unsafe { try_ref(pm, "pm") }
 }
 
-fn key_str<'a>(key: *const c_char) -> Result<&'a str, Error> {
-    // SAFETY: C API contract: `key` is NULL or a NUL-terminated string.
+/// # Safety
+/// `key` is NULL or a NUL-terminated string.
+unsafe fn key_str<'a>(key: *const c_char) -> Result<&'a str, Error> {
+    // SAFETY: forwarded to the caller.
     unsafe { try_str(key, "key") }
 }
 
 /// Writes a found pixmap into the caller's `out` handle, if any. Runs after the cache's lock is
 /// released, so dropping what `out` held before (maybe a foreign release) cannot deadlock.
-fn store(out: *mut PixcachePixmap, found: Pixmap) -> Result<(), Error> {
+///
+/// # Safety
+/// `out` is NULL or a live handle no other thread uses during the call.
+unsafe fn store(out: *mut PixcachePixmap, found: Pixmap) -> Result<(), Error> {
     if !out.is_null() {
-        // SAFETY: C API contract: a non-NULL `out` is a live handle no other thread uses now.
+        // SAFETY: forwarded to the caller.
         *unsafe { try_mut(out, "out") }? = found;
     }
     Ok(())
@@ -114,7 +123,7 @@ pub extern "C" fn pixcache_cache_new(limit_kb: i32) -> *mut PixcacheCache {
 /// share them stay valid). NULL and the global cache are ignored. No other thread may be using
 /// the cache; using it afterwards is undefined behaviour.
 #[no_mangle]
-pub extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
+pub unsafe extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
     call((), || {
         if cache.cast_const() != pixcache_global().cast_const() {
             // SAFETY: C API contract: `cache` is NULL or a live cache from `pixcache_cache_new`
@@ -128,17 +137,19 @@ pub extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
 /// The limit in KB (`QPixmapCache::cacheLimit`), as set: even a negative or `INT_MAX` limit is
 /// reported as given. 0 for NULL.
 #[no_mangle]
-pub extern "C" fn pixcache_cache_limit(cache: *const PixcacheCache) -> i32 {
-    call(0, || Ok(self::cache(cache)?.limit()))
+pub unsafe extern "C" fn pixcache_cache_limit(cache: *const PixcacheCache) -> i32 {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(0, || Ok(unsafe { self::cache(cache) }?.limit()))
 }
 
 /// Sets the limit in KB (`QPixmapCache::setCacheLimit`). Lowering it evicts least recently used
 /// entries at once until the total fits; raising it evicts nothing. A limit of 0 or less holds
 /// nothing.
 #[no_mangle]
-pub extern "C" fn pixcache_set_cache_limit(cache: *mut PixcacheCache, limit_kb: i32) {
+pub unsafe extern "C" fn pixcache_set_cache_limit(cache: *mut PixcacheCache, limit_kb: i32) {
     call((), || {
-        self::cache(cache)?.set_limit(limit_kb);
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        unsafe { self::cache(cache) }?.set_limit(limit_kb);
         Ok(())
     })
 }
@@ -151,19 +162,22 @@ pub extern "C" fn pixcache_set_cache_limit(cache: *mut PixcacheCache, limit_kb: 
 /// A miss is not an error (the last error is empty); a NULL `cache` or `key`, or a `key` that is
 /// not UTF-8, is (false, with the last error set).
 #[no_mangle]
-pub extern "C" fn pixcache_find(
+pub unsafe extern "C" fn pixcache_find(
     cache: *mut PixcacheCache,
     key: *const c_char,
     out: *mut PixcachePixmap,
 ) -> bool {
     call(false, || {
-        let cache = self::cache(cache)?;
-        let key = key_str(key)?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let cache = unsafe { self::cache(cache) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let key = unsafe { key_str(key) }?;
         if out.is_null() {
             return Ok(cache.touch(key));
         }
         match cache.find(key) {
-            Some(found) => store(out, found).map(|()| true),
+            // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+            Some(found) => unsafe { store(out, found) }.map(|()| true),
             None => Ok(false),
         }
     })
@@ -173,20 +187,22 @@ pub extern "C" fn pixcache_find(
 /// A key that is not valid in this cache returns false with `PIXCACHE_RESULT_INVALID_KEY` as the
 /// last error (stale, removed, replaced, cleared, from another cache, or forged).
 #[no_mangle]
-pub extern "C" fn pixcache_find_key(
+pub unsafe extern "C" fn pixcache_find_key(
     cache: *mut PixcacheCache,
     key: PixcacheKey,
     out: *mut PixcachePixmap,
 ) -> bool {
     call(false, || {
-        let cache = self::cache(cache)?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let cache = unsafe { self::cache(cache) }?;
         let key = Key::from(key);
         let found = if out.is_null() {
             cache.touch_key(key)
         } else {
             match cache.find_key(key) {
                 Some(found) => {
-                    store(out, found)?;
+                    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+                    unsafe { store(out, found) }?;
                     true
                 }
                 None => false,
@@ -208,15 +224,18 @@ pub extern "C" fn pixcache_find_key(
 /// Returns false when the pixmap costs more than the whole limit (`PIXCACHE_RESULT_REFUSED`:
 /// nothing is evicted for it, and the key is left empty, as in Qt), or on a bad argument.
 #[no_mangle]
-pub extern "C" fn pixcache_insert(
+pub unsafe extern "C" fn pixcache_insert(
     cache: *mut PixcacheCache,
     key: *const c_char,
     pm: *const PixcachePixmap,
 ) -> bool {
     call(false, || {
-        let cache = self::cache(cache)?;
-        let key = key_str(key)?;
-        cache.insert(key, pixmap(pm)?)?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let cache = unsafe { self::cache(cache) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let key = unsafe { key_str(key) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        cache.insert(key, unsafe { pixmap(pm) }?)?;
         Ok(true)
     })
 }
@@ -228,13 +247,15 @@ pub extern "C" fn pixcache_insert(
 /// equal to the all-zero key. Test the result with `pixcache_key_is_valid`. On a bad argument
 /// the all-zero key is returned.
 #[no_mangle]
-pub extern "C" fn pixcache_insert_key(
+pub unsafe extern "C" fn pixcache_insert_key(
     cache: *mut PixcacheCache,
     pm: *const PixcachePixmap,
 ) -> PixcacheKey {
     call(PixcacheKey { id: 0 }, || {
-        let cache = self::cache(cache)?;
-        match cache.insert_key(pixmap(pm)?) {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let cache = unsafe { self::cache(cache) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        match cache.insert_key(unsafe { pixmap(pm) }?) {
             Ok(key) => Ok(key.into()),
             Err((never_valid, error)) => {
                 super::error::set_last_error(&error);
@@ -252,14 +273,16 @@ pub extern "C" fn pixcache_insert_key(
 /// (`PIXCACHE_RESULT_INVALID_KEY`). Returns false when `pm` costs more than the limit
 /// (`PIXCACHE_RESULT_REFUSED`): the old entry is then gone and `*key` is unchanged and invalid.
 #[no_mangle]
-pub extern "C" fn pixcache_replace(
+pub unsafe extern "C" fn pixcache_replace(
     cache: *mut PixcacheCache,
     key: *mut PixcacheKey,
     pm: *const PixcachePixmap,
 ) -> bool {
     call(false, || {
-        let cache = self::cache(cache)?;
-        let pm = pixmap(pm)?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let cache = unsafe { self::cache(cache) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let pm = unsafe { pixmap(pm) }?;
         // SAFETY: C API contract: `key` is NULL or points to a `PixcacheKey` the caller owns.
         // `PixcacheKey` is a plain `u64` (any bit pattern is valid).
         let key = unsafe { key.as_mut() }.ok_or_else(|| super::boundary::null_error("key"))?;
@@ -273,18 +296,22 @@ pub extern "C" fn pixcache_replace(
 /// Removes the entry under a string key (`QPixmapCache::remove(QString)`). Returns whether there
 /// was one; a missing key is not an error. Does not touch other entries' recency.
 #[no_mangle]
-pub extern "C" fn pixcache_remove(cache: *mut PixcacheCache, key: *const c_char) -> bool {
-    call(false, || Ok(self::cache(cache)?.remove(key_str(key)?)))
+pub unsafe extern "C" fn pixcache_remove(cache: *mut PixcacheCache, key: *const c_char) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || {
+        Ok(unsafe { self::cache(cache) }?.remove(unsafe { key_str(key) }?))
+    })
 }
 
 /// Removes the entry of a generated key (`QPixmapCache::remove(Key)`); the key and all its
 /// copies become invalid. A key that is not valid here returns false with
 /// `PIXCACHE_RESULT_INVALID_KEY` as the last error, and removes nothing.
 #[no_mangle]
-pub extern "C" fn pixcache_remove_key(cache: *mut PixcacheCache, key: PixcacheKey) -> bool {
+pub unsafe extern "C" fn pixcache_remove_key(cache: *mut PixcacheCache, key: PixcacheKey) -> bool {
     call(false, || {
         let key = Key::from(key);
-        if self::cache(cache)?.remove_key(key) {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        if unsafe { self::cache(cache) }?.remove_key(key) {
             Ok(true)
         } else {
             Err(invalid_key_error(key))
@@ -294,9 +321,10 @@ pub extern "C" fn pixcache_remove_key(cache: *mut PixcacheCache, key: PixcacheKe
 
 /// Removes every entry (`QPixmapCache::clear`); every generated key of this cache becomes invalid.
 #[no_mangle]
-pub extern "C" fn pixcache_clear(cache: *mut PixcacheCache) {
+pub unsafe extern "C" fn pixcache_clear(cache: *mut PixcacheCache) {
     call((), || {
-        self::cache(cache)?.clear();
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        unsafe { self::cache(cache) }?.clear();
         Ok(())
     })
 }
@@ -304,24 +332,34 @@ pub extern "C" fn pixcache_clear(cache: *mut PixcacheCache) {
 /// True while `key`'s entry is in `cache` (`QPixmapCache::Key::isValid`, which Qt asks of the
 /// global cache). Does not touch recency. An invalid key is not an error: the answer is false.
 #[no_mangle]
-pub extern "C" fn pixcache_key_is_valid(cache: *const PixcacheCache, key: PixcacheKey) -> bool {
-    call(false, || Ok(self::cache(cache)?.key_is_valid(key.into())))
+pub unsafe extern "C" fn pixcache_key_is_valid(
+    cache: *const PixcacheCache,
+    key: PixcacheKey,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || {
+        Ok(unsafe { self::cache(cache) }?.key_is_valid(key.into()))
+    })
 }
 
 /// The sum of the entries' costs in KB, exactly (a deliberate fix: Qt 6.4's `totalUsed`
 /// divides by 1024 once too often). 0 for NULL.
 #[no_mangle]
-pub extern "C" fn pixcache_total_used(cache: *const PixcacheCache) -> i32 {
-    call(0, || Ok(clamp_kb(self::cache(cache)?.total_used())))
+pub unsafe extern "C" fn pixcache_total_used(cache: *const PixcacheCache) -> i32 {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(0, || {
+        Ok(clamp_kb(unsafe { self::cache(cache) }?.total_used()))
+    })
 }
 
 /// `QPixmapCache::flushDetachedPixmaps()`, Qt's idle trim: evicts least recently used entries
 /// until the total is at most three quarters of what it was (100 entries of 16 KB become 75).
 /// Call it from the host's own idle timer: pixcache runs no threads or timers of its own.
 #[no_mangle]
-pub extern "C" fn pixcache_flush_detached(cache: *mut PixcacheCache) {
+pub unsafe extern "C" fn pixcache_flush_detached(cache: *mut PixcacheCache) {
     call((), || {
-        self::cache(cache)?.flush_detached();
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        unsafe { self::cache(cache) }?.flush_detached();
         Ok(())
     })
 }
@@ -330,15 +368,17 @@ pub extern "C" fn pixcache_flush_detached(cache: *mut PixcacheCache) {
 /// if the total is unchanged since the previous tick, trims to three quarters; otherwise evicts
 /// only the least recently used entry. Returns how many entries went (0 for NULL).
 #[no_mangle]
-pub extern "C" fn pixcache_tick(cache: *mut PixcacheCache) -> usize {
-    call(0, || Ok(self::cache(cache)?.tick()))
+pub unsafe extern "C" fn pixcache_tick(cache: *mut PixcacheCache) -> usize {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(0, || Ok(unsafe { self::cache(cache) }?.tick()))
 }
 
 /// Counters and sizes of `cache` in one snapshot. All zero for NULL (with the last error set).
 #[no_mangle]
-pub extern "C" fn pixcache_stats(cache: *const PixcacheCache) -> PixcacheStats {
+pub unsafe extern "C" fn pixcache_stats(cache: *const PixcacheCache) -> PixcacheStats {
     call(PixcacheStats::default(), || {
-        Ok(self::cache(cache)?.stats().into())
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        Ok(unsafe { self::cache(cache) }?.stats().into())
     })
 }
 
@@ -351,17 +391,18 @@ mod tests {
         let g = pixcache_global();
         assert!(!g.is_null());
         assert_eq!(g, pixcache_global());
-        pixcache_cache_free(g);
-        assert!(pixcache_cache_limit(g) != 0);
+        // SAFETY: `g` is the global cache, which free ignores and which stays valid.
+        unsafe {
+            pixcache_cache_free(g);
+            assert!(pixcache_cache_limit(g) != 0);
+        }
     }
 
     #[test]
     fn null_cache_is_an_error() {
-        assert!(!pixcache_find(
-            ptr::null_mut(),
-            c"a".as_ptr(),
-            ptr::null_mut()
-        ));
+        // SAFETY: NULL handles are part of the contract; the key is a C string literal.
+        let found = unsafe { pixcache_find(ptr::null_mut(), c"a".as_ptr(), ptr::null_mut()) };
+        assert!(!found);
         assert_eq!(
             super::super::error::pixcache_last_result(),
             super::super::error::PixcacheResult::NullArgument

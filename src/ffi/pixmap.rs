@@ -76,14 +76,21 @@ fn format_code(pm: &Pixmap) -> PixcacheFormat {
 pub type PixcacheReleaseFn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Reads a pixmap argument.
-fn pixmap<'a>(pm: *const PixcachePixmap, name: &str) -> Result<&'a Pixmap, Error> {
-    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle (see `try_ref`).
+///
+/// # Safety
+/// `pm` is NULL or a live pixmap handle no other thread modifies during the call.
+unsafe fn pixmap<'a>(pm: *const PixcachePixmap, name: &str) -> Result<&'a Pixmap, Error> {
+    // SAFETY: forwarded to the caller.
     unsafe { try_ref(pm, name) }
 }
 
 /// Reads a getter's pixmap argument, returning `default` for NULL (with the error set).
-fn get<T>(pm: *const PixcachePixmap, default: T, read: impl FnOnce(&Pixmap) -> T) -> T {
-    call(default, || pixmap(pm, "pm").map(read))
+///
+/// # Safety
+/// As [`pixmap`].
+unsafe fn get<T>(pm: *const PixcachePixmap, default: T, read: impl FnOnce(&Pixmap) -> T) -> T {
+    // SAFETY: forwarded to the caller.
+    call(default, || unsafe { pixmap(pm, "pm") }.map(read))
 }
 
 /// A new null pixmap (0 x 0, depth 0), like `QPixmap()`. It can be cached, costing 1 KB.
@@ -114,16 +121,23 @@ pub extern "C" fn pixcache_pixmap_new(
 
 /// A new handle sharing `pm`'s pixels (cheap: no pixels are copied). NULL if `pm` is NULL.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_clone(pm: *const PixcachePixmap) -> *mut PixcachePixmap {
-    call(ptr::null_mut(), || Ok(into_raw(pixmap(pm, "pm")?.clone())))
+pub unsafe extern "C" fn pixcache_pixmap_clone(pm: *const PixcachePixmap) -> *mut PixcachePixmap {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    call(ptr::null_mut(), || {
+        Ok(into_raw(unsafe { pixmap(pm, "pm") }?.clone()))
+    })
 }
 
 /// Makes `dst` share `src`'s pixels (`dst = src` for `QPixmap`). What `dst` held before is
 /// released. Either being NULL is an error and changes nothing.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_assign(dst: *mut PixcachePixmap, src: *const PixcachePixmap) {
+pub unsafe extern "C" fn pixcache_pixmap_assign(
+    dst: *mut PixcachePixmap,
+    src: *const PixcachePixmap,
+) {
     call((), || {
-        let value = pixmap(src, "src")?.clone();
+        // SAFETY: C API contract: `src` is NULL or a live pixmap handle.
+        let value = unsafe { pixmap(src, "src") }?.clone();
         // SAFETY: C API contract: `dst` is NULL or a live handle no other thread uses now. The
         // borrow of `src` has ended, so `dst == src` does not alias.
         *unsafe { try_mut(dst, "dst") }? = value;
@@ -134,7 +148,7 @@ pub extern "C" fn pixcache_pixmap_assign(dst: *mut PixcachePixmap, src: *const P
 /// Frees a pixmap handle. Its pixels are freed when no other handle and no cache shares them.
 /// NULL does nothing. Using `pm` afterwards, or freeing it twice, is undefined behaviour.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_free(pm: *mut PixcachePixmap) {
+pub unsafe extern "C" fn pixcache_pixmap_free(pm: *mut PixcachePixmap) {
     call((), || {
         // SAFETY: C API contract: `pm` is NULL or a live handle that C gives up here.
         unsafe { free(pm) };
@@ -145,46 +159,53 @@ pub extern "C" fn pixcache_pixmap_free(pm: *mut PixcachePixmap) {
 /// True when `pm` has no pixels (width or height 0), like `QPixmap::isNull`. NULL gives true
 /// (with the last error set).
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_is_null(pm: *const PixcachePixmap) -> bool {
-    get(pm, true, Pixmap::is_null)
+pub unsafe extern "C" fn pixcache_pixmap_is_null(pm: *const PixcachePixmap) -> bool {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, true, Pixmap::is_null) }
 }
 
 /// True when `pm` shares its pixels with nothing: no other handle, and not the cache.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_is_detached(pm: *const PixcachePixmap) -> bool {
-    get(pm, false, Pixmap::is_detached)
+pub unsafe extern "C" fn pixcache_pixmap_is_detached(pm: *const PixcachePixmap) -> bool {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, false, Pixmap::is_detached) }
 }
 
 /// Width in pixels (0 for the null pixmap and for NULL).
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_width(pm: *const PixcachePixmap) -> u32 {
-    get(pm, 0, Pixmap::width)
+pub unsafe extern "C" fn pixcache_pixmap_width(pm: *const PixcachePixmap) -> u32 {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, 0, Pixmap::width) }
 }
 
 /// Height in pixels (0 for the null pixmap and for NULL).
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_height(pm: *const PixcachePixmap) -> u32 {
-    get(pm, 0, Pixmap::height)
+pub unsafe extern "C" fn pixcache_pixmap_height(pm: *const PixcachePixmap) -> u32 {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, 0, Pixmap::height) }
 }
 
 /// Bits per pixel, as `QPixmap::depth` (0 for the null pixmap and for NULL).
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_depth(pm: *const PixcachePixmap) -> u32 {
-    get(pm, 0, Pixmap::depth)
+pub unsafe extern "C" fn pixcache_pixmap_depth(pm: *const PixcachePixmap) -> u32 {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, 0, Pixmap::depth) }
 }
 
 /// The pixel format: a `PIXCACHE_FORMAT_*` code, `PIXCACHE_FORMAT_FOREIGN` for a foreign pixmap,
 /// `PIXCACHE_FORMAT_INVALID` for the null pixmap and for NULL.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_format(pm: *const PixcachePixmap) -> PixcacheFormat {
-    get(pm, PIXCACHE_FORMAT_INVALID, format_code)
+pub unsafe extern "C" fn pixcache_pixmap_format(pm: *const PixcachePixmap) -> PixcacheFormat {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, PIXCACHE_FORMAT_INVALID, format_code) }
 }
 
 /// Bytes per row of a raster pixmap: width times bytes per pixel, rounded up to a multiple of 4
 /// (as `QImage` and Cairo lay rows out). 0 for null and foreign pixmaps.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_stride(pm: *const PixcachePixmap) -> usize {
-    get(pm, 0, Pixmap::stride)
+pub unsafe extern "C" fn pixcache_pixmap_stride(pm: *const PixcachePixmap) -> usize {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, 0, Pixmap::stride) }
 }
 
 /// Read-only pixels of a raster pixmap: `height` rows of `stride` bytes. NULL for the null
@@ -192,9 +213,10 @@ pub extern "C" fn pixcache_pixmap_stride(pm: *const PixcachePixmap) -> usize {
 ///
 /// The pointer stays valid while `pm` is neither modified nor freed. Never write through it.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_pixels(pm: *const PixcachePixmap) -> *const u8 {
+pub unsafe extern "C" fn pixcache_pixmap_pixels(pm: *const PixcachePixmap) -> *const u8 {
     call(ptr::null(), || {
-        let pm = pixmap(pm, "pm")?;
+        // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+        let pm = unsafe { pixmap(pm, "pm") }?;
         if pm.is_foreign() {
             return Err(Error::new(
                 ErrorKind::Unsupported,
@@ -213,7 +235,7 @@ pub extern "C" fn pixcache_pixmap_pixels(pm: *const PixcachePixmap) -> *const u8
 /// The pointer stays valid until `pm` is next modified, shared (clone, insert) or freed. Writing
 /// through it after sharing `pm` would change the shared pixels: call this again instead.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_pixels_mut(pm: *mut PixcachePixmap) -> *mut u8 {
+pub unsafe extern "C" fn pixcache_pixmap_pixels_mut(pm: *mut PixcachePixmap) -> *mut u8 {
     call(ptr::null_mut(), || {
         // SAFETY: C API contract: `pm` is NULL or a live handle no other thread uses now.
         let pm = unsafe { try_mut(pm, "pm") }?;
@@ -224,8 +246,10 @@ pub extern "C" fn pixcache_pixmap_pixels_mut(pm: *mut PixcachePixmap) -> *mut u8
 /// Identifies `pm`'s shared pixels, like `QPixmap::cacheKey`: equal for handles that share
 /// pixels, different otherwise, never reused within the process. 0 for the null pixmap and NULL.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_cache_key(pm: *const PixcachePixmap) -> u64 {
-    get(pm, 0, Pixmap::cache_key)
+pub unsafe extern "C" fn pixcache_pixmap_cache_key(pm: *const PixcachePixmap) -> u64 {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe { get(pm, 0, Pixmap::cache_key) }
 }
 
 /// A foreign pixmap: pixels owned by a toolkit (a `QPixmap`, a `GdkPixbuf`, an `SkImage`),
@@ -240,7 +264,7 @@ pub extern "C" fn pixcache_pixmap_cache_key(pm: *const PixcachePixmap) -> u64 {
 /// Returns NULL with the last error set on failure; `release` is then never called and the
 /// caller keeps ownership of `user_data`.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_wrap(
+pub unsafe extern "C" fn pixcache_pixmap_wrap(
     width: u32,
     height: u32,
     depth: u32,
@@ -264,11 +288,14 @@ pub extern "C" fn pixcache_pixmap_wrap(
 
 /// The `user_data` of a foreign pixmap; NULL for raster and null pixmaps and for NULL `pm`.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_user_data(pm: *const PixcachePixmap) -> *mut c_void {
-    get(pm, ptr::null_mut(), |pm| {
-        pm.foreign_token()
-            .map_or(ptr::null_mut(), |t| t as *mut c_void)
-    })
+pub unsafe extern "C" fn pixcache_pixmap_user_data(pm: *const PixcachePixmap) -> *mut c_void {
+    // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+    unsafe {
+        get(pm, ptr::null_mut(), |pm| {
+            pm.foreign_token()
+                .map_or(ptr::null_mut(), |t| t as *mut c_void)
+        })
+    }
 }
 
 /// Decodes the image file at `path` (PNG, JPEG, GIF's first frame, BMP, WebP or ICO; the format
@@ -278,7 +305,7 @@ pub extern "C" fn pixcache_pixmap_user_data(pm: *const PixcachePixmap) -> *mut c
 /// Decoding is bounded (16384 x 16384 pixels, 512 MiB): a bomb or a corrupt file fails. Returns
 /// NULL with the last error set (`IO`, `DECODE`, `TOO_LARGE`, `NULL_ARGUMENT`) on failure.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_load(path: *const c_char) -> *mut PixcachePixmap {
+pub unsafe extern "C" fn pixcache_pixmap_load(path: *const c_char) -> *mut PixcachePixmap {
     call(ptr::null_mut(), || {
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
         let path = unsafe { try_cstr(path, "path") }?;
@@ -290,7 +317,7 @@ pub extern "C" fn pixcache_pixmap_load(path: *const c_char) -> *mut PixcachePixm
 /// Decodes an encoded image from `len` bytes at `data`, as `pixcache_pixmap_load` does.
 /// `data` must not be NULL, even when `len` is 0.
 #[no_mangle]
-pub extern "C" fn pixcache_pixmap_load_from_memory(
+pub unsafe extern "C" fn pixcache_pixmap_load_from_memory(
     data: *const u8,
     len: usize,
 ) -> *mut PixcachePixmap {
