@@ -22,7 +22,10 @@ fn manifest_dir() -> PathBuf {
 /// target/<profile>: the test binary lives in target/<profile>/deps.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
 }
 
 /// Lays the library out as an installed one: libpixcache.so.X.Y.Z, .so.X and .so links.
@@ -31,7 +34,11 @@ fn stage() -> &'static Path {
     STAGE.get_or_init(|| {
         let profile = profile_dir();
         let built = profile.join("libpixcache.so");
-        assert!(built.exists(), "{} was not built (crate-type cdylib)", built.display());
+        assert!(
+            built.exists(),
+            "{} was not built (crate-type cdylib)",
+            built.display()
+        );
         let stage = profile.join("c-tests");
         let lib = stage.join("lib");
         let _ = fs::remove_dir_all(&lib);
