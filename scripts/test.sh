@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Runs every test of pixcache, in the order a failure is cheapest to read:
+#   formatting, header freshness, clippy, Rust unit + property tests, the C/C++ harness
+#   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck.
+# Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, binutils, valgrind.
+# .ci/run installs those on a fresh Debian machine and then runs this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Every build below fails if include/pixcache.h is not exactly what cbindgen generates from src/
+# (instead of silently rewriting it): the committed header must be current.
+export PIXCACHE_VERIFY_HEADER=1
+
+step "cargo fmt --check"
+cargo fmt --check
+
+step "build (and verify the committed header is current)"
+cargo build --all-targets
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+step "cargo test (unit, property, header, exports, C/C++ harness)"
+cargo test
+
+step "C/C++ harness under valgrind memcheck (errors and leaks fail)"
+if command -v valgrind >/dev/null 2>&1; then
+    PIXCACHE_TEST_WRAPPER="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect --errors-for-leak-kinds=definite,indirect" \
+        cargo test --test c_harness
+else
+    echo "SKIPPED: valgrind is not installed (apt-get install valgrind); the valgrind pass did not run."
+    if [ "${CI:-}" = "true" ]; then
+        echo "CI must run the valgrind pass." >&2
+        exit 1
+    fi
+fi
+
+step "all tests passed"

@@ -1,0 +1,70 @@
+//! The committed C header is exactly what the build generates from src/ffi/ (cbindgen).
+//!
+//! build.rs writes the fresh header to OUT_DIR on every build and copies it to include/ when it
+//! differs; `PIXCACHE_VERIFY_HEADER=1 cargo build` (run by scripts/test.sh) fails instead of
+//! copying, which is what proves, on a clean checkout, that the committed header is current.
+//! This test catches the remaining case: include/pixcache.h edited by hand after a build.
+
+#[test]
+fn committed_header_matches_generated() {
+    let generated = include_str!(concat!(env!("OUT_DIR"), "/pixcache.h"));
+    let committed_path = concat!(env!("CARGO_MANIFEST_DIR"), "/include/pixcache.h");
+    let committed = std::fs::read_to_string(committed_path).expect("include/pixcache.h exists");
+    assert!(
+        committed == generated,
+        "include/pixcache.h differs from the header cbindgen generates: rebuild and commit it"
+    );
+}
+
+#[test]
+fn header_declares_every_exported_function() {
+    let header = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/include/pixcache.h"));
+    for name in [
+        "pixcache_global",
+        "pixcache_cache_new",
+        "pixcache_cache_free",
+        "pixcache_cache_limit",
+        "pixcache_set_cache_limit",
+        "pixcache_find",
+        "pixcache_find_key",
+        "pixcache_insert",
+        "pixcache_insert_key",
+        "pixcache_replace",
+        "pixcache_remove",
+        "pixcache_remove_key",
+        "pixcache_clear",
+        "pixcache_key_is_valid",
+        "pixcache_key_equal",
+        "pixcache_total_used",
+        "pixcache_flush_detached",
+        "pixcache_stats",
+        "pixcache_last_error",
+        "pixcache_pixmap_new_null",
+        "pixcache_pixmap_new",
+        "pixcache_pixmap_clone",
+        "pixcache_pixmap_assign",
+        "pixcache_pixmap_free",
+        "pixcache_pixmap_is_null",
+        "pixcache_pixmap_is_detached",
+        "pixcache_pixmap_width",
+        "pixcache_pixmap_height",
+        "pixcache_pixmap_depth",
+        "pixcache_pixmap_format",
+        "pixcache_pixmap_stride",
+        "pixcache_pixmap_pixels",
+        "pixcache_pixmap_pixels_mut",
+        "pixcache_pixmap_cache_key",
+        "pixcache_pixmap_wrap",
+        "pixcache_pixmap_user_data",
+        "pixcache_pixmap_load",
+        "pixcache_pixmap_load_from_memory",
+    ] {
+        let declared = header.lines().any(|line| {
+            !line.trim_start().starts_with('*')
+                && line
+                    .split([' ', '*'])
+                    .any(|word| word.starts_with(&format!("{name}(")))
+        });
+        assert!(declared, "{name} is not declared in the header");
+    }
+}
