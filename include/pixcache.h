@@ -237,7 +237,7 @@ struct PixcacheCache *pixcache_cache_new(int32_t limit_kb);
 /**
  * Frees a cache from `pixcache_cache_new`, dropping its shares of its pixmaps (handles that
  * share them stay valid). NULL and the global cache are ignored. No other thread may be using
- * the cache; using it afterwards is undefined behaviour.
+ * the cache; using it afterwards is undefined behaviour. Leaves the last error as it was.
  */
 void pixcache_cache_free(struct PixcacheCache *cache);
 
@@ -266,6 +266,15 @@ void pixcache_set_cache_limit(struct PixcacheCache *cache, int32_t limit_kb);
 bool pixcache_find(struct PixcacheCache *cache, const char *key, struct PixcachePixmap *out);
 
 /**
+ * `pixcache_find` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated, may contain
+ * NUL bytes): for C++ `std::string_view` and Qt `QByteArray` keys without a copy.
+ */
+bool pixcache_find_n(struct PixcacheCache *cache,
+                     const char *key,
+                     size_t len,
+                     struct PixcachePixmap *out);
+
+/**
  * Looks up a generated key (`QPixmapCache::find(Key, QPixmap*)`), as `pixcache_find` does.
  * A key that is not valid in this cache returns false with `PIXCACHE_RESULT_INVALID_KEY` as the
  * last error (stale, removed, replaced, cleared, from another cache, or forged).
@@ -284,6 +293,14 @@ bool pixcache_find_key(struct PixcacheCache *cache,
  * nothing is evicted for it, and the key is left empty, as in Qt), or on a bad argument.
  */
 bool pixcache_insert(struct PixcacheCache *cache, const char *key, const struct PixcachePixmap *pm);
+
+/**
+ * `pixcache_insert` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+ */
+bool pixcache_insert_n(struct PixcacheCache *cache,
+                       const char *key,
+                       size_t len,
+                       const struct PixcachePixmap *pm);
 
 /**
  * Inserts `pm` under a new generated key (`QPixmapCache::insert(QPixmap)`) and returns it.
@@ -314,6 +331,11 @@ bool pixcache_replace(struct PixcacheCache *cache,
  * was one; a missing key is not an error. Does not touch other entries' recency.
  */
 bool pixcache_remove(struct PixcacheCache *cache, const char *key);
+
+/**
+ * `pixcache_remove` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+ */
+bool pixcache_remove_n(struct PixcacheCache *cache, const char *key, size_t len);
 
 /**
  * Removes the entry of a generated key (`QPixmapCache::remove(Key)`); the key and all its
@@ -416,6 +438,7 @@ void pixcache_pixmap_assign(struct PixcachePixmap *dst, const struct PixcachePix
 /**
  * Frees a pixmap handle. Its pixels are freed when no other handle and no cache shares them.
  * NULL does nothing. Using `pm` afterwards, or freeing it twice, is undefined behaviour.
+ * Leaves the last error as it was (so cleanup can run before the error is read).
  */
 void pixcache_pixmap_free(struct PixcachePixmap *pm);
 

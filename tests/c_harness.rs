@@ -28,24 +28,43 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// Lays the library out as an installed one: libpixcache.so.X.Y.Z, .so.X and .so links.
+/// Builds the shared library (`cargo test` builds only the rlib) and lays it out as an installed
+/// one, in a directory of this process's own (several test runs may share a target dir):
+/// libpixcache.so.X.Y.Z (a link to the built file), .so.X and .so links.
 fn stage() -> &'static Path {
     static STAGE: OnceLock<PathBuf> = OnceLock::new();
     STAGE.get_or_init(|| {
         let profile = profile_dir();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build
+            .args(["build", "--lib", "--manifest-path"])
+            .arg(manifest_dir().join("Cargo.toml"));
+        if profile.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "cargo build --lib failed");
         let built = profile.join("libpixcache.so");
-        assert!(
-            built.exists(),
-            "{} was not built (crate-type cdylib)",
-            built.display()
-        );
-        let stage = profile.join("c-tests");
+        assert!(built.exists(), "{} was not built", built.display());
+
+        let runs = profile.join("c-tests");
+        fs::create_dir_all(&runs).unwrap();
+        for entry in fs::read_dir(&runs).unwrap().flatten() {
+            let name = entry.file_name().into_string().unwrap_or_default();
+            if let Some(pid) = name.strip_prefix("run-") {
+                if !Path::new("/proc").join(pid).exists() {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        let stage = runs.join(format!("run-{}", std::process::id()));
         let lib = stage.join("lib");
-        let _ = fs::remove_dir_all(&lib);
+        let _ = fs::remove_dir_all(&stage);
         fs::create_dir_all(&lib).unwrap();
         fs::create_dir_all(stage.join("bin")).unwrap();
         let real = format!("libpixcache.so.{VERSION}");
-        fs::copy(&built, lib.join(&real)).unwrap();
+        std::os::unix::fs::symlink(&built, lib.join(&real)).unwrap();
         std::os::unix::fs::symlink(&real, lib.join(format!("libpixcache.so.{MAJOR}"))).unwrap();
         std::os::unix::fs::symlink(&real, lib.join("libpixcache.so")).unwrap();
         stage
@@ -152,4 +171,5 @@ c_tests! {
     c_errors => "test_errors.c",
     c_foreign => "test_foreign.c",
     c_threads => "test_threads.c",
+    cpp_api => "test_cpp_api.cpp",
 }

@@ -30,6 +30,15 @@ pub(crate) fn call<T>(failure: T, body: impl FnOnce() -> Result<T>) -> T {
     }
 }
 
+/// Like [`call`] for functions that cannot fail (the `*_free` functions): it still catches
+/// panics, but leaves the last error alone, so freeing objects (C++ destructors, cleanup code)
+/// between a failing call and reading `pixcache_last_error()` does not erase the error.
+pub(crate) fn call_keeping_error(body: impl FnOnce()) {
+    if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
+        set_last_error(&panic_error(payload.as_ref()));
+    }
+}
+
 fn panic_error(payload: &(dyn Any + Send)) -> Error {
     let text = payload
         .downcast_ref::<&str>()
@@ -98,7 +107,29 @@ pub(crate) unsafe fn try_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a s
         return Err(null_error(name));
     }
     // SAFETY: non-NULL and NUL-terminated per this function's contract.
-    let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
+    utf8(unsafe { CStr::from_ptr(ptr) }.to_bytes(), name)
+}
+
+/// Reads a UTF-8 string argument given as `len` bytes at `ptr` (which may contain NULs).
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` readable bytes that stay alive and unchanged for `'a`.
+pub(crate) unsafe fn try_str_n<'a>(ptr: *const c_char, len: usize, name: &str) -> Result<&'a str> {
+    if ptr.is_null() {
+        return Err(null_error(name));
+    }
+    if len > isize::MAX as usize {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("{name} length {len} is impossible"),
+        ));
+    }
+    // SAFETY: non-NULL, `len <= isize::MAX`, and `len` readable bytes per this function's contract.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
+    utf8(bytes, name)
+}
+
+fn utf8<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| {
         Error::new(
             ErrorKind::InvalidUtf8,

@@ -4,7 +4,9 @@
 use std::ffi::c_char;
 use std::ptr;
 
-use super::boundary::{call, free, into_raw, try_mut, try_ref, try_str, Handle};
+use super::boundary::{
+    call, call_keeping_error, free, into_raw, try_mut, try_ref, try_str, try_str_n, Handle,
+};
 use super::key::PixcacheKey;
 use super::pixmap::PixcachePixmap;
 use crate::cache::{invalid_key_error, Cache, Stats};
@@ -105,11 +107,13 @@ unsafe fn store(out: *mut PixcachePixmap, found: Pixmap) -> Result<(), Error> {
 /// exit). `pixcache_cache_free` ignores it.
 #[no_mangle]
 pub extern "C" fn pixcache_global() -> *mut PixcacheCache {
-    call(ptr::null_mut(), || {
-        Ok((global() as *const Cache)
-            .cast_mut()
-            .cast::<PixcacheCache>())
-    })
+    call(ptr::null_mut(), || Ok(global_handle()))
+}
+
+fn global_handle() -> *mut PixcacheCache {
+    (global() as *const Cache)
+        .cast_mut()
+        .cast::<PixcacheCache>()
 }
 
 /// A new, independent cache holding at most `limit_kb` KB (nothing at all if `limit_kb <= 0`).
@@ -121,16 +125,15 @@ pub extern "C" fn pixcache_cache_new(limit_kb: i32) -> *mut PixcacheCache {
 
 /// Frees a cache from `pixcache_cache_new`, dropping its shares of its pixmaps (handles that
 /// share them stay valid). NULL and the global cache are ignored. No other thread may be using
-/// the cache; using it afterwards is undefined behaviour.
+/// the cache; using it afterwards is undefined behaviour. Leaves the last error as it was.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
-    call((), || {
-        if cache.cast_const() != pixcache_global().cast_const() {
+    call_keeping_error(|| {
+        if cache.cast_const() != global_handle().cast_const() {
             // SAFETY: C API contract: `cache` is NULL or a live cache from `pixcache_cache_new`
             // that C gives up here (the global cache was excluded above).
             unsafe { free(cache) };
         }
-        Ok(())
     })
 }
 
@@ -167,20 +170,42 @@ pub unsafe extern "C" fn pixcache_find(
     key: *const c_char,
     out: *mut PixcachePixmap,
 ) -> bool {
-    call(false, || {
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let cache = unsafe { self::cache(cache) }?;
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let key = unsafe { key_str(key) }?;
-        if out.is_null() {
-            return Ok(cache.touch(key));
-        }
-        match cache.find(key) {
-            // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-            Some(found) => unsafe { store(out, found) }.map(|()| true),
-            None => Ok(false),
-        }
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe { find_str(cache, key_str(key)?, out) })
+}
+
+/// `pixcache_find` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated, may contain
+/// NUL bytes): for C++ `std::string_view` and Qt `QByteArray` keys without a copy.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    out: *mut PixcachePixmap,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || unsafe {
+        find_str(cache, try_str_n(key, len, "key")?, out)
     })
+}
+
+/// # Safety
+/// `cache` and `out` as in the module contract.
+unsafe fn find_str(
+    cache: *mut PixcacheCache,
+    key: &str,
+    out: *mut PixcachePixmap,
+) -> Result<bool, Error> {
+    // SAFETY: forwarded to the caller.
+    let cache = unsafe { self::cache(cache) }?;
+    if out.is_null() {
+        return Ok(cache.touch(key));
+    }
+    match cache.find(key) {
+        // SAFETY: forwarded to the caller.
+        Some(found) => unsafe { store(out, found) }.map(|()| true),
+        None => Ok(false),
+    }
 }
 
 /// Looks up a generated key (`QPixmapCache::find(Key, QPixmap*)`), as `pixcache_find` does.
@@ -229,15 +254,35 @@ pub unsafe extern "C" fn pixcache_insert(
     key: *const c_char,
     pm: *const PixcachePixmap,
 ) -> bool {
-    call(false, || {
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let cache = unsafe { self::cache(cache) }?;
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let key = unsafe { key_str(key) }?;
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        cache.insert(key, unsafe { pixmap(pm) }?)?;
-        Ok(true)
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe { insert_str(cache, key_str(key)?, pm) })
+}
+
+/// `pixcache_insert` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_insert_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    pm: *const PixcachePixmap,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || unsafe {
+        insert_str(cache, try_str_n(key, len, "key")?, pm)
     })
+}
+
+/// # Safety
+/// `cache` and `pm` as in the module contract.
+unsafe fn insert_str(
+    cache: *mut PixcacheCache,
+    key: &str,
+    pm: *const PixcachePixmap,
+) -> Result<bool, Error> {
+    // SAFETY: forwarded to the caller.
+    let (cache, pm) = unsafe { (self::cache(cache)?, pixmap(pm)?) };
+    cache.insert(key, pm)?;
+    Ok(true)
 }
 
 /// Inserts `pm` under a new generated key (`QPixmapCache::insert(QPixmap)`) and returns it.
@@ -299,7 +344,20 @@ pub unsafe extern "C" fn pixcache_replace(
 pub unsafe extern "C" fn pixcache_remove(cache: *mut PixcacheCache, key: *const c_char) -> bool {
     // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
     call(false, || {
-        Ok(unsafe { self::cache(cache) }?.remove(unsafe { key_str(key) }?))
+        Ok(unsafe { self::cache(cache)?.remove(key_str(key)?) })
+    })
+}
+
+/// `pixcache_remove` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_remove_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || {
+        Ok(unsafe { self::cache(cache)?.remove(try_str_n(key, len, "key")?) })
     })
 }
 

@@ -6,7 +6,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::ptr;
 
-use super::boundary::{call, free, into_raw, null_error, try_cstr, try_mut, try_ref, Handle};
+use super::boundary::{
+    call, call_keeping_error, free, into_raw, null_error, try_cstr, try_mut, try_ref, Handle,
+};
 use crate::decode;
 use crate::error::{Error, ErrorKind};
 use crate::format::Format;
@@ -147,13 +149,11 @@ pub unsafe extern "C" fn pixcache_pixmap_assign(
 
 /// Frees a pixmap handle. Its pixels are freed when no other handle and no cache shares them.
 /// NULL does nothing. Using `pm` afterwards, or freeing it twice, is undefined behaviour.
+/// Leaves the last error as it was (so cleanup can run before the error is read).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_pixmap_free(pm: *mut PixcachePixmap) {
-    call((), || {
-        // SAFETY: C API contract: `pm` is NULL or a live handle that C gives up here.
-        unsafe { free(pm) };
-        Ok(())
-    })
+    // SAFETY: C API contract: `pm` is NULL or a live handle that C gives up here.
+    call_keeping_error(|| unsafe { free(pm) })
 }
 
 /// True when `pm` has no pixels (width or height 0), like `QPixmap::isNull`. NULL gives true

@@ -1,0 +1,215 @@
+// test_cpp_api.cpp: the C++ layer (include/pixcache.hpp) used the way Qt code uses QPixmapCache.
+//
+// Covers: the find-or-render idiom through PixmapCache's static API, keys kept in "widgets" and
+// revalidated on paint, replace() updating the caller's key (and not its copies), Key value
+// semantics (default, ==, !=, swap, copy, move), Pixmap value semantics (copy shares, bits()
+// detaches, move leaves a null pixmap), an independent Cache (RAII), and the error policy
+// (throwing constructor + non-throwing factory, noexcept Qt-shaped calls).
+// Not covered here: the C rules themselves (test_rules.c), threads (test_threads.c).
+#undef NDEBUG
+#include <cassert>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "pixcache.hpp"
+
+using pixcache::Pixmap;
+using pixcache::PixmapCache;
+
+static int checks = 0;
+#define CHECK(cond) (assert(cond), ++checks)
+
+static int renders = 0;
+
+// The idiom from Qt's documentation of QPixmapCache::find.
+static Pixmap cachedIcon(const std::string &name, uint32_t size) {
+    Pixmap pm;
+    if (!PixmapCache::find(name, &pm)) {
+        pm = Pixmap(size, size);
+        std::memset(pm.bits(), 0x7f, pm.stride() * pm.height());
+        ++renders;
+        PixmapCache::insert(name, pm);
+    }
+    return pm;
+}
+
+static void test_find_or_render() {
+    std::puts("/cpp/find_or_render");
+    PixmapCache::clear();
+    renders = 0;
+    for (int i = 0; i < 5; ++i) {
+        Pixmap a = cachedIcon("icon:open", 32);
+        Pixmap b = cachedIcon("icon:save", 32);
+        CHECK(a.width() == 32 && b.height() == 32);
+        CHECK(a.constBits()[0] == 0x7f);
+        CHECK(!a.isDetached());  // shared with the cache
+    }
+    CHECK(renders == 2);
+    CHECK(PixmapCache::totalUsed() == 2 * 4);
+    PixmapCache::clear();
+}
+
+// A widget that keeps a generated key and re-renders when the cache dropped its pixmap.
+struct Widget {
+    PixmapCache::Key key;
+    int paints = 0, renders = 0;
+    void paint() {
+        ++paints;
+        Pixmap pm;
+        if (!PixmapCache::find(key, &pm)) {
+            pm = Pixmap(64, 64);
+            ++renders;
+            key = PixmapCache::insert(pm);
+        }
+        assert(pm.width() == 64);
+    }
+};
+
+static void test_keys_in_widgets() {
+    std::puts("/cpp/keys_stored_in_widgets");
+    PixmapCache::clear();
+    int limit = PixmapCache::cacheLimit();
+    CHECK(limit == 10240);
+    std::vector<Widget> widgets(4);
+    for (auto &w : widgets) w.paint();
+    for (auto &w : widgets) w.paint();
+    for (auto &w : widgets) CHECK(w.renders == 1 && w.key.isValid());
+    PixmapCache::setCacheLimit(32);  // room for two 16 KB pixmaps: the two oldest go
+    CHECK(!widgets[0].key.isValid() && !widgets[1].key.isValid());
+    CHECK(widgets[2].key.isValid() && widgets[3].key.isValid());
+    widgets[0].paint();
+    CHECK(widgets[0].renders == 2 && widgets[0].key.isValid());
+    CHECK(!widgets[2].key.isValid());  // least recently used when widget 0 re-inserted
+    PixmapCache::setCacheLimit(limit);
+    PixmapCache::clear();
+    for (auto &w : widgets) CHECK(!w.key.isValid());
+}
+
+static void test_replace_updates_key() {
+    std::puts("/cpp/replace_updates_the_key_not_its_copies");
+    PixmapCache::clear();
+    Pixmap big(64, 64), small(10, 10);
+    PixmapCache::Key key = PixmapCache::insert(big);
+    PixmapCache::Key copy = key;
+    CHECK(key == copy);
+    CHECK(PixmapCache::replace(key, small));
+    CHECK(key != copy);
+    CHECK(key.isValid() && !copy.isValid());
+    Pixmap out;
+    CHECK(PixmapCache::find(key, &out) && out.width() == 10);
+    CHECK(out.cacheKey() == small.cacheKey());
+    CHECK(!PixmapCache::find(copy, &out));
+    CHECK(!PixmapCache::replace(copy, big));  // invalid key: nothing inserted
+    CHECK(PixmapCache::totalUsed() == 1);
+    PixmapCache::clear();
+}
+
+static void test_key_semantics() {
+    std::puts("/cpp/key_value_semantics");
+    PixmapCache::Key a, b;
+    CHECK(a == b && !a.isValid());
+    Pixmap pm(1, 1);
+    PixmapCache::Key k1 = PixmapCache::insert(pm), k2 = PixmapCache::insert(pm);
+    CHECK(k1 != k2 && k1 != a);
+    PixmapCache::Key s1 = k1, s2 = k2;
+    s1.swap(s2);
+    CHECK(s1 == k2 && s2 == k1);
+    using std::swap;
+    swap(s1, s2);
+    CHECK(s1 == k1);
+    PixmapCache::Key moved = std::move(s1);
+    CHECK(moved == k1 && moved.isValid());
+    PixmapCache::remove(k1);
+    CHECK(!moved.isValid() && k2.isValid());
+    PixmapCache::clear();
+}
+
+static void test_pixmap_semantics() {
+    std::puts("/cpp/pixmap_value_semantics");
+    Pixmap a(4, 4, PIXCACHE_FORMAT_RGBA8888);
+    CHECK(a.isDetached() && a.depth() == 32 && a.format() == PIXCACHE_FORMAT_RGBA8888);
+    Pixmap b = a;
+    CHECK(!a.isDetached() && a.cacheKey() == b.cacheKey());
+    b.bits()[0] = 9;
+    CHECK(a.isDetached() && b.isDetached() && a.constBits()[0] == 0 && b.constBits()[0] == 9);
+    Pixmap c = std::move(b);
+    CHECK(b.isNull() && c.constBits()[0] == 9);
+    b = c;  // assign into a moved-from pixmap
+    CHECK(b.cacheKey() == c.cacheKey());
+    c = Pixmap();
+    CHECK(c.isNull() && b.isDetached());
+    Pixmap null;
+    CHECK(null.isNull() && null.cacheKey() == 0 && null.width() == 0);
+    CHECK(PixmapCache::insert("null", null));  // a null pixmap is cacheable, costing 1 KB
+    Pixmap out(2, 2);
+    CHECK(PixmapCache::find("null", &out) && out.isNull());
+    CHECK(!PixmapCache::find("missing", &out) && out.isNull());
+    PixmapCache::clear();
+}
+
+static void test_independent_cache() {
+    std::puts("/cpp/independent_cache");
+    pixcache::Cache cache(32);
+    Pixmap pm(64, 64);  // 16 KB
+    CHECK(cache.insert("a", pm) && cache.insert("b", pm));
+    Pixmap out;
+    CHECK(cache.find("a", &out));  // a is now the most recent
+    CHECK(cache.insert("c", pm));  // evicts b
+    CHECK(!cache.find("b", nullptr) && cache.find("a", nullptr));
+    CHECK(!PixmapCache::find("a", nullptr));  // the global cache is another cache
+    pixcache::Key k = cache.insert(pm);
+    CHECK(cache.isValid(k) && !k.isValid());  // Key::isValid asks the global cache
+    PixcacheStats st = cache.stats();
+    CHECK(st.entries == 2 && st.evictions == 2 && st.limit_kb == 32);
+    pixcache::Cache moved = std::move(cache);
+    CHECK(moved.totalUsed() == 32);
+    std::string with_nul("x\0y", 3);
+    CHECK(moved.insert(with_nul, Pixmap(1, 1)) && moved.find(with_nul, nullptr));
+    CHECK(!moved.find(std::string_view("x"), nullptr));
+}
+
+static void test_errors() {
+    std::puts("/cpp/errors_throw_only_from_constructors");
+    bool thrown = false;
+    try {
+        Pixmap huge(1u << 30, 1u << 30);
+    } catch (const pixcache::Error &e) {
+        thrown = true;
+        CHECK(e.code() == PIXCACHE_RESULT_TOO_LARGE);
+        CHECK(std::strlen(e.what()) > 0);
+    }
+    CHECK(thrown);
+    CHECK(!Pixmap::create(1u << 30, 1u << 30).has_value());
+    CHECK(pixcache::lastResult() == PIXCACHE_RESULT_TOO_LARGE);
+    CHECK(!Pixmap::tryLoad("/nonexistent/file.png").has_value());
+    CHECK(pixcache::lastResult() == PIXCACHE_RESULT_IO);
+    thrown = false;
+    try {
+        Pixmap::load("/nonexistent/file.png");
+    } catch (const pixcache::Error &) {
+        thrown = true;
+    }
+    CHECK(thrown);
+    PixmapCache::setCacheLimit(10);
+    CHECK(!PixmapCache::insert("big", Pixmap(64, 64)));  // refused, no exception
+    CHECK(pixcache::lastResult() == PIXCACHE_RESULT_REFUSED);
+    CHECK(!PixmapCache::insert(Pixmap(64, 64)).isValid());
+    PixmapCache::setCacheLimit(10240);
+    static_assert(noexcept(PixmapCache::find(std::string_view(), nullptr)), "Qt-shaped calls are noexcept");
+    static_assert(noexcept(PixmapCache::insert(Pixmap())), "Qt-shaped calls are noexcept");
+}
+
+int main() {
+    test_find_or_render();
+    test_keys_in_widgets();
+    test_replace_updates_key();
+    test_key_semantics();
+    test_pixmap_semantics();
+    test_independent_cache();
+    test_errors();
+    std::printf("%d checks passed\n", checks);
+    return 0;
+}
