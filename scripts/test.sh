@@ -2,7 +2,8 @@
 # Runs every test of pixcache, in the order a failure is cheapest to read:
 #   formatting, header freshness, clippy, Rust unit + property tests, the C/C++ harness
 #   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck.
-# Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, binutils, valgrind.
+# then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config).
+# Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, binutils, valgrind, cmake, pkg-config.
 # .ci/run installs those on a fresh Debian machine and then runs this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,5 +37,8 @@ else
         exit 1
     fi
 fi
+
+step "packaging: install into a temporary prefix, build and run consumers (CMake, pkg-config; shared, static)"
+bash scripts/test-packaging.sh
 
 step "all tests passed"
