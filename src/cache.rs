@@ -275,10 +275,7 @@ impl Cache {
 
     /// Removes every entry; every generated key becomes invalid.
     pub fn clear(&self) {
-        self.with_state(|s, garbage| {
-            s.lru.clear(garbage);
-            s.tick_total = 0;
-        })
+        self.with_state(|s, garbage| s.lru.clear(garbage))
     }
 
     /// True while the entry of `key` is in this cache. Does not touch recency.
