@@ -11,14 +11,33 @@ use std::any::Any;
 use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use super::error::{clear_last_error, set_last_error};
+use super::error::{clear_last_error, restore_last_error, set_last_error, take_last_error};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Runs `body` at the C boundary; see the module documentation.
+///
+/// The last error is settled *after* `body` returns, because `body` may run foreign release
+/// callbacks that make pixcache calls of their own: whatever those left behind, the caller sees
+/// the outcome of its own call.
 pub(crate) fn call<T>(failure: T, body: impl FnOnce() -> Result<T>) -> T {
+    call_reporting(failure, || body().map(|value| (value, None)))
+}
+
+/// Like [`call`] for functions that return a value *and* may report an error with it (a refused
+/// `pixcache_insert_key` returns a never-valid key and sets `PIXCACHE_RESULT_REFUSED`).
+pub(crate) fn call_reporting<T>(
+    failure: T,
+    body: impl FnOnce() -> Result<(T, Option<Error>)>,
+) -> T {
     clear_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(value)) => value,
+        Ok(Ok((value, report))) => {
+            match report {
+                Some(error) => set_last_error(&error),
+                None => clear_last_error(),
+            }
+            value
+        }
         Ok(Err(error)) => {
             set_last_error(&error);
             failure
@@ -31,11 +50,14 @@ pub(crate) fn call<T>(failure: T, body: impl FnOnce() -> Result<T>) -> T {
 }
 
 /// Like [`call`] for functions that cannot fail (the `*_free` functions): it still catches
-/// panics, but leaves the last error alone, so freeing objects (C++ destructors, cleanup code)
-/// between a failing call and reading `pixcache_last_error()` does not erase the error.
+/// panics, but leaves the last error as it was, so freeing objects (C++ destructors, cleanup
+/// code) between a failing call and reading `pixcache_last_error()` does not erase the error,
+/// even when a release callback run by the free makes failing pixcache calls of its own.
 pub(crate) fn call_keeping_error(body: impl FnOnce()) {
-    if let Err(payload) = catch_unwind(AssertUnwindSafe(body)) {
-        set_last_error(&panic_error(payload.as_ref()));
+    let saved = take_last_error();
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(()) => restore_last_error(saved),
+        Err(payload) => set_last_error(&panic_error(payload.as_ref())),
     }
 }
 
@@ -114,9 +136,14 @@ pub(crate) unsafe fn try_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a s
 ///
 /// # Safety
 /// `ptr` is NULL or points to `len` readable bytes that stay alive and unchanged for `'a`.
+/// A NULL `ptr` with `len == 0` is the empty string (as `std::string_view{}` passes it).
 pub(crate) unsafe fn try_str_n<'a>(ptr: *const c_char, len: usize, name: &str) -> Result<&'a str> {
     if ptr.is_null() {
-        return Err(null_error(name));
+        return if len == 0 {
+            Ok("")
+        } else {
+            Err(null_error(name))
+        };
     }
     if len > isize::MAX as usize {
         return Err(Error::new(

@@ -5,7 +5,8 @@ use std::ffi::c_char;
 use std::ptr;
 
 use super::boundary::{
-    call, call_keeping_error, free, into_raw, try_mut, try_ref, try_str, try_str_n, Handle,
+    call, call_keeping_error, call_reporting, free, into_raw, try_mut, try_ref, try_str, try_str_n,
+    Handle,
 };
 use super::key::PixcacheKey;
 use super::pixmap::PixcachePixmap;
@@ -296,17 +297,14 @@ pub unsafe extern "C" fn pixcache_insert_key(
     cache: *mut PixcacheCache,
     pm: *const PixcachePixmap,
 ) -> PixcacheKey {
-    call(PixcacheKey { id: 0 }, || {
+    call_reporting(PixcacheKey { id: 0 }, || {
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
         let cache = unsafe { self::cache(cache) }?;
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        match cache.insert_key(unsafe { pixmap(pm) }?) {
-            Ok(key) => Ok(key.into()),
-            Err((never_valid, error)) => {
-                super::error::set_last_error(&error);
-                Ok(never_valid.into())
-            }
-        }
+        Ok(match cache.insert_key(unsafe { pixmap(pm) }?) {
+            Ok(key) => (key.into(), None),
+            Err((never_valid, error)) => (never_valid.into(), Some(error)),
+        })
     })
 }
 

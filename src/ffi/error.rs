@@ -110,6 +110,21 @@ pub(crate) fn clear_last_error() {
     });
 }
 
+/// The thread's last error, taken out (for [`restore_last_error`]).
+pub(crate) struct SavedError(Option<LastError>);
+
+pub(crate) fn take_last_error() -> SavedError {
+    SavedError(LAST_ERROR.with(|e| e.try_borrow_mut().ok().and_then(|mut e| e.take())))
+}
+
+pub(crate) fn restore_last_error(saved: SavedError) {
+    LAST_ERROR.with(|e| {
+        if let Ok(mut e) = e.try_borrow_mut() {
+            *e = saved.0;
+        }
+    });
+}
+
 pub(crate) fn set_last_error(error: &Error) {
     let one_line: String = error
         .message()

@@ -1,0 +1,176 @@
+// pixcache_qt.hpp: QPixmapCache's exact static API for Qt 6 applications and Qt forks, backed by
+// pixcache's process-wide cache. Header-only; needs no private Qt headers.
+//
+// Switching a Qt program is one include and one class name:
+//
+//     #include <QPixmapCache>               ->   #include <pixcache_qt.hpp>
+//     QPixmapCache::find(key, &pm)          ->   pixcache::qt::PixmapCache::find(key, &pm)
+//
+// (or `using PixmapCache = pixcache::qt::PixmapCache;`). Everything else is unchanged: QString
+// keys, QPixmap values, PixmapCache::Key with isValid, ==, !=, swap, copy and move.
+//
+// How it works: a QPixmap is stored as a *foreign* pixmap (pixcache_pixmap_wrap) holding a
+// shallow copy of it (sharing Qt's pixel data, as QPixmapCache does), costed from its width,
+// height and depth exactly as Qt costs it. When pixcache lets go of the entry (eviction, remove,
+// replace, clear), the copy is deleted. find() hands back a QPixmap that shares the cached one
+// (same cacheKey()).
+//
+// Differences from QPixmapCache, all deliberate (see the spec): calls from any thread work (Qt's
+// fail silently off the GUI thread; QPixmap itself remains a GUI-thread class, so keep using it
+// there); totalUsed() is exact KB; evicted string keys are forgotten; stale keys never alias.
+// The idle trim is flushDetachedPixmaps(), to be called from your own timer.
+#ifndef PIXCACHE_QT_HPP
+#define PIXCACHE_QT_HPP
+
+#include <QByteArray>
+#include <QPixmap>
+#include <QString>
+
+#include <new>
+#include <utility>
+
+#include "pixcache.h"
+
+namespace pixcache {
+namespace qt {
+
+namespace detail {
+
+extern "C" inline void pixcache_qt_release_qpixmap(void *copy) noexcept { delete static_cast<QPixmap *>(copy); }
+
+// A foreign pixcache pixmap owning a shallow copy of `pm` (nullptr if out of memory).
+inline PixcachePixmap *wrap(const QPixmap &pm) noexcept {
+    QPixmap *copy = new (std::nothrow) QPixmap(pm);
+    if (!copy) return nullptr;
+    PixcachePixmap *wrapped =
+        pixcache_pixmap_wrap(static_cast<uint32_t>(pm.width()), static_cast<uint32_t>(pm.height()),
+                             static_cast<uint32_t>(pm.depth()), copy, &pixcache_qt_release_qpixmap);
+    if (!wrapped) delete copy;  // on failure pixcache never calls release
+    return wrapped;
+}
+
+// Owns a wrapped pixmap for the length of one call.
+struct Wrapped {
+    explicit Wrapped(const QPixmap &pm) noexcept : p(wrap(pm)) {}
+    ~Wrapped() { pixcache_pixmap_free(p); }
+    Wrapped(const Wrapped &) = delete;
+    Wrapped &operator=(const Wrapped &) = delete;
+    PixcachePixmap *p;
+};
+
+// A per-thread handle that lookups write into; emptied after each use so it never keeps an
+// entry's pixels alive.
+struct Scratch {
+    PixcachePixmap *p = pixcache_pixmap_new_null();
+    PixcachePixmap *empty = pixcache_pixmap_new_null();
+    ~Scratch() {
+        pixcache_pixmap_free(p);
+        pixcache_pixmap_free(empty);
+    }
+};
+
+inline Scratch &scratch() noexcept {
+    thread_local Scratch s;
+    return s;
+}
+
+// Copies what a lookup found into `out`, then lets go of the scratch share.
+inline void takeFound(QPixmap *out) noexcept {
+    Scratch &s = scratch();
+    if (auto *found = static_cast<const QPixmap *>(pixcache_pixmap_user_data(s.p))) *out = *found;
+    pixcache_pixmap_assign(s.p, s.empty);
+}
+
+}  // namespace detail
+
+/// QPixmapCache, backed by pixcache's process-wide cache (pixcache_global()).
+class PixmapCache {
+public:
+    /// QPixmapCache::Key: a value; default keys are invalid and equal; keys from two inserts never
+    /// compare equal; replace() updates a key in place, leaving its copies invalid and unequal.
+    class Key {
+    public:
+        Key() noexcept = default;
+        Key(const Key &) noexcept = default;
+        Key(Key &&other) noexcept : k_(std::exchange(other.k_, PixcacheKey{0})) {}
+        Key &operator=(const Key &) noexcept = default;
+        Key &operator=(Key &&other) noexcept {
+            k_ = std::exchange(other.k_, PixcacheKey{0});
+            return *this;
+        }
+        ~Key() = default;
+
+        bool operator==(const Key &other) const noexcept { return pixcache_key_equal(k_, other.k_); }
+        bool operator!=(const Key &other) const noexcept { return !(*this == other); }
+        void swap(Key &other) noexcept { std::swap(k_, other.k_); }
+        /// True while the entry is in the cache.
+        bool isValid() const noexcept { return pixcache_key_is_valid(pixcache_global(), k_); }
+
+        /// The pixcache key value (for pixcache's C API).
+        PixcacheKey raw() const noexcept { return k_; }
+
+    private:
+        friend class PixmapCache;
+        explicit Key(PixcacheKey k) noexcept : k_(k) {}
+        mutable PixcacheKey k_{0};  // mutable: replace(const Key &) updates it, as in Qt
+    };
+
+    PixmapCache() = delete;
+
+    static int cacheLimit() { return pixcache_cache_limit(pixcache_global()); }
+    static void setCacheLimit(int n) { pixcache_set_cache_limit(pixcache_global(), n); }
+
+    static bool find(const QString &key, QPixmap *pixmap) {
+        const QByteArray utf8 = key.toUtf8();
+        if (!pixmap) return pixcache_find_n(pixcache_global(), utf8.constData(), size_t(utf8.size()), nullptr);
+        if (!pixcache_find_n(pixcache_global(), utf8.constData(), size_t(utf8.size()), detail::scratch().p)) return false;
+        detail::takeFound(pixmap);
+        return true;
+    }
+
+    static bool find(const Key &key, QPixmap *pixmap) {
+        if (!pixmap) return pixcache_find_key(pixcache_global(), key.k_, nullptr);
+        if (!pixcache_find_key(pixcache_global(), key.k_, detail::scratch().p)) return false;
+        detail::takeFound(pixmap);
+        return true;
+    }
+
+    static bool insert(const QString &key, const QPixmap &pixmap) {
+        const QByteArray utf8 = key.toUtf8();
+        detail::Wrapped w(pixmap);
+        return w.p && pixcache_insert_n(pixcache_global(), utf8.constData(), size_t(utf8.size()), w.p);
+    }
+
+    static Key insert(const QPixmap &pixmap) {
+        detail::Wrapped w(pixmap);
+        return w.p ? Key(pixcache_insert_key(pixcache_global(), w.p)) : Key();
+    }
+
+    static bool replace(const Key &key, const QPixmap &pixmap) {
+        detail::Wrapped w(pixmap);
+        return w.p && pixcache_replace(pixcache_global(), &key.k_, w.p);
+    }
+
+    static void remove(const QString &key) {
+        const QByteArray utf8 = key.toUtf8();
+        pixcache_remove_n(pixcache_global(), utf8.constData(), size_t(utf8.size()));
+    }
+
+    static void remove(const Key &key) { pixcache_remove_key(pixcache_global(), key.k_); }
+
+    static void clear() { pixcache_clear(pixcache_global()); }
+
+    /// QPixmapCache::flushDetachedPixmaps() (Qt exports it only for its tests): trims the cache to
+    /// three quarters of its total. Call it from an idle timer if you want Qt's idle trimming.
+    static void flushDetachedPixmaps() { pixcache_flush_detached(pixcache_global()); }
+
+    /// Sum of the entries' costs in KB (exact; Qt 6.4's divides by 1024 once too often).
+    static int totalUsed() { return pixcache_total_used(pixcache_global()); }
+};
+
+inline void swap(PixmapCache::Key &a, PixmapCache::Key &b) noexcept { a.swap(b); }
+
+}  // namespace qt
+}  // namespace pixcache
+
+#endif  // PIXCACHE_QT_HPP
