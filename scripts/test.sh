@@ -2,8 +2,10 @@
 # Runs every test of pixcache, in the order a failure is cheapest to read:
 #   formatting, header freshness, clippy, Rust unit + property tests, the C/C++ harness
 #   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck.
-# then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config).
-# Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, binutils, valgrind, cmake, pkg-config.
+# then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
+# then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt).
+# Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, binutils, valgrind, cmake, pkg-config,
+# and for the Qt tests qt6-base-dev.
 # .ci/run installs those on a fresh Debian machine and then runs this script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,5 +42,8 @@ fi
 
 step "packaging: install into a temporary prefix, build and run consumers (CMake, pkg-config; shared, static)"
 bash scripts/test-packaging.sh
+
+step "Qt: differential test against QPixmapCache, mutation test, widget example"
+bash scripts/test-qt.sh
 
 step "all tests passed"

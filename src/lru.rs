@@ -311,6 +311,7 @@ impl<V> Lru<V> {
         self.head = slot;
     }
 
+    #[cfg_attr(pixcache_mutant = "find_no_refresh", allow(dead_code))]
     fn move_to_front(&mut self, slot: u32) {
         if self.head != slot {
             self.unlink(slot);
