@@ -1,0 +1,893 @@
+//! Model-based property test of [`pixcache::Cache`].
+//!
+//! Random operation sequences run against the cache and against [`Model`], a deliberately naive
+//! restatement of the rules in `spec/qpixmapcache.md` (a `Vec` of entries, most recently used
+//! first, O(n) everything). After every step the checker compares every return value, which
+//! pixmap a lookup found (by `Pixmap::cache_key`), the validity of every generated key ever handed
+//! out (copies from before a `replace` and the never-valid keys of refused inserts included), the
+//! recency order of all entries (`names_by_recency`, which does not touch recency),
+//! `total_used`, `limit` and every counter of `stats`.
+//!
+//! In half the cases ("sweep") the checker also finds every entry from least to most recently
+//! used after each step, which verifies which pixmap each entry holds while leaving the recency
+//! order as it was. In release mode every pixmap is foreign with a counting release function,
+//! and the checker verifies that each one has been released exactly when no entry holds it.
+//!
+//! The model's costs come from its own formula, never from `Pixmap::cost_kb`.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use pixcache::{Cache, ErrorKind, Format, Key, Pixmap, Stats, DEFAULT_LIMIT_KB};
+use proptest::prelude::*;
+use proptest::test_runner::Config;
+
+/// The string key pool: the empty string, near-duplicates (trailing space, case) and non-ASCII.
+const NAMES: [&str; 8] = ["", "a", "b", "c", "icon", "icon ", "Icon", "ünï/çödé.png"];
+
+/// The pixmap an operation inserts.
+#[derive(Clone, Copy, Debug)]
+enum Pm {
+    Null,
+    Rgba(u32, u32),
+    Gray(u32, u32),
+    Foreign {
+        w: u32,
+        h: u32,
+        depth: u32,
+    },
+    /// A foreign pixmap costing one KB more than the current limit (any pixmap when limit < 0).
+    OverLimit,
+    /// A foreign pixmap costing exactly the current limit (a 0x0 one, 1 KB, when the limit is < 1).
+    AtLimit,
+    /// The pixmap of the previous insert, shared again (a null pixmap when there was none).
+    Again,
+}
+
+/// Which generated key an operation uses.
+#[derive(Clone, Copy, Debug)]
+enum KeySel {
+    /// `Key::INVALID`.
+    Invalid,
+    /// Any key handed out so far (live, stale, or never valid), by index modulo their number.
+    Any(usize),
+    /// A key the model says is live, by index modulo their number (else like `Any`).
+    Live(usize),
+    /// A made-up raw value.
+    Forged(u64),
+}
+
+/// A limit for `set_limit`.
+#[derive(Clone, Copy, Debug)]
+enum NewLimit {
+    Value(i32),
+    Total,
+    TotalMinusOne,
+    TotalPlusOne,
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Find(usize),
+    Touch(usize),
+    FindKey(KeySel),
+    TouchKey(KeySel),
+    Insert(usize, Pm),
+    InsertKey(Pm),
+    Replace(KeySel, Pm),
+    Remove(usize),
+    RemoveKey(KeySel),
+    Clear,
+    SetLimit(NewLimit),
+    FlushDetached,
+    Tick,
+}
+
+/// Deliberate mistakes the model can be told to make, to show that the checker catches them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flaw {
+    None,
+    /// `find` answers but does not make the entry the most recently used.
+    FindDoesNotRefresh,
+    /// A refused string insert keeps the previous entry under that string.
+    RefusedInsertKeepsOld,
+    /// `tick` always takes one entry, never the 3/4 trim.
+    TickAlwaysTakesOne,
+    /// `clear` resets the tick baseline to 0 (an earlier version of the library did).
+    ClearResetsTickBaseline,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum MKey {
+    Name(String),
+    Id(Key),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    key: MKey,
+    cost: i64,
+    /// `Pixmap::cache_key` of the stored pixmap.
+    pm: u64,
+}
+
+#[derive(Debug)]
+struct Model {
+    /// Most recently used first.
+    entries: Vec<Entry>,
+    limit: i32,
+    /// Total at the previous tick or flush (Qt's `ps`).
+    baseline: i64,
+    hits: u64,
+    misses: u64,
+    inserts: u64,
+    evictions: u64,
+    refused: u64,
+    flaw: Flaw,
+}
+
+/// `max(1, width * height * depth / 8 / 1024)` KB.
+fn qt_cost(w: u32, h: u32, depth: u32) -> i64 {
+    let kb = u128::from(w) * u128::from(h) * u128::from(depth) / 8 / 1024;
+    i64::try_from(kb.max(1)).expect("test costs fit i64")
+}
+
+impl Model {
+    fn new(limit: i32, flaw: Flaw) -> Self {
+        Model {
+            entries: Vec::new(),
+            limit,
+            baseline: 0,
+            hits: 0,
+            misses: 0,
+            inserts: 0,
+            evictions: 0,
+            refused: 0,
+            flaw,
+        }
+    }
+
+    fn total(&self) -> i64 {
+        self.entries.iter().map(|e| e.cost).sum()
+    }
+
+    fn position(&self, key: &MKey) -> Option<usize> {
+        self.entries.iter().position(|e| &e.key == key)
+    }
+
+    fn contains(&self, key: &MKey) -> bool {
+        self.position(key).is_some()
+    }
+
+    /// Evicts least recently used entries until the total is at most `target`.
+    fn trim(&mut self, target: i64) -> usize {
+        let mut n = 0;
+        while self.total() > target && !self.entries.is_empty() {
+            self.entries.pop();
+            self.evictions += 1;
+            n += 1;
+        }
+        n
+    }
+
+    /// `find`: on a hit the entry becomes the most recently used.
+    fn lookup(&mut self, key: &MKey) -> Option<u64> {
+        match self.position(key) {
+            Some(i) => {
+                self.hits += 1;
+                let pm = self.entries[i].pm;
+                if self.flaw != Flaw::FindDoesNotRefresh {
+                    let e = self.entries.remove(i);
+                    self.entries.insert(0, e);
+                }
+                Some(pm)
+            }
+            None => {
+                self.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Inserts under a key known to be absent: refused (evicting nothing) when the cost exceeds
+    /// the limit, else evicts until `total + cost <= limit` and puts the entry first.
+    fn put(&mut self, key: MKey, cost: i64, pm: u64) -> bool {
+        if cost > i64::from(self.limit) {
+            self.refused += 1;
+            return false;
+        }
+        self.trim(i64::from(self.limit) - cost);
+        self.entries.insert(0, Entry { key, cost, pm });
+        self.inserts += 1;
+        true
+    }
+
+    fn remove(&mut self, key: &MKey) -> bool {
+        match self.position(key) {
+            Some(i) => {
+                self.entries.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// String insert: the old entry under `name` goes first, then the new one is inserted.
+    fn insert_name(&mut self, name: &str, cost: i64, pm: u64) -> bool {
+        if self.flaw == Flaw::RefusedInsertKeepsOld && cost > i64::from(self.limit) {
+            self.refused += 1;
+            return false;
+        }
+        self.remove(&MKey::Name(name.to_owned()));
+        self.put(MKey::Name(name.to_owned()), cost, pm)
+    }
+
+    fn set_limit(&mut self, limit: i32) {
+        self.limit = limit;
+        self.trim(i64::from(limit));
+    }
+
+    /// Removes everything. Qt's `QPMCache::clear` stops the idle timer but leaves `ps` (the
+    /// total at the previous tick) alone.
+    fn clear(&mut self) {
+        self.entries.clear();
+        if self.flaw == Flaw::ClearResetsTickBaseline {
+            self.baseline = 0;
+        }
+    }
+
+    fn flush_detached(&mut self) -> usize {
+        let total = self.total();
+        let n = self.trim(total * 3 / 4);
+        self.baseline = self.total();
+        n
+    }
+
+    fn tick(&mut self) -> usize {
+        let total = self.total();
+        let target = if total == self.baseline && self.flaw != Flaw::TickAlwaysTakesOne {
+            total * 3 / 4
+        } else {
+            total - 1
+        };
+        let n = self.trim(target);
+        self.baseline = self.total();
+        n
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            entries: self.entries.len(),
+            total_kb: self.total(),
+            limit_kb: self.limit,
+            hits: self.hits,
+            misses: self.misses,
+            inserts: self.inserts,
+            evictions: self.evictions,
+            refused: self.refused,
+        }
+    }
+
+    fn names(&self) -> Vec<Option<String>> {
+        self.entries
+            .iter()
+            .map(|e| match &e.key {
+                MKey::Name(s) => Some(s.clone()),
+                MKey::Id(_) => None,
+            })
+            .collect()
+    }
+
+    fn live_keys(&self) -> Vec<Key> {
+        self.entries
+            .iter()
+            .filter_map(|e| match e.key {
+                MKey::Id(k) => Some(k),
+                MKey::Name(_) => None,
+            })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checker
+// ---------------------------------------------------------------------------------------------
+
+macro_rules! ensure {
+    ($cond:expr, $($fmt:tt)+) => {
+        if !$cond {
+            return Err(format!($($fmt)+));
+        }
+    };
+}
+
+macro_rules! ensure_eq {
+    ($lib:expr, $model:expr, $what:expr) => {{
+        let (lib, model) = (&$lib, &$model);
+        if lib != model {
+            return Err(format!(
+                "{}: library says {:?}, model says {:?}",
+                $what, lib, model
+            ));
+        }
+    }};
+}
+
+/// One released-counter per foreign pixmap made in release mode: (cache_key, release count).
+type Releases = Vec<(u64, Arc<AtomicUsize>)>;
+
+struct Run {
+    cache: Cache,
+    model: Model,
+    /// Every generated key handed out so far (and forged ones), in order.
+    keys: Vec<Key>,
+    /// The pixmap of the previous insert and its cost, for [`Pm::Again`].
+    last: Option<(Pixmap, i64)>,
+    /// Also verify, after every step, which pixmap each entry holds (see [`Run::check`]).
+    sweep: bool,
+    /// Release mode: every pixmap is foreign with a counting release function, and the test keeps
+    /// no share of it except `last`.
+    releases: Option<Releases>,
+}
+
+/// How a run is set up.
+#[derive(Clone, Copy, Debug)]
+struct Setup {
+    /// The starting limit: `None` is `Cache::default()` (10240 KB).
+    limit: Option<i32>,
+    sweep: bool,
+    flaw: Flaw,
+    release_mode: bool,
+}
+
+impl Setup {
+    fn new(limit: Option<i32>) -> Self {
+        Setup {
+            limit,
+            sweep: false,
+            flaw: Flaw::None,
+            release_mode: false,
+        }
+    }
+}
+
+impl Run {
+    fn new(setup: Setup) -> Self {
+        let cache = match setup.limit {
+            Some(l) => Cache::new(l),
+            None => Cache::default(),
+        };
+        Run {
+            cache,
+            model: Model::new(setup.limit.unwrap_or(DEFAULT_LIMIT_KB), setup.flaw),
+            keys: Vec::new(),
+            last: None,
+            sweep: setup.sweep,
+            releases: setup.release_mode.then(Vec::new),
+        }
+    }
+
+    fn make(&mut self, spec: Pm) -> Result<(Pixmap, i64), String> {
+        if let (Pm::Again, Some((pm, cost))) = (spec, &self.last) {
+            return Ok((pm.clone(), *cost));
+        }
+        let limit = self.model.limit;
+        // (width, height, depth, raster format or None for foreign)
+        let (w, h, depth, format) = match spec {
+            Pm::Null | Pm::Again => (0, 0, 0, None),
+            Pm::Rgba(w, h) => (w, h, 32, Some(Format::Rgba8888)),
+            Pm::Gray(w, h) => (w, h, 8, Some(Format::Gray8)),
+            Pm::Foreign { w, h, depth } => (w, h, depth, None),
+            Pm::OverLimit => (1024, limit.max(0).unsigned_abs() + 1, 8, None),
+            Pm::AtLimit if limit >= 1 => (1024, limit.unsigned_abs(), 8, None),
+            Pm::AtLimit => (0, 0, 0, None),
+        };
+        let cost = qt_cost(w, h, depth);
+        let pm = if let Some(releases) = &mut self.releases {
+            let count = Arc::new(AtomicUsize::new(0));
+            let counter = Arc::clone(&count);
+            let release: Box<dyn FnOnce() + Send + Sync> = Box::new(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+            });
+            let pm = Pixmap::foreign(w, h, depth, releases.len(), Some(release))
+                .map_err(|e| format!("Pixmap::foreign: {e}"))?;
+            releases.push((pm.cache_key(), count));
+            pm
+        } else if matches!(spec, Pm::Null | Pm::Again) {
+            Pixmap::null()
+        } else if let Some(format) = format {
+            Pixmap::new(w, h, format).map_err(|e| format!("Pixmap::new: {e}"))?
+        } else {
+            Pixmap::foreign(w, h, depth, 7, None).map_err(|e| format!("Pixmap::foreign: {e}"))?
+        };
+        ensure_eq!(
+            pm.cost_kb(),
+            cost,
+            format!("cost of {w}x{h} at depth {depth}")
+        );
+        self.last = Some((pm.clone(), cost));
+        Ok((pm, cost))
+    }
+
+    fn key(&mut self, sel: KeySel) -> Key {
+        let any = |keys: &[Key], i: usize| {
+            if keys.is_empty() {
+                Key::INVALID
+            } else {
+                keys[i % keys.len()]
+            }
+        };
+        match sel {
+            KeySel::Invalid => Key::INVALID,
+            KeySel::Any(i) => any(&self.keys, i),
+            KeySel::Live(i) => {
+                let live = self.model.live_keys();
+                if live.is_empty() {
+                    any(&self.keys, i)
+                } else {
+                    live[i % live.len()]
+                }
+            }
+            KeySel::Forged(raw) => {
+                let k = Key::from_raw(raw);
+                if !k.is_invalid() && !self.keys.contains(&k) {
+                    self.keys.push(k);
+                }
+                k
+            }
+        }
+    }
+
+    /// A key the library just handed out: never the invalid key, never one seen before.
+    fn new_key(&mut self, k: Key) -> Result<(), String> {
+        ensure!(!k.is_invalid(), "a handed-out key is the invalid key");
+        ensure!(
+            !self.keys.contains(&k),
+            "a handed-out key {k:?} equals an earlier one"
+        );
+        self.keys.push(k);
+        Ok(())
+    }
+
+    fn step(&mut self, op: &Op) -> Result<(), String> {
+        match *op {
+            Op::Find(n) => {
+                let got = self.cache.find(NAMES[n]).map(|p| p.cache_key());
+                let want = self.model.lookup(&MKey::Name(NAMES[n].into()));
+                ensure_eq!(got, want, "find (cache_key of the pixmap found)");
+            }
+            Op::Touch(n) => {
+                let got = self.cache.touch(NAMES[n]);
+                let want = self.model.lookup(&MKey::Name(NAMES[n].into())).is_some();
+                ensure_eq!(got, want, "touch");
+            }
+            Op::FindKey(sel) => {
+                let k = self.key(sel);
+                let got = self.cache.find_key(k).map(|p| p.cache_key());
+                let want = self.model.lookup(&MKey::Id(k));
+                ensure_eq!(got, want, "find_key (cache_key of the pixmap found)");
+            }
+            Op::TouchKey(sel) => {
+                let k = self.key(sel);
+                let got = self.cache.touch_key(k);
+                let want = self.model.lookup(&MKey::Id(k)).is_some();
+                ensure_eq!(got, want, "touch_key");
+            }
+            Op::Insert(n, spec) => {
+                let (pm, cost) = self.make(spec)?;
+                let got = self.cache.insert(NAMES[n], &pm);
+                drop(pm);
+                let want = self.model.insert_name(NAMES[n], cost, self.last_key());
+                ensure_eq!(got.is_ok(), want, "insert succeeded");
+                if let Err(e) = got {
+                    ensure_eq!(e.kind(), ErrorKind::Refused, "insert error kind");
+                }
+            }
+            Op::InsertKey(spec) => {
+                let (pm, cost) = self.make(spec)?;
+                let got = self.cache.insert_key(&pm);
+                drop(pm);
+                let (k, ok) = match got {
+                    Ok(k) => (k, true),
+                    Err((k, e)) => {
+                        ensure_eq!(e.kind(), ErrorKind::Refused, "insert_key error kind");
+                        (k, false)
+                    }
+                };
+                self.new_key(k)?;
+                let want = self.model.put(MKey::Id(k), cost, self.last_key());
+                ensure_eq!(ok, want, "insert_key succeeded");
+            }
+            Op::Replace(sel, spec) => {
+                let old = self.key(sel);
+                let (pm, cost) = self.make(spec)?;
+                let mut k = old;
+                let got = self.cache.replace(&mut k, &pm);
+                drop(pm);
+                if old.is_invalid() || !self.model.contains(&MKey::Id(old)) {
+                    // Through an invalid key: fails, inserts nothing, leaves the key alone.
+                    ensure!(
+                        matches!(&got, Err(e) if e.kind() == ErrorKind::InvalidKey),
+                        "replace through a key that is not valid: library says {got:?}, \
+                         model says Err(InvalidKey)"
+                    );
+                    ensure_eq!(k, old, "key after a failed replace");
+                } else {
+                    self.model.remove(&MKey::Id(old));
+                    match got {
+                        Ok(()) => {
+                            ensure!(k != old, "replace kept the old key {old:?}");
+                            self.new_key(k)?;
+                            let want = self.model.put(MKey::Id(k), cost, self.last_key());
+                            ensure_eq!(true, want, "replace succeeded");
+                        }
+                        Err(e) => {
+                            ensure_eq!(e.kind(), ErrorKind::Refused, "replace error kind");
+                            ensure_eq!(k, old, "key after a refused replace");
+                            let want = self.model.put(MKey::Id(Key::INVALID), cost, 0);
+                            ensure_eq!(false, want, "replace succeeded");
+                        }
+                    }
+                }
+            }
+            Op::Remove(n) => {
+                let got = self.cache.remove(NAMES[n]);
+                let want = self.model.remove(&MKey::Name(NAMES[n].into()));
+                ensure_eq!(got, want, "remove");
+            }
+            Op::RemoveKey(sel) => {
+                let k = self.key(sel);
+                let got = self.cache.remove_key(k);
+                let want = self.model.remove(&MKey::Id(k));
+                ensure_eq!(got, want, "remove_key");
+            }
+            Op::Clear => {
+                self.cache.clear();
+                self.model.clear();
+            }
+            Op::SetLimit(l) => {
+                let total = self.model.total();
+                let to_i32 = |v: i64| i32::try_from(v).unwrap_or(i32::MAX);
+                let limit = match l {
+                    NewLimit::Value(v) => v,
+                    NewLimit::Total => to_i32(total),
+                    NewLimit::TotalMinusOne => to_i32(total - 1),
+                    NewLimit::TotalPlusOne => to_i32(total + 1),
+                };
+                self.cache.set_limit(limit);
+                self.model.set_limit(limit);
+            }
+            Op::FlushDetached => {
+                let got = self.cache.flush_detached();
+                let want = self.model.flush_detached();
+                ensure_eq!(got, want, "flush_detached (entries trimmed)");
+            }
+            Op::Tick => {
+                let got = self.cache.tick();
+                let want = self.model.tick();
+                ensure_eq!(got, want, "tick (entries trimmed)");
+            }
+        }
+        Ok(())
+    }
+
+    fn last_key(&self) -> u64 {
+        self.last.as_ref().map_or(0, |(pm, _)| pm.cache_key())
+    }
+
+    /// Touch-free comparison of the whole observable state.
+    fn check(&mut self) -> Result<(), String> {
+        ensure_eq!(
+            self.cache.names_by_recency(),
+            self.model.names(),
+            "entries by recency"
+        );
+        ensure_eq!(self.cache.total_used(), self.model.total(), "total_used");
+        ensure_eq!(self.cache.limit(), self.model.limit, "limit");
+        ensure_eq!(self.cache.stats(), self.model.stats(), "stats");
+        ensure!(
+            !self.cache.key_is_valid(Key::INVALID),
+            "the invalid key is valid"
+        );
+        for &k in &self.keys {
+            ensure_eq!(
+                self.cache.key_is_valid(k),
+                self.model.contains(&MKey::Id(k)),
+                format!("key_is_valid({k:?})")
+            );
+        }
+        if self.sweep {
+            // Finding every entry from least to most recently used leaves the recency order as it
+            // was, so this checks which pixmap each entry holds without perturbing anything.
+            let order: Vec<Entry> = self.model.entries.iter().rev().cloned().collect();
+            for e in order {
+                let got = match &e.key {
+                    MKey::Name(s) => self.cache.find(s),
+                    MKey::Id(k) => self.cache.find_key(*k),
+                };
+                ensure_eq!(
+                    got.map(|p| p.cache_key()),
+                    Some(e.pm),
+                    format!("pixmap under {:?}", e.key)
+                );
+                self.model.hits += 1;
+            }
+            ensure_eq!(
+                self.cache.names_by_recency(),
+                self.model.names(),
+                "entries by recency after the sweep"
+            );
+            ensure_eq!(
+                self.cache.stats(),
+                self.model.stats(),
+                "stats after the sweep"
+            );
+        }
+        if let Some(releases) = &self.releases {
+            // The test holds no share except `last`: a pixmap is released exactly when no entry
+            // holds it any more.
+            let held = self.last.as_ref().map(|(pm, _)| pm.cache_key());
+            for (pm, count) in releases {
+                let cached = self.model.entries.iter().any(|e| e.pm == *pm);
+                let want = usize::from(!cached && held != Some(*pm));
+                ensure_eq!(
+                    count.load(Ordering::SeqCst),
+                    want,
+                    format!("release count of pixmap {pm} (cached: {cached})")
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Runs `ops` against a fresh cache and a model, checking after every step.
+fn run_ops(setup: Setup, ops: &[Op]) -> Result<Run, String> {
+    let mut run = Run::new(setup);
+    run.check().map_err(|e| format!("before any op: {e}"))?;
+    for (i, op) in ops.iter().enumerate() {
+        run.step(op)
+            .and_then(|()| run.check())
+            .map_err(|e| format!("after op #{i} {op:?}: {e}"))?;
+    }
+    Ok(run)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------------------------
+
+fn pm_strategy() -> impl Strategy<Value = Pm> {
+    let side = prop::sample::select(vec![0u32, 1, 10, 32, 64, 65, 100, 256]);
+    let depth = prop::sample::select(vec![0u32, 1, 8, 16, 24, 32, 64, 128]);
+    prop_oneof![
+        2 => Just(Pm::Null),
+        2 => Just(Pm::Rgba(1, 1)),
+        4 => Just(Pm::Rgba(10, 10)),
+        6 => Just(Pm::Rgba(64, 64)),
+        3 => Just(Pm::Rgba(64, 65)),
+        2 => Just(Pm::Gray(64, 64)),
+        4 => (side.clone(), side, depth).prop_map(|(w, h, depth)| Pm::Foreign { w, h, depth }),
+        1 => Just(Pm::OverLimit),
+        1 => Just(Pm::AtLimit),
+        2 => Just(Pm::Again),
+    ]
+}
+
+fn key_strategy() -> impl Strategy<Value = KeySel> {
+    prop_oneof![
+        1 => Just(KeySel::Invalid),
+        2 => (0..1000usize).prop_map(KeySel::Any),
+        8 => (0..1000usize).prop_map(KeySel::Live),
+        1 => any::<u64>().prop_map(KeySel::Forged),
+    ]
+}
+
+fn limit_strategy() -> impl Strategy<Value = NewLimit> {
+    // Limits that hold nothing, or no 16 KB pixmap, are drawn less often: they empty the cache.
+    // Limits relative to the total are drawn less often too: on an empty cache they are 0 or -1.
+    let tiny = vec![0, -1, i32::MIN, 1, 2, 15];
+    let usable = vec![16, 17, 64, 128, 256, 1000, 4096, DEFAULT_LIMIT_KB, i32::MAX];
+    let relative = vec![
+        NewLimit::Total,
+        NewLimit::TotalMinusOne,
+        NewLimit::TotalPlusOne,
+    ];
+    prop_oneof![
+        1 => prop::sample::select(tiny).prop_map(NewLimit::Value),
+        6 => prop::sample::select(usable).prop_map(NewLimit::Value),
+        2 => prop::sample::select(relative),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    let name = 0..NAMES.len();
+    prop_oneof![
+        24 => (name.clone(), pm_strategy()).prop_map(|(n, p)| Op::Insert(n, p)),
+        18 => pm_strategy().prop_map(Op::InsertKey),
+        10 => (key_strategy(), pm_strategy()).prop_map(|(k, p)| Op::Replace(k, p)),
+        10 => name.clone().prop_map(Op::Find),
+        5 => name.clone().prop_map(Op::Touch),
+        8 => key_strategy().prop_map(Op::FindKey),
+        3 => key_strategy().prop_map(Op::TouchKey),
+        5 => name.prop_map(Op::Remove),
+        5 => key_strategy().prop_map(Op::RemoveKey),
+        1 => Just(Op::Clear),
+        5 => limit_strategy().prop_map(Op::SetLimit),
+        2 => Just(Op::FlushDetached),
+        4 => Just(Op::Tick),
+    ]
+}
+
+/// The starting limit: `None` is `Cache::default()` (10240 KB).
+fn initial_limit_strategy() -> impl Strategy<Value = Option<i32>> {
+    prop_oneof![
+        2 => Just(None),
+        1 => prop::sample::select(vec![0, -1, 1, i32::MAX]).prop_map(Some),
+        6 => prop::sample::select(vec![16, 17, 48, 128, 256, 1000, 4096]).prop_map(Some),
+    ]
+}
+
+fn config(cases: u32) -> Config {
+    Config {
+        cases,
+        // Keep the crate's tree untouched: no proptest-regressions files.
+        failure_persistence: None,
+        ..Config::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tests
+// ---------------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    /// The cache agrees with the model after every step of a random sequence.
+    #[test]
+    fn cache_matches_model(
+        limit in initial_limit_strategy(),
+        sweep in any::<bool>(),
+        ops in prop::collection::vec(op_strategy(), 0..=300),
+    ) {
+        if let Err(e) = run_ops(Setup { sweep, ..Setup::new(limit) }, &ops) {
+            return Err(TestCaseError::fail(e));
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(48))]
+
+    /// Every foreign pixmap's release function runs exactly once, exactly when the last share
+    /// goes: the cache drops its share on eviction, remove, replace, clear and refusal.
+    #[test]
+    fn foreign_release_runs_exactly_once(
+        limit in initial_limit_strategy(),
+        mut ops in prop::collection::vec(op_strategy(), 0..=300),
+    ) {
+        ops.push(Op::Clear);
+        let setup = Setup { release_mode: true, ..Setup::new(limit) };
+        let mut run = match run_ops(setup, &ops) {
+            Ok(run) => run,
+            Err(e) => return Err(TestCaseError::fail(e)),
+        };
+        run.last = None;
+        let Run { cache, releases, .. } = run;
+        let releases = releases.expect("release mode");
+        let counts = |releases: &Releases| -> Vec<usize> {
+            releases.iter().map(|(_, c)| c.load(Ordering::SeqCst)).collect()
+        };
+        prop_assert!(counts(&releases).iter().all(|&n| n == 1), "{:?}", counts(&releases));
+        drop(cache);
+        prop_assert!(counts(&releases).iter().all(|&n| n == 1), "{:?}", counts(&releases));
+    }
+}
+
+/// Fixed sequences on which each flawed model must be caught (and the faithful one must pass):
+/// the checker can fail.
+#[test]
+fn checker_detects_flawed_models() {
+    let p64 = Pm::Rgba(64, 64);
+    let cases: [(Flaw, Option<i32>, Vec<Op>); 4] = [
+        (
+            Flaw::FindDoesNotRefresh,
+            Some(48),
+            vec![
+                Op::Insert(1, p64),
+                Op::Insert(2, p64),
+                Op::Find(1),
+                Op::Insert(3, p64),
+                Op::Find(1),
+            ],
+        ),
+        (
+            Flaw::RefusedInsertKeepsOld,
+            Some(20),
+            vec![
+                Op::Insert(1, Pm::Rgba(10, 10)),
+                Op::Insert(1, Pm::OverLimit),
+                Op::Find(1),
+            ],
+        ),
+        (
+            Flaw::TickAlwaysTakesOne,
+            None,
+            (0..NAMES.len())
+                .map(|n| Op::Insert(n, p64))
+                .chain([Op::Tick, Op::Tick])
+                .collect(),
+        ),
+        // Qt's `QPMCache::clear` stops the idle timer but leaves `ps`, the total at the previous
+        // tick, alone: after a clear and a refill to exactly that total, a tick is the 3/4 trim.
+        (
+            Flaw::ClearResetsTickBaseline,
+            None,
+            vec![
+                Op::Insert(1, p64), // 16 KB
+                Op::Insert(
+                    2,
+                    Pm::Foreign {
+                        w: 100,
+                        h: 64,
+                        depth: 24,
+                    },
+                ), // 18 KB
+                Op::Tick,           // total 34, changed since 0: one entry goes; baseline 18
+                Op::Clear,          // baseline stays 18
+                Op::InsertKey(Pm::Null),
+                Op::InsertKey(Pm::Null),
+                Op::Insert(1, p64), // total 18 again
+                Op::Tick,           // unchanged: trimmed to 13 KB, all three entries go
+            ],
+        ),
+    ];
+    for (flaw, limit, ops) in cases {
+        for sweep in [false, true] {
+            let setup = Setup {
+                sweep,
+                ..Setup::new(limit)
+            };
+            if let Err(e) = run_ops(setup, &ops) {
+                panic!("the faithful model fails on the {flaw:?} sequence: {e}");
+            }
+            match run_ops(Setup { flaw, ..setup }, &ops) {
+                Ok(_) => panic!("the checker missed {flaw:?}"),
+                Err(e) => eprintln!("{flaw:?} caught: {e}"),
+            }
+        }
+    }
+}
+
+/// A few facts the random test relies on, pinned down directly.
+#[test]
+fn model_basics() {
+    assert_eq!(Key::default(), Key::INVALID);
+    assert_eq!(qt_cost(10, 10, 32), 1);
+    assert_eq!(qt_cost(64, 64, 32), 16);
+    assert_eq!(qt_cost(64, 65, 32), 16);
+    assert_eq!(qt_cost(0, 0, 0), 1);
+    let ops = [
+        Op::InsertKey(Pm::Rgba(64, 64)),
+        Op::Replace(KeySel::Live(0), Pm::Rgba(10, 10)),
+        Op::Replace(KeySel::Any(0), Pm::Rgba(1, 1)),
+        Op::Replace(KeySel::Live(0), Pm::OverLimit),
+        Op::Replace(KeySel::Invalid, Pm::Null),
+        Op::InsertKey(Pm::OverLimit),
+        Op::SetLimit(NewLimit::Value(0)),
+        Op::Insert(0, Pm::Null),
+    ];
+    let setup = Setup {
+        sweep: true,
+        ..Setup::new(Some(128))
+    };
+    let run = run_ops(setup, &ops).unwrap();
+    // One key from the first insert, one from the first replace, one refused insert_key.
+    assert_eq!(run.keys.len(), 3);
+    assert!(run.keys.iter().all(|&k| !run.cache.key_is_valid(k)));
+}
