@@ -42,6 +42,11 @@
 
 
 /**
+ * How many values are kept without allocating.
+ */
+#define INLINE 4
+
+/**
  * What a pixcache call reports. The values are part of the ABI and are never renumbered.
  */
 typedef enum PixcacheResult {
@@ -224,7 +229,7 @@ extern "C" {
 /**
  * The process-wide cache that `QPixmapCache`'s static functions use. Never NULL; made on first
  * use with a limit of 10240 KB (Qt's default); lives until the process ends (nothing runs at
- * exit). `pixcache_cache_free` ignores it.
+ * exit). `pixcache_cache_free` ignores it. Leaves the last error as it was.
  */
 struct PixcacheCache *pixcache_global(void);
 

@@ -74,6 +74,12 @@ inline Scratch &scratch() noexcept {
     return s;
 }
 
+// The process-wide cache, looked up once.
+inline PixcacheCache *global() noexcept {
+    static PixcacheCache *const cache = pixcache_global();
+    return cache;
+}
+
 // Copies what a lookup found into `out`, then lets go of the scratch share.
 inline void takeFound(QPixmap *out) noexcept {
     Scratch &s = scratch();
@@ -83,7 +89,7 @@ inline void takeFound(QPixmap *out) noexcept {
 
 }  // namespace detail
 
-/// QPixmapCache, backed by pixcache's process-wide cache (pixcache_global()).
+/// QPixmapCache, backed by pixcache's process-wide cache (detail::global()).
 class PixmapCache {
 public:
     /// QPixmapCache::Key: a value; default keys are invalid and equal; keys from two inserts never
@@ -104,7 +110,7 @@ public:
         bool operator!=(const Key &other) const noexcept { return !(*this == other); }
         void swap(Key &other) noexcept { std::swap(k_, other.k_); }
         /// True while the entry is in the cache.
-        bool isValid() const noexcept { return pixcache_key_is_valid(pixcache_global(), k_); }
+        bool isValid() const noexcept { return pixcache_key_is_valid(detail::global(), k_); }
 
         /// The pixcache key value (for pixcache's C API).
         PixcacheKey raw() const noexcept { return k_; }
@@ -117,20 +123,20 @@ public:
 
     PixmapCache() = delete;
 
-    static int cacheLimit() { return pixcache_cache_limit(pixcache_global()); }
-    static void setCacheLimit(int n) { pixcache_set_cache_limit(pixcache_global(), n); }
+    static int cacheLimit() { return pixcache_cache_limit(detail::global()); }
+    static void setCacheLimit(int n) { pixcache_set_cache_limit(detail::global(), n); }
 
     static bool find(const QString &key, QPixmap *pixmap) {
         const QByteArray utf8 = key.toUtf8();
-        if (!pixmap) return pixcache_find_n(pixcache_global(), utf8.constData(), size_t(utf8.size()), nullptr);
-        if (!pixcache_find_n(pixcache_global(), utf8.constData(), size_t(utf8.size()), detail::scratch().p)) return false;
+        if (!pixmap) return pixcache_find_n(detail::global(), utf8.constData(), size_t(utf8.size()), nullptr);
+        if (!pixcache_find_n(detail::global(), utf8.constData(), size_t(utf8.size()), detail::scratch().p)) return false;
         detail::takeFound(pixmap);
         return true;
     }
 
     static bool find(const Key &key, QPixmap *pixmap) {
-        if (!pixmap) return pixcache_find_key(pixcache_global(), key.k_, nullptr);
-        if (!pixcache_find_key(pixcache_global(), key.k_, detail::scratch().p)) return false;
+        if (!pixmap) return pixcache_find_key(detail::global(), key.k_, nullptr);
+        if (!pixcache_find_key(detail::global(), key.k_, detail::scratch().p)) return false;
         detail::takeFound(pixmap);
         return true;
     }
@@ -138,34 +144,34 @@ public:
     static bool insert(const QString &key, const QPixmap &pixmap) {
         const QByteArray utf8 = key.toUtf8();
         detail::Wrapped w(pixmap);
-        return w.p && pixcache_insert_n(pixcache_global(), utf8.constData(), size_t(utf8.size()), w.p);
+        return w.p && pixcache_insert_n(detail::global(), utf8.constData(), size_t(utf8.size()), w.p);
     }
 
     static Key insert(const QPixmap &pixmap) {
         detail::Wrapped w(pixmap);
-        return w.p ? Key(pixcache_insert_key(pixcache_global(), w.p)) : Key();
+        return w.p ? Key(pixcache_insert_key(detail::global(), w.p)) : Key();
     }
 
     static bool replace(const Key &key, const QPixmap &pixmap) {
         detail::Wrapped w(pixmap);
-        return w.p && pixcache_replace(pixcache_global(), &key.k_, w.p);
+        return w.p && pixcache_replace(detail::global(), &key.k_, w.p);
     }
 
     static void remove(const QString &key) {
         const QByteArray utf8 = key.toUtf8();
-        pixcache_remove_n(pixcache_global(), utf8.constData(), size_t(utf8.size()));
+        pixcache_remove_n(detail::global(), utf8.constData(), size_t(utf8.size()));
     }
 
-    static void remove(const Key &key) { pixcache_remove_key(pixcache_global(), key.k_); }
+    static void remove(const Key &key) { pixcache_remove_key(detail::global(), key.k_); }
 
-    static void clear() { pixcache_clear(pixcache_global()); }
+    static void clear() { pixcache_clear(detail::global()); }
 
     /// QPixmapCache::flushDetachedPixmaps() (Qt exports it only for its tests): trims the cache to
     /// three quarters of its total. Call it from an idle timer if you want Qt's idle trimming.
-    static void flushDetachedPixmaps() { pixcache_flush_detached(pixcache_global()); }
+    static void flushDetachedPixmaps() { pixcache_flush_detached(detail::global()); }
 
     /// Sum of the entries' costs in KB (exact; Qt 6.4's divides by 1024 once too often).
-    static int totalUsed() { return pixcache_total_used(pixcache_global()); }
+    static int totalUsed() { return pixcache_total_used(detail::global()); }
 };
 
 inline void swap(PixmapCache::Key &a, PixmapCache::Key &b) noexcept { a.swap(b); }

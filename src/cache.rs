@@ -14,6 +14,7 @@ use std::hash::BuildHasher;
 use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::garbage::Garbage;
 use crate::key::Key;
 use crate::lru::{EntryKey, KeyRef, Lru};
 use crate::pixmap::Pixmap;
@@ -71,7 +72,7 @@ impl State {
         hash: u64,
         key: EntryKey,
         pm: &Pixmap,
-        garbage: &mut Vec<Pixmap>,
+        garbage: &mut Garbage<Pixmap>,
     ) -> Result<()> {
         let cost = pm.cost_kb();
         let before = garbage.len();
@@ -124,8 +125,8 @@ impl Cache {
     /// is released. If a panic ever poisoned the lock, the state is reset to an empty cache with
     /// the same limit (its invariants can no longer be trusted) and the old one is dropped outside
     /// the lock too.
-    fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Vec<Pixmap>) -> R) -> R {
-        let mut garbage = Vec::new();
+    fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Garbage<Pixmap>) -> R) -> R {
+        let mut garbage = Garbage::new();
         let mut poisoned_state = None;
         let result = {
             let mut guard: MutexGuard<'_, State> = match self.state.lock() {

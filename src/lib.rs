@@ -14,6 +14,7 @@ pub mod decode;
 pub mod error;
 pub mod ffi;
 pub mod format;
+pub mod garbage;
 pub mod global;
 pub mod key;
 pub mod lru;

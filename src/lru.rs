@@ -18,6 +18,8 @@
 
 use hashbrown::HashTable;
 
+use crate::garbage::Garbage;
+
 /// The key an entry is stored under: a string or a generated id. Both kinds share one table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKey {
@@ -158,7 +160,7 @@ impl<V> Lru<V> {
         key: EntryKey,
         value: V,
         cost: i64,
-        evicted: &mut Vec<V>,
+        evicted: &mut Garbage<V>,
     ) -> Result<(), Refused<V>> {
         debug_assert!(
             !self.contains(hash, key.as_key_ref()),
@@ -217,14 +219,14 @@ impl<V> Lru<V> {
     }
 
     /// Sets the limit and evicts least recently used entries until the total fits it.
-    pub fn set_limit(&mut self, limit: i64, evicted: &mut Vec<V>) {
+    pub fn set_limit(&mut self, limit: i64, evicted: &mut Garbage<V>) {
         self.limit = limit;
         self.trim(limit, evicted);
     }
 
     /// Evicts least recently used entries into `evicted` until `total <= target`.
     /// Returns how many went.
-    pub fn trim(&mut self, target: i64, evicted: &mut Vec<V>) -> usize {
+    pub fn trim(&mut self, target: i64, evicted: &mut Garbage<V>) -> usize {
         let mut count = 0;
         while self.total > target && self.tail != NIL {
             let slot = self.tail;
@@ -243,7 +245,7 @@ impl<V> Lru<V> {
     }
 
     /// Removes every entry, handing the values to `evicted`.
-    pub fn clear(&mut self, evicted: &mut Vec<V>) {
+    pub fn clear(&mut self, evicted: &mut Garbage<V>) {
         evicted.reserve(self.len);
         for node in self.slots.drain(..).flatten() {
             evicted.push(node.value);
@@ -354,10 +356,10 @@ mod tests {
 
     fn put(lru: &mut Lru<&'static str>, k: &'static str, cost: i64) -> Vec<&'static str> {
         let (h, key) = name(k);
-        let mut ev = Vec::new();
+        let mut ev = Garbage::new();
         lru.insert(h, key, k, cost, &mut ev).unwrap();
         lru.check_invariants();
-        ev
+        ev.into_vec()
     }
 
     #[test]
@@ -378,7 +380,7 @@ mod tests {
         let mut lru = Lru::new(10);
         put(&mut lru, "a", 5);
         let (h, key) = name("big");
-        let mut ev = Vec::new();
+        let mut ev = Garbage::new();
         assert_eq!(
             lru.insert(h, key, "big", 11, &mut ev),
             Err(Refused { value: "big" })
@@ -393,7 +395,7 @@ mod tests {
         for limit in [0, -5] {
             let mut lru = Lru::new(limit);
             let (h, key) = name("a");
-            assert!(lru.insert(h, key, "a", 1, &mut Vec::new()).is_err());
+            assert!(lru.insert(h, key, "a", 1, &mut Garbage::new()).is_err());
         }
     }
 
@@ -403,11 +405,12 @@ mod tests {
         for k in ["a", "b", "c", "d"] {
             put(&mut lru, k, 2);
         }
-        let mut ev = Vec::new();
+        let mut ev = Garbage::new();
         lru.set_limit(100, &mut ev);
         assert!(ev.is_empty());
         lru.set_limit(5, &mut ev);
-        assert_eq!(ev, vec!["a", "b"]);
+        assert_eq!(ev.into_vec(), vec!["a", "b"]);
+        let mut ev = Garbage::new();
         lru.set_limit(-1, &mut ev);
         assert_eq!(lru.len(), 0);
         lru.check_invariants();
@@ -423,9 +426,9 @@ mod tests {
         let (h, _) = name("e");
         assert_eq!(lru.remove(h, KeyRef::Name("e")), Some("e"));
         assert_eq!(lru.remove(h, KeyRef::Name("e")), None);
-        let mut ev = Vec::new();
+        let mut ev = Garbage::new();
         lru.clear(&mut ev);
-        assert_eq!(ev, vec!["d"]);
+        assert_eq!(ev.into_vec(), vec!["d"]);
         assert!(lru.is_empty());
         put(&mut lru, "x", 1);
     }

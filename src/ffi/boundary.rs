@@ -1,5 +1,6 @@
 //! The C boundary: every exported function runs its body through [`call`], which
-//! - clears this thread's last error on entry (so success leaves `pixcache_last_error()` empty),
+//! - settles this thread's last error when the body is done (so success leaves
+//!   `pixcache_last_error()` empty, and a failure sets it),
 //! - catches any panic so it can never unwind into C (which would abort the host), reporting it
 //!   as `PIXCACHE_RESULT_PANIC` with the panic's message,
 //! - turns an `Err` into the function's failure value plus the last error.
@@ -16,9 +17,9 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Runs `body` at the C boundary; see the module documentation.
 ///
-/// The last error is settled *after* `body` returns, because `body` may run foreign release
-/// callbacks that make pixcache calls of their own: whatever those left behind, the caller sees
-/// the outcome of its own call.
+/// The last error is settled once, *after* `body` returns (one thread-local access per call):
+/// `body` may run foreign release callbacks that make pixcache calls of their own, and whatever
+/// those left behind, the caller sees the outcome of its own call.
 pub(crate) fn call<T>(failure: T, body: impl FnOnce() -> Result<T>) -> T {
     call_reporting(failure, || body().map(|value| (value, None)))
 }
@@ -29,7 +30,6 @@ pub(crate) fn call_reporting<T>(
     failure: T,
     body: impl FnOnce() -> Result<(T, Option<Error>)>,
 ) -> T {
-    clear_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok((value, report))) => {
             match report {

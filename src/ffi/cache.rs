@@ -105,10 +105,12 @@ unsafe fn store(out: *mut PixcachePixmap, found: Pixmap) -> Result<(), Error> {
 
 /// The process-wide cache that `QPixmapCache`'s static functions use. Never NULL; made on first
 /// use with a limit of 10240 KB (Qt's default); lives until the process ends (nothing runs at
-/// exit). `pixcache_cache_free` ignores it.
+/// exit). `pixcache_cache_free` ignores it. Leaves the last error as it was.
 #[no_mangle]
 pub extern "C" fn pixcache_global() -> *mut PixcacheCache {
-    call(ptr::null_mut(), || Ok(global_handle()))
+    // Cannot fail or panic (making the global cache allocates nothing), so no boundary and no
+    // thread-local access: the Qt adapter calls this on every operation.
+    global_handle()
 }
 
 fn global_handle() -> *mut PixcacheCache {

@@ -2,8 +2,8 @@
 //!
 //! A failing call stores a result code and a one-line message for the calling thread; every other
 //! call clears them on entry, except the ones that cannot fail: `pixcache_last_error`,
-//! `pixcache_last_result`, `pixcache_result_str`, `pixcache_key_equal`, `pixcache_version` and
-//! the `*_free` functions (so cleanup between a failing call and reading the error keeps it).
+//! `pixcache_last_result`, `pixcache_result_str`, `pixcache_key_equal`, `pixcache_version`,
+//! `pixcache_global` and the `*_free` functions (so cleanup between a failing call and reading the error keeps it).
 //! So right after any other call, `pixcache_last_error()` is `""` exactly when it succeeded.
 
 use std::cell::RefCell;

@@ -1,0 +1,106 @@
+/* threads.c: multi-thread throughput of pixcache's global cache on the Zipf(0.9) read-through
+ * (find; on a miss insert a 64x64 pixmap) over 20,000 keys with the default 10 MB limit.
+ * Each thread replays its own trace (different seed) with its own pixmap handles, for a fixed
+ * time; prints total ops/s for 1, 2, 4, 8 threads and the ratio to 1 thread. For reference it
+ * also runs the same with a private cache per thread (no sharing at all: the scaling ceiling of
+ * the host). Qt's QPixmapCache cannot be used from more than one thread at all.
+ * Usage: threads [seconds-per-run]   (default 2) */
+#define _GNU_SOURCE
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <pixcache.h>
+
+#define KEYS 20000
+#define TRACE (1 << 20)
+
+static char keys[KEYS][32];
+static double cdf[KEYS];
+static volatile int stop;
+
+struct worker {
+    PixcacheCache *cache;
+    unsigned seed;
+    int *trace;
+    long ops, hits;
+    pthread_t thread;
+};
+
+static void *run(void *arg) {
+    struct worker *w = arg;
+    PixcachePixmap *pm = pixcache_pixmap_new(64, 64, PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED);
+    PixcachePixmap *out = pixcache_pixmap_new_null();
+    long i = 0, hits = 0;
+    while (!stop) {
+        for (int j = 0; j < 1024; ++j, ++i) {
+            const char *k = keys[w->trace[i & (TRACE - 1)]];
+            if (pixcache_find(w->cache, k, out)) ++hits;
+            else pixcache_insert(w->cache, k, pm);
+        }
+    }
+    w->ops = i;
+    w->hits = hits;
+    pixcache_pixmap_free(out);
+    pixcache_pixmap_free(pm);
+    return NULL;
+}
+
+static double measure(int threads, int private_caches, double seconds, struct worker *ws) {
+    PixcacheCache *global = pixcache_global();
+    pixcache_clear(global);
+    pixcache_set_cache_limit(global, 10240);
+    stop = 0;
+    for (int t = 0; t < threads; ++t) {
+        ws[t].cache = private_caches ? pixcache_cache_new(10240) : global;
+        pthread_create(&ws[t].thread, NULL, run, &ws[t]);
+    }
+    struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
+    nanosleep(&ts, NULL);
+    stop = 1;
+    long ops = 0;
+    for (int t = 0; t < threads; ++t) {
+        pthread_join(ws[t].thread, NULL);
+        ops += ws[t].ops;
+        if (private_caches) pixcache_cache_free(ws[t].cache);
+    }
+    return (double)ops / seconds;
+}
+
+int main(int argc, char **argv) {
+    double seconds = argc > 1 ? atof(argv[1]) : 2.0;
+    double sum = 0, acc = 0;
+    for (int i = 0; i < KEYS; ++i) {
+        snprintf(keys[i], sizeof keys[i], "zipf:/theme/%d@2x", i);
+        sum += 1.0 / pow(i + 1, 0.9);
+    }
+    for (int i = 0; i < KEYS; ++i) cdf[i] = (acc += 1.0 / pow(i + 1, 0.9) / sum);
+    struct worker ws[8];
+    for (int t = 0; t < 8; ++t) {
+        ws[t].trace = malloc(sizeof(int) * TRACE);
+        unsigned s = 1234u + (unsigned)t * 7919u;
+        for (int i = 0; i < TRACE; ++i) {
+            s = s * 1103515245u + 12345u;
+            double u = (double)(s >> 8) / (double)(1u << 24);
+            int lo = 0, hi = KEYS - 1;
+            while (lo < hi) {
+                int mid = (lo + hi) / 2;
+                if (cdf[mid] < u) lo = mid + 1; else hi = mid;
+            }
+            ws[t].trace[i] = lo;
+        }
+    }
+    int counts[] = {1, 2, 4, 8};
+    double base = 0, pbase = 0;
+    printf("%-8s %16s %8s %22s %8s\n", "threads", "shared Mops/s", "vs 1", "private-per-thread", "vs 1");
+    for (int c = 0; c < 4; ++c) {
+        double shared = measure(counts[c], 0, seconds, ws);
+        double priv = measure(counts[c], 1, seconds, ws);
+        if (c == 0) { base = shared; pbase = priv; }
+        printf("%-8d %16.2f %7.2fx %22.2f %7.2fx\n", counts[c], shared / 1e6, shared / base, priv / 1e6, priv / pbase);
+    }
+    for (int t = 0; t < 8; ++t) free(ws[t].trace);
+    return 0;
+}

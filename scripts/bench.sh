@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Benchmarks (figures, not tests): installs pixcache (release) into a temporary prefix, builds
+# benches/ against it and Qt 6, and runs:
+#   1. benches/qt_vs_pixcache: Qt 6's QPixmapCache vs pixcache (C API and Qt adapter), ns/op,
+#      medians of ROUNDS rounds (default 5), ratios, and the Zipf hit ratios;
+#   2. cargo bench: Criterion benchmarks of the Rust core against lru, quick_cache and a bare map;
+#   3. benches/threads: Zipf read-through on the global cache with 1, 2, 4, 8 threads;
+#   4. benches/memory: bytes of overhead per entry with 1,000,000 tiny entries.
+# Usage: scripts/bench.sh [qt|criterion|threads|memory ...]   (default: all)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export QT_QPA_PLATFORM=offscreen XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+which=("${@:-qt criterion threads memory}")
+which=(${which[*]})
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+PIXCACHE_CMAKE_BUILD_DIR="$work/install-build" scripts/install.sh "$work/prefix" >"$work/install.log" 2>&1 \
+    || { cat "$work/install.log"; exit 1; }
+cmake -S benches -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
+cmake --build "$work/build" -j2 >>"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
+for w in "${which[@]}"; do
+    case "$w" in
+        qt) echo "## Qt 6 QPixmapCache vs pixcache"; "$work/build/qt_vs_pixcache" "${ROUNDS:-5}" ;;
+        criterion) echo "## Criterion (Rust core)"; cargo bench --bench core ;;
+        threads) echo "## threads"; "$work/build/threads" ;;
+        memory) echo "## memory"; "$work/build/memory" ;;
+        *) echo "unknown benchmark $w" >&2; exit 2 ;;
+    esac
+done
