@@ -163,26 +163,47 @@ impl Cache {
 
     /// Finds the pixmap under a string key, making it the most recently used.
     pub fn find(&self, key: &str) -> Option<Pixmap> {
-        self.lookup(KeyRef::Name(key), Pixmap::clone)
+        self.lookup(KeyRef::Name(key), |pm, _| pm.clone())
     }
 
     /// Like [`Cache::find`] without copying the pixmap out (`QPixmapCache::find(key, nullptr)`):
     /// answers and refreshes recency.
     pub fn touch(&self, key: &str) -> bool {
-        self.lookup(KeyRef::Name(key), |_| ()).is_some()
+        self.lookup(KeyRef::Name(key), |_, _| ()).is_some()
     }
 
     /// Finds the pixmap under a generated key, making it the most recently used.
     pub fn find_key(&self, key: Key) -> Option<Pixmap> {
-        self.lookup(KeyRef::Id(key.to_raw()), Pixmap::clone)
+        self.lookup(KeyRef::Id(key.to_raw()), |pm, _| pm.clone())
     }
 
     /// Like [`Cache::find_key`] without copying the pixmap out.
     pub fn touch_key(&self, key: Key) -> bool {
-        self.lookup(KeyRef::Id(key.to_raw()), |_| ()).is_some()
+        self.lookup(KeyRef::Id(key.to_raw()), |_, _| ()).is_some()
     }
 
-    fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Option<R> {
+    /// Finds the pixmap under a string key and makes `out` share it, as `QPixmapCache::find(key,
+    /// &pixmap)` assigns: on a miss `out` is untouched. If `out` already shares the cached pixels
+    /// nothing is copied (no reference-count traffic); otherwise what `out` held before is dropped
+    /// after the lock is released.
+    pub fn find_into(&self, key: &str, out: &mut Pixmap) -> bool {
+        self.lookup(KeyRef::Name(key), |pm, garbage| assign(out, pm, garbage))
+            .is_some()
+    }
+
+    /// [`Cache::find_into`] for a generated key.
+    pub fn find_key_into(&self, key: Key, out: &mut Pixmap) -> bool {
+        self.lookup(KeyRef::Id(key.to_raw()), |pm, garbage| {
+            assign(out, pm, garbage)
+        })
+        .is_some()
+    }
+
+    fn lookup<R>(
+        &self,
+        key: KeyRef<'_>,
+        read: impl FnOnce(&Pixmap, &mut Garbage<Pixmap>) -> R,
+    ) -> Option<R> {
         if key == KeyRef::Id(0) {
             return self.with_state(|s, _| {
                 s.stats.misses += 1;
@@ -190,9 +211,9 @@ impl Cache {
             });
         }
         let hash = self.hash(key);
-        self.with_state(|s, _| match s.lru.get(hash, key) {
+        self.with_state(|s, garbage| match s.lru.get(hash, key) {
             Some(pm) => {
-                let r = read(pm);
+                let r = read(pm, garbage);
                 s.stats.hits += 1;
                 Some(r)
             }
@@ -351,6 +372,13 @@ impl Cache {
 impl Default for Cache {
     fn default() -> Self {
         Cache::new(DEFAULT_LIMIT_KB)
+    }
+}
+
+/// Makes `out` share `found`, keeping what `out` held for the garbage (dropped after unlocking).
+fn assign(out: &mut Pixmap, found: &Pixmap, garbage: &mut Garbage<Pixmap>) {
+    if !out.shares_pixels_with(found) {
+        garbage.push(std::mem::replace(out, found.clone()));
     }
 }
 

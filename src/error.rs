@@ -1,5 +1,6 @@
 //! The one error type of the core. The FFI layer maps each kind to a C result code.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// What went wrong, in a form a caller can branch on.
@@ -33,12 +34,13 @@ pub enum ErrorKind {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Error {
     kind: ErrorKind,
-    message: String,
+    message: Cow<'static, str>,
 }
 
 impl Error {
-    /// An error of `kind` with `message` (one line, no trailing period).
-    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+    /// An error of `kind` with `message` (one line, no trailing period). A `&'static str`
+    /// message costs no allocation, which keeps frequent failures (stale keys) cheap.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
         Error {
             kind,
             message: message.into(),

@@ -330,6 +330,15 @@ impl Pixmap {
         self.data.as_ref().map_or(0, |d| d.serial)
     }
 
+    /// True when both share the same pixels (or both are the plain null pixmap).
+    pub fn shares_pixels_with(&self, other: &Pixmap) -> bool {
+        match (&self.data, &other.data) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
     /// Cost in KB when cached: `max(1, width * height * depth / 8 / 1024)`.
     pub fn cost_kb(&self) -> i64 {
         cost_kb(self.width(), self.height(), self.depth())

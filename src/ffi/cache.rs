@@ -90,19 +90,6 @@ unsafe fn key_str<'a>(key: *const c_char) -> Result<&'a str, Error> {
     unsafe { try_str(key, "key") }
 }
 
-/// Writes a found pixmap into the caller's `out` handle, if any. Runs after the cache's lock is
-/// released, so dropping what `out` held before (maybe a foreign release) cannot deadlock.
-///
-/// # Safety
-/// `out` is NULL or a live handle no other thread uses during the call.
-unsafe fn store(out: *mut PixcachePixmap, found: Pixmap) -> Result<(), Error> {
-    if !out.is_null() {
-        // SAFETY: forwarded to the caller.
-        *unsafe { try_mut(out, "out") }? = found;
-    }
-    Ok(())
-}
-
 /// The process-wide cache that `QPixmapCache`'s static functions use. Never NULL; made on first
 /// use with a limit of 10240 KB (Qt's default); lives until the process ends (nothing runs at
 /// exit). `pixcache_cache_free` ignores it. Leaves the last error as it was.
@@ -204,11 +191,9 @@ unsafe fn find_str(
     if out.is_null() {
         return Ok(cache.touch(key));
     }
-    match cache.find(key) {
-        // SAFETY: forwarded to the caller.
-        Some(found) => unsafe { store(out, found) }.map(|()| true),
-        None => Ok(false),
-    }
+    // SAFETY: forwarded to the caller.
+    let out = unsafe { try_mut(out, "out") }?;
+    Ok(cache.find_into(key, out))
 }
 
 /// Looks up a generated key (`QPixmapCache::find(Key, QPixmap*)`), as `pixcache_find` does.
@@ -221,20 +206,14 @@ pub unsafe extern "C" fn pixcache_find_key(
     out: *mut PixcachePixmap,
 ) -> bool {
     call(false, || {
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
         let cache = unsafe { self::cache(cache) }?;
         let key = Key::from(key);
         let found = if out.is_null() {
             cache.touch_key(key)
         } else {
-            match cache.find_key(key) {
-                Some(found) => {
-                    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-                    unsafe { store(out, found) }?;
-                    true
-                }
-                None => false,
-            }
+            // SAFETY: C API contract: a non-NULL `out` is a live handle no other thread uses now.
+            cache.find_key_into(key, unsafe { try_mut(out, "out") }?)
         };
         if found {
             Ok(true)

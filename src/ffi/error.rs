@@ -7,7 +7,7 @@
 //! So right after any other call, `pixcache_last_error()` is `""` exactly when it succeeded.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CStr};
 
 use crate::error::{Error, ErrorKind};
 
@@ -91,30 +91,41 @@ impl PixcacheResult {
     }
 }
 
+/// This thread's last error. The message buffer is reused from one error to the next, so
+/// reporting an error allocates nothing once the buffer is big enough.
 struct LastError {
+    /// `PixcacheResult::Ok` when there is no error.
     code: PixcacheResult,
-    message: CString,
+    /// The message and its terminating NUL (meaningful only when `code` is not `Ok`).
+    message: Vec<u8>,
 }
 
 thread_local! {
-    static LAST_ERROR: RefCell<Option<LastError>> = const { RefCell::new(None) };
+    static LAST_ERROR: RefCell<LastError> = const {
+        RefCell::new(LastError { code: PixcacheResult::Ok, message: Vec::new() })
+    };
 }
 
 pub(crate) fn clear_last_error() {
     LAST_ERROR.with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
-            if e.is_some() {
-                *e = None;
-            }
+            e.code = PixcacheResult::Ok;
         }
     });
 }
 
 /// The thread's last error, taken out (for [`restore_last_error`]).
-pub(crate) struct SavedError(Option<LastError>);
+pub(crate) struct SavedError(LastError);
 
 pub(crate) fn take_last_error() -> SavedError {
-    SavedError(LAST_ERROR.with(|e| e.try_borrow_mut().ok().and_then(|mut e| e.take())))
+    let empty = || LastError {
+        code: PixcacheResult::Ok,
+        message: Vec::new(),
+    };
+    SavedError(LAST_ERROR.with(|e| match e.try_borrow_mut() {
+        Ok(mut e) => std::mem::replace(&mut *e, empty()),
+        Err(_) => empty(),
+    }))
 }
 
 pub(crate) fn restore_last_error(saved: SavedError) {
@@ -126,18 +137,16 @@ pub(crate) fn restore_last_error(saved: SavedError) {
 }
 
 pub(crate) fn set_last_error(error: &Error) {
-    let one_line: String = error
-        .message()
-        .chars()
-        .map(|c| if c == '\0' || c == '\n' { ' ' } else { c })
-        .collect();
-    let message = CString::new(one_line).unwrap_or_default();
     LAST_ERROR.with(|e| {
         if let Ok(mut e) = e.try_borrow_mut() {
-            *e = Some(LastError {
-                code: PixcacheResult::from_kind(error.kind()),
-                message,
-            });
+            e.code = PixcacheResult::from_kind(error.kind());
+            e.message.clear();
+            // One line, and no interior NUL that would cut the C string short.
+            e.message.extend(error.message().bytes().map(|b| match b {
+                b'\0' | b'\n' | b'\r' => b' ',
+                b => b,
+            }));
+            e.message.push(0);
         }
     });
 }
@@ -145,12 +154,11 @@ pub(crate) fn set_last_error(error: &Error) {
 /// The last error's message as a Rust string (tests).
 #[cfg(test)]
 pub(crate) fn last_error_message() -> String {
-    LAST_ERROR.with(|e| {
-        e.borrow()
-            .as_ref()
-            .map(|l| l.message.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    })
+    let ptr = pixcache_last_error();
+    // SAFETY: pixcache_last_error returns a valid NUL-terminated string.
+    unsafe { CStr::from_ptr(ptr) }
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// The message of the last call on this thread that failed, or `""` if the last call succeeded.
@@ -161,18 +169,15 @@ pub(crate) fn last_error_message() -> String {
 #[no_mangle]
 pub extern "C" fn pixcache_last_error() -> *const c_char {
     LAST_ERROR.with(|e| match e.try_borrow() {
-        Ok(e) => e.as_ref().map_or(c"".as_ptr(), |l| l.message.as_ptr()),
-        Err(_) => c"".as_ptr(),
+        Ok(e) if e.code != PixcacheResult::Ok => e.message.as_ptr().cast(),
+        _ => c"".as_ptr(),
     })
 }
 
 /// The result code of the last call on this thread: `PIXCACHE_RESULT_OK` if it succeeded.
 #[no_mangle]
 pub extern "C" fn pixcache_last_result() -> PixcacheResult {
-    LAST_ERROR.with(|e| match e.try_borrow() {
-        Ok(e) => e.as_ref().map_or(PixcacheResult::Ok, |l| l.code),
-        Err(_) => PixcacheResult::Ok,
-    })
+    LAST_ERROR.with(|e| e.try_borrow().map_or(PixcacheResult::Ok, |e| e.code))
 }
 
 /// A static, human-readable description of a result code (taken as an integer, so any value is
