@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::garbage::Garbage;
-use crate::key::Key;
+use crate::key::{Key, KeySource};
 use crate::lru::{EntryKey, KeyRef, Lru};
 use crate::pixmap::Pixmap;
 
@@ -48,6 +48,8 @@ struct State {
     stats: Stats,
     /// Total at the previous [`Cache::tick`] (Qt's `ps`), to tell an idle cache from a busy one.
     tick_total: i64,
+    /// Where this cache's generated keys come from (under the lock: no shared atomic per key).
+    keys: KeySource,
 }
 
 impl State {
@@ -59,6 +61,7 @@ impl State {
                 ..Stats::default()
             },
             tick_total: 0,
+            keys: KeySource::new(),
         }
     }
 
@@ -116,8 +119,7 @@ impl Cache {
     fn hash(&self, key: KeyRef<'_>) -> u64 {
         match key {
             KeyRef::Name(s) => self.hasher.hash_one(s),
-            // Generated keys are already uniformly scrambled (see key.rs): use them as they are.
-            KeyRef::Id(id) => id,
+            KeyRef::Id(id) => id_hash(Key::from_raw(id)),
         }
     }
 
@@ -243,11 +245,12 @@ impl Cache {
     /// the fresh key that was never valid, which (as in Qt) is still not equal to
     /// [`Key::INVALID`].
     pub fn insert_key(&self, pm: &Pixmap) -> std::result::Result<Key, (Key, Error)> {
-        let key = Key::fresh();
-        let hash = self.hash(KeyRef::Id(key.to_raw()));
-        self.with_state(|s, garbage| s.insert(hash, EntryKey::Id(key.to_raw()), pm, garbage))
-            .map(|()| key)
-            .map_err(|e| (key, e))
+        self.with_state(|s, garbage| {
+            let key = s.keys.fresh();
+            s.insert(id_hash(key), EntryKey::Id(key.to_raw()), pm, garbage)
+                .map(|()| key)
+                .map_err(|e| (key, e))
+        })
     }
 
     /// Replaces the entry of a valid generated key: the old entry is removed, `pm` is inserted
@@ -256,21 +259,24 @@ impl Cache {
     /// with [`ErrorKind::Refused`] when `pm` is too costly: the old entry is then gone and `*key`
     /// is left as it was, invalid.
     pub fn replace(&self, key: &mut Key, pm: &Pixmap) -> Result<()> {
-        let old_hash = self.hash(KeyRef::Id(key.to_raw()));
-        let new_key = Key::fresh();
-        let new_hash = self.hash(KeyRef::Id(new_key.to_raw()));
         let old = *key;
-        self.with_state(|s, garbage| {
+        *key = self.with_state(|s, garbage| {
             if old.is_invalid() {
                 return Err(invalid_key_error(old));
             }
-            let Some(previous) = s.lru.remove(old_hash, KeyRef::Id(old.to_raw())) else {
+            let Some(previous) = s.lru.remove(id_hash(old), KeyRef::Id(old.to_raw())) else {
                 return Err(invalid_key_error(old));
             };
             garbage.push(previous);
-            s.insert(new_hash, EntryKey::Id(new_key.to_raw()), pm, garbage)
+            let new_key = s.keys.fresh();
+            s.insert(
+                id_hash(new_key),
+                EntryKey::Id(new_key.to_raw()),
+                pm,
+                garbage,
+            )
+            .map(|()| new_key)
         })?;
-        *key = new_key;
         Ok(())
     }
 
@@ -373,6 +379,11 @@ impl Default for Cache {
     fn default() -> Self {
         Cache::new(DEFAULT_LIMIT_KB)
     }
+}
+
+/// Generated keys are already uniformly scrambled (see key.rs): they are their own hash.
+fn id_hash(key: Key) -> u64 {
+    key.to_raw()
 }
 
 /// Makes `out` share `found`, keeping what `out` held for the garbage (dropped after unlocking).
