@@ -42,11 +42,6 @@
 
 
 /**
- * How many values are kept without allocating.
- */
-#define INLINE 4
-
-/**
  * What a pixcache call reports. The values are part of the ABI and are never renumbered.
  */
 typedef enum PixcacheResult {
@@ -217,10 +212,6 @@ typedef void (*PixcacheReleaseFn)(void *user_data);
  * A foreign pixmap (`pixcache_pixmap_wrap`): pixcache knows its depth, not its layout.
  */
 #define PIXCACHE_FORMAT_FOREIGN 5
-
-
-
-
 
 #ifdef __cplusplus
 extern "C" {

@@ -2,16 +2,16 @@
 //!
 //! Responsibilities, and where each lives:
 //! - hashing string keys (foldhash, random seed per cache) *before* taking the lock;
-//! - the lock itself, recovered if a panic ever poisoned it (the cache is reset rather than
-//!   trusted: see [`Cache::with_state`]);
+//! - the lock itself (parking_lot: spins briefly, then parks), and recovery when a panic ever
+//!   interrupted an operation (the cache is reset rather than trusted: see [`Cache::with_state`]);
 //! - Qt's rules that sit above `QCache`: string re-insert removes first, `replace` re-keys,
 //!   costs come from the pixmap, the idle trim;
 //! - statistics;
 //! - dropping every pixmap the cache lets go of *after* the lock is released, so a foreign
 //!   pixmap's release callback may call back into the cache without deadlock.
 
+use parking_lot::Mutex;
 use std::hash::BuildHasher;
-use std::sync::{Mutex, MutexGuard};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::garbage::Garbage;
@@ -101,9 +101,15 @@ impl State {
     }
 }
 
+/// The lock's contents: the state, and whether an operation on it was interrupted by a panic.
+struct Locked {
+    state: State,
+    dirty: bool,
+}
+
 /// A size-bounded, exact-LRU pixmap cache, safe to share between threads.
 pub struct Cache {
-    state: Mutex<State>,
+    state: Mutex<Locked>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -111,7 +117,10 @@ impl Cache {
     /// An empty cache holding at most `limit_kb` KB (nothing when `limit_kb <= 0`).
     pub fn new(limit_kb: i32) -> Self {
         Cache {
-            state: Mutex::new(State::new(limit_kb)),
+            state: Mutex::new(Locked {
+                state: State::new(limit_kb),
+                dirty: false,
+            }),
             hasher: foldhash::fast::RandomState::default(),
         }
     }
@@ -124,27 +133,26 @@ impl Cache {
     }
 
     /// Runs `f` on the locked state. Pixmaps `f` puts in the garbage are dropped after the lock
-    /// is released. If a panic ever poisoned the lock, the state is reset to an empty cache with
-    /// the same limit (its invariants can no longer be trusted) and the old one is dropped outside
-    /// the lock too.
+    /// is released. If a panic ever interrupted an operation (the state is left `dirty`), the
+    /// next caller resets the state to an empty cache with the same limit (its invariants can no
+    /// longer be trusted) and the old one is dropped outside the lock too: one panic never wedges
+    /// or corrupts the cache for everyone else.
     fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Garbage<Pixmap>) -> R) -> R {
         let mut garbage = Garbage::new();
-        let mut poisoned_state = None;
+        let mut broken_state = None;
         let result = {
-            let mut guard: MutexGuard<'_, State> = match self.state.lock() {
-                Ok(guard) => guard,
-                Err(poisoned) => {
-                    let mut guard = poisoned.into_inner();
-                    let limit = guard.stats.limit_kb;
-                    poisoned_state = Some(std::mem::replace(&mut *guard, State::new(limit)));
-                    self.state.clear_poison();
-                    guard
-                }
-            };
-            f(&mut guard, &mut garbage)
+            let mut guard = self.state.lock();
+            if guard.dirty {
+                let limit = guard.state.stats.limit_kb;
+                broken_state = Some(std::mem::replace(&mut guard.state, State::new(limit)));
+            }
+            guard.dirty = true;
+            let result = f(&mut guard.state, &mut garbage);
+            guard.dirty = false;
+            result
         };
         drop(garbage);
-        drop(poisoned_state);
+        drop(broken_state);
         result
     }
 

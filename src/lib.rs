@@ -9,15 +9,24 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+/// cbindgen:ignore
 pub mod cache;
+/// cbindgen:ignore
 pub mod decode;
+/// cbindgen:ignore
 pub mod error;
 pub mod ffi;
+/// cbindgen:ignore
 pub mod format;
+/// cbindgen:ignore
 pub mod garbage;
+/// cbindgen:ignore
 pub mod global;
+/// cbindgen:ignore
 pub mod key;
+/// cbindgen:ignore
 pub mod lru;
+/// cbindgen:ignore
 pub mod pixmap;
 
 pub use cache::{Cache, Stats, DEFAULT_LIMIT_KB};

@@ -68,3 +68,33 @@ fn header_declares_every_exported_function() {
         assert!(declared, "{name} is not declared in the header");
     }
 }
+
+/// Everything the header defines carries the library's prefix: nothing from the Rust core leaks
+/// into a C program's namespace.
+#[test]
+fn header_names_are_prefixed() {
+    let header = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/include/pixcache.h"));
+    for line in header.lines() {
+        if let Some(rest) = line.strip_prefix("#define ") {
+            let name = rest.split_whitespace().next().unwrap_or_default();
+            assert!(name.starts_with("PIXCACHE_"), "unprefixed macro {name}");
+        }
+        if let Some(rest) = line.strip_prefix("typedef ") {
+            let name = rest
+                .trim_end_matches(';')
+                .rsplit([' ', '*', '('])
+                .find(|w| !w.is_empty() && !w.starts_with(')') && !w.contains("user_data"))
+                .unwrap_or_default();
+            if !line.contains('{') {
+                assert!(
+                    name.starts_with("Pixcache"),
+                    "unprefixed typedef in: {line}"
+                );
+            }
+        }
+        if line.starts_with("typedef") && line.contains('{') {
+            let tag = line.split_whitespace().nth(2).unwrap_or_default();
+            assert!(tag.starts_with("Pixcache"), "unprefixed type in: {line}");
+        }
+    }
+}
