@@ -80,12 +80,16 @@ fn header_names_are_prefixed() {
             assert!(name.starts_with("PIXCACHE_"), "unprefixed macro {name}");
         }
         if let Some(rest) = line.strip_prefix("typedef ") {
-            let name = rest
-                .trim_end_matches(';')
-                .rsplit([' ', '*', '('])
-                .find(|w| !w.is_empty() && !w.starts_with(')') && !w.contains("user_data"))
-                .unwrap_or_default();
             if !line.contains('{') {
+                // `typedef T Name;` or a function pointer `typedef R (*Name)(args);`
+                let name = match rest.split_once("(*") {
+                    Some((_, after)) => after.split(')').next().unwrap_or_default(),
+                    None => rest
+                        .trim_end_matches(';')
+                        .rsplit(' ')
+                        .next()
+                        .unwrap_or_default(),
+                };
                 assert!(
                     name.starts_with("Pixcache"),
                     "unprefixed typedef in: {line}"
