@@ -2,7 +2,7 @@
 //!
 //! Responsibilities, and where each lives:
 //! - hashing string keys (foldhash, random seed per cache) *before* taking the lock;
-//! - the lock itself (parking_lot: spins briefly, then parks), and recovery when a panic ever
+//! - the lock itself (`lock.rs`: one atomic per operation), and recovery when a panic ever
 //!   interrupted an operation (the cache is reset rather than trusted: see [`Cache::with_state`]);
 //! - Qt's rules that sit above `QCache`: string re-insert removes first, `replace` re-keys,
 //!   costs come from the pixmap, the idle trim;
@@ -10,7 +10,7 @@
 //! - dropping every pixmap the cache lets go of *after* the lock is released, so a foreign
 //!   pixmap's release callback may call back into the cache without deadlock.
 
-use parking_lot::Mutex;
+use crate::lock::SpinLock;
 use std::hash::BuildHasher;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -109,7 +109,7 @@ struct Locked {
 
 /// A size-bounded, exact-LRU pixmap cache, safe to share between threads.
 pub struct Cache {
-    state: Mutex<Locked>,
+    state: SpinLock<Locked>,
     hasher: foldhash::fast::RandomState,
 }
 
@@ -117,7 +117,7 @@ impl Cache {
     /// An empty cache holding at most `limit_kb` KB (nothing when `limit_kb <= 0`).
     pub fn new(limit_kb: i32) -> Self {
         Cache {
-            state: Mutex::new(Locked {
+            state: SpinLock::new(Locked {
                 state: State::new(limit_kb),
                 dirty: false,
             }),

@@ -25,6 +25,8 @@ pub mod global;
 /// cbindgen:ignore
 pub mod key;
 /// cbindgen:ignore
+pub mod lock;
+/// cbindgen:ignore
 pub mod lru;
 /// cbindgen:ignore
 pub mod pixmap;
