@@ -127,7 +127,7 @@ impl Cache {
 
     fn hash(&self, key: KeyRef<'_>) -> u64 {
         match key {
-            KeyRef::Name(s) => self.hasher.hash_one(s),
+            KeyRef::Name(bytes) => self.hasher.hash_one(bytes),
             KeyRef::Id(id) => id_hash(Key::from_raw(id)),
         }
     }
@@ -139,6 +139,14 @@ impl Cache {
     /// or corrupts the cache for everyone else.
     fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Garbage<Pixmap>) -> R) -> R {
         let mut garbage = Garbage::new();
+        let result = self.with_state_only(|s| f(s, &mut garbage));
+        drop(garbage);
+        result
+    }
+
+    /// [`Cache::with_state`] for operations that let go of at most what they return themselves
+    /// (lookups): no garbage bag to build and drop on the hottest path.
+    fn with_state_only<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
         let mut broken_state = None;
         let result = {
             let mut guard = self.state.lock();
@@ -147,11 +155,10 @@ impl Cache {
                 broken_state = Some(std::mem::replace(&mut guard.state, State::new(limit)));
             }
             guard.dirty = true;
-            let result = f(&mut guard.state, &mut garbage);
+            let result = f(&mut guard.state);
             guard.dirty = false;
             result
         };
-        drop(garbage);
         drop(broken_state);
         result
     }
@@ -173,23 +180,23 @@ impl Cache {
 
     /// Finds the pixmap under a string key, making it the most recently used.
     pub fn find(&self, key: &str) -> Option<Pixmap> {
-        self.lookup(KeyRef::Name(key), |pm, _| pm.clone())
+        self.lookup(KeyRef::Name(key.as_bytes()), |pm| pm.clone())
     }
 
     /// Like [`Cache::find`] without copying the pixmap out (`QPixmapCache::find(key, nullptr)`):
     /// answers and refreshes recency.
     pub fn touch(&self, key: &str) -> bool {
-        self.lookup(KeyRef::Name(key), |_, _| ()).is_some()
+        self.lookup(KeyRef::Name(key.as_bytes()), |_| ()).is_some()
     }
 
     /// Finds the pixmap under a generated key, making it the most recently used.
     pub fn find_key(&self, key: Key) -> Option<Pixmap> {
-        self.lookup(KeyRef::Id(key.to_raw()), |pm, _| pm.clone())
+        self.lookup(KeyRef::Id(key.to_raw()), |pm| pm.clone())
     }
 
     /// Like [`Cache::find_key`] without copying the pixmap out.
     pub fn touch_key(&self, key: Key) -> bool {
-        self.lookup(KeyRef::Id(key.to_raw()), |_, _| ()).is_some()
+        self.lookup(KeyRef::Id(key.to_raw()), |_| ()).is_some()
     }
 
     /// Finds the pixmap under a string key and makes `out` share it, as `QPixmapCache::find(key,
@@ -197,33 +204,49 @@ impl Cache {
     /// nothing is copied (no reference-count traffic); otherwise what `out` held before is dropped
     /// after the lock is released.
     pub fn find_into(&self, key: &str, out: &mut Pixmap) -> bool {
-        self.lookup(KeyRef::Name(key), |pm, garbage| assign(out, pm, garbage))
-            .is_some()
+        self.find_into_ref(KeyRef::Name(key.as_bytes()), out)
+    }
+
+    /// [`Cache::find_into`] with the key as bytes (the C API's view of a key): every stored key is
+    /// UTF-8, so bytes that are not simply find nothing.
+    pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> bool {
+        self.find_into_ref(KeyRef::Name(key), out)
+    }
+
+    /// [`Cache::touch`] with the key as bytes (see [`Cache::find_bytes_into`]).
+    pub fn touch_bytes(&self, key: &[u8]) -> bool {
+        self.lookup(KeyRef::Name(key), |_| ()).is_some()
     }
 
     /// [`Cache::find_into`] for a generated key.
     pub fn find_key_into(&self, key: Key, out: &mut Pixmap) -> bool {
-        self.lookup(KeyRef::Id(key.to_raw()), |pm, garbage| {
-            assign(out, pm, garbage)
-        })
-        .is_some()
+        self.find_into_ref(KeyRef::Id(key.to_raw()), out)
     }
 
-    fn lookup<R>(
-        &self,
-        key: KeyRef<'_>,
-        read: impl FnOnce(&Pixmap, &mut Garbage<Pixmap>) -> R,
-    ) -> Option<R> {
+    fn find_into_ref(&self, key: KeyRef<'_>, out: &mut Pixmap) -> bool {
+        // What `out` held before is dropped here, after the lock is released.
+        match self.lookup(key, |pm| {
+            (!out.shares_pixels_with(pm)).then(|| std::mem::replace(out, pm.clone()))
+        }) {
+            Some(previous) => {
+                drop(previous);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Option<R> {
         if key == KeyRef::Id(0) {
-            return self.with_state(|s, _| {
+            return self.with_state_only(|s| {
                 s.stats.misses += 1;
                 None
             });
         }
         let hash = self.hash(key);
-        self.with_state(|s, garbage| match s.lru.get(hash, key) {
+        self.with_state_only(|s| match s.lru.get(hash, key) {
             Some(pm) => {
-                let r = read(pm, garbage);
+                let r = read(pm);
                 s.stats.hits += 1;
                 Some(r)
             }
@@ -238,11 +261,11 @@ impl Cache {
     /// refused insert leaves the key empty (as in Qt). Refused ([`ErrorKind::Refused`]) when the
     /// pixmap costs more than the limit.
     pub fn insert(&self, key: &str, pm: &Pixmap) -> Result<()> {
-        let hash = self.hash(KeyRef::Name(key));
+        let hash = self.hash(KeyRef::Name(key.as_bytes()));
         // Allocate the stored key before locking: no allocation under the lock.
         let stored = EntryKey::Name(key.into());
         self.with_state(|s, garbage| {
-            if let Some(old) = s.lru.remove(hash, KeyRef::Name(key)) {
+            if let Some(old) = s.lru.remove(hash, KeyRef::Name(key.as_bytes())) {
                 garbage.push(old);
             }
             s.insert(hash, stored, pm, garbage)
@@ -290,7 +313,7 @@ impl Cache {
 
     /// Removes the entry under a string key; false when there was none.
     pub fn remove(&self, key: &str) -> bool {
-        self.remove_entry(KeyRef::Name(key))
+        self.remove_entry(KeyRef::Name(key.as_bytes()))
     }
 
     /// Removes the entry of a generated key; false when the key is not valid here.
@@ -392,13 +415,6 @@ impl Default for Cache {
 /// Generated keys are already uniformly scrambled (see key.rs): they are their own hash.
 fn id_hash(key: Key) -> u64 {
     key.to_raw()
-}
-
-/// Makes `out` share `found`, keeping what `out` held for the garbage (dropped after unlocking).
-fn assign(out: &mut Pixmap, found: &Pixmap, garbage: &mut Garbage<Pixmap>) {
-    if !out.shares_pixels_with(found) {
-        garbage.push(std::mem::replace(out, found.clone()));
-    }
 }
 
 /// The error for a generated key that is not valid in a cache.

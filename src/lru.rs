@@ -32,8 +32,8 @@ pub enum EntryKey {
 /// A borrowed [`EntryKey`], for lookups without allocating.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyRef<'a> {
-    /// A string key.
-    Name(&'a str),
+    /// A string key's bytes (UTF-8 for every stored key, so other bytes simply match nothing).
+    Name(&'a [u8]),
     /// A generated key's raw value.
     Id(u64),
 }
@@ -41,7 +41,7 @@ pub enum KeyRef<'a> {
 impl EntryKey {
     fn as_key_ref(&self) -> KeyRef<'_> {
         match self {
-            EntryKey::Name(s) => KeyRef::Name(s),
+            EntryKey::Name(s) => KeyRef::Name(s.as_bytes()),
             EntryKey::Id(id) => KeyRef::Id(*id),
         }
     }
@@ -369,7 +369,7 @@ mod tests {
         put(&mut lru, "b", 1);
         put(&mut lru, "c", 1);
         let (h, _) = name("a");
-        assert_eq!(lru.get(h, KeyRef::Name("a")), Some(&"a"));
+        assert_eq!(lru.get(h, KeyRef::Name(b"a")), Some(&"a"));
         assert_eq!(put(&mut lru, "d", 1), vec!["b"]);
         assert_eq!(put(&mut lru, "e", 2), vec!["c", "a"]);
         lru.check_invariants();
@@ -424,8 +424,8 @@ mod tests {
         }
         assert_eq!(lru.slots.len(), 2, "evicted slots are reused");
         let (h, _) = name("e");
-        assert_eq!(lru.remove(h, KeyRef::Name("e")), Some("e"));
-        assert_eq!(lru.remove(h, KeyRef::Name("e")), None);
+        assert_eq!(lru.remove(h, KeyRef::Name(b"e")), Some("e"));
+        assert_eq!(lru.remove(h, KeyRef::Name(b"e")), None);
         let mut ev = Garbage::new();
         lru.clear(&mut ev);
         assert_eq!(ev.into_vec(), vec!["d"]);

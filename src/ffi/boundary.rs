@@ -132,15 +132,19 @@ pub(crate) unsafe fn try_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a s
     utf8(unsafe { CStr::from_ptr(ptr) }.to_bytes(), name)
 }
 
-/// Reads a UTF-8 string argument given as `len` bytes at `ptr` (which may contain NULs).
+/// Reads `len` bytes at `ptr` (a string argument not yet checked for UTF-8); NULL with
+/// `len == 0` is the empty string.
 ///
 /// # Safety
 /// `ptr` is NULL or points to `len` readable bytes that stay alive and unchanged for `'a`.
-/// A NULL `ptr` with `len == 0` is the empty string (as `std::string_view{}` passes it).
-pub(crate) unsafe fn try_str_n<'a>(ptr: *const c_char, len: usize, name: &str) -> Result<&'a str> {
+pub(crate) unsafe fn try_bytes_n<'a>(
+    ptr: *const c_char,
+    len: usize,
+    name: &str,
+) -> Result<&'a [u8]> {
     if ptr.is_null() {
         return if len == 0 {
-            Ok("")
+            Ok(&[])
         } else {
             Err(null_error(name))
         };
@@ -152,11 +156,30 @@ pub(crate) unsafe fn try_str_n<'a>(ptr: *const c_char, len: usize, name: &str) -
         ));
     }
     // SAFETY: non-NULL, `len <= isize::MAX`, and `len` readable bytes per this function's contract.
-    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) };
-    utf8(bytes, name)
+    Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
 }
 
-fn utf8<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str> {
+/// Reads a NUL-terminated string argument's bytes, not yet checked for UTF-8.
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that stays alive and unchanged for `'a`.
+pub(crate) unsafe fn try_bytes<'a>(ptr: *const c_char, name: &str) -> Result<&'a [u8]> {
+    // SAFETY: forwarded to the caller.
+    Ok(unsafe { try_cstr(ptr, name) }?.to_bytes())
+}
+
+/// Reads a UTF-8 string argument given as `len` bytes at `ptr` (which may contain NULs).
+///
+/// # Safety
+/// `ptr` is NULL or points to `len` readable bytes that stay alive and unchanged for `'a`.
+/// A NULL `ptr` with `len == 0` is the empty string (as `std::string_view{}` passes it).
+pub(crate) unsafe fn try_str_n<'a>(ptr: *const c_char, len: usize, name: &str) -> Result<&'a str> {
+    // SAFETY: forwarded to the caller.
+    utf8(unsafe { try_bytes_n(ptr, len, name) }?, name)
+}
+
+/// Checks that a string argument is UTF-8, naming it in the error.
+pub(crate) fn utf8<'a>(bytes: &'a [u8], name: &str) -> Result<&'a str> {
     std::str::from_utf8(bytes).map_err(|e| {
         Error::new(
             ErrorKind::InvalidUtf8,

@@ -5,8 +5,8 @@ use std::ffi::c_char;
 use std::ptr;
 
 use super::boundary::{
-    call, call_keeping_error, call_reporting, free, into_raw, try_mut, try_ref, try_str, try_str_n,
-    Handle,
+    call, call_keeping_error, call_reporting, free, into_raw, try_bytes, try_bytes_n, try_mut,
+    try_ref, try_str, try_str_n, utf8, Handle,
 };
 use super::key::PixcacheKey;
 use super::pixmap::PixcachePixmap;
@@ -161,7 +161,9 @@ pub unsafe extern "C" fn pixcache_find(
     out: *mut PixcachePixmap,
 ) -> bool {
     // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-    call(false, || unsafe { find_str(cache, key_str(key)?, out) })
+    call(false, || unsafe {
+        find_str(cache, try_bytes(key, "key")?, out)
+    })
 }
 
 /// `pixcache_find` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated, may contain
@@ -175,25 +177,30 @@ pub unsafe extern "C" fn pixcache_find_n(
 ) -> bool {
     // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
     call(false, || unsafe {
-        find_str(cache, try_str_n(key, len, "key")?, out)
+        find_str(cache, try_bytes_n(key, len, "key")?, out)
     })
 }
 
 /// # Safety
 /// `cache` and `out` as in the module contract.
+///
+/// ASCII keys (the common case) skip the full UTF-8 check: ASCII is UTF-8.
 unsafe fn find_str(
     cache: *mut PixcacheCache,
-    key: &str,
+    key: &[u8],
     out: *mut PixcachePixmap,
 ) -> Result<bool, Error> {
     // SAFETY: forwarded to the caller.
     let cache = unsafe { self::cache(cache) }?;
-    if out.is_null() {
-        return Ok(cache.touch(key));
+    if !key.is_ascii() {
+        utf8(key, "key")?;
     }
-    // SAFETY: forwarded to the caller.
-    let out = unsafe { try_mut(out, "out") }?;
-    Ok(cache.find_into(key, out))
+    Ok(if out.is_null() {
+        cache.touch_bytes(key)
+    } else {
+        // SAFETY: forwarded to the caller.
+        cache.find_bytes_into(key, unsafe { try_mut(out, "out") }?)
+    })
 }
 
 /// Looks up a generated key (`QPixmapCache::find(Key, QPixmap*)`), as `pixcache_find` does.
