@@ -49,6 +49,38 @@ inline PixcachePixmap *wrap(const QPixmap &pm) noexcept {
     return wrapped;
 }
 
+// A QString key as UTF-8, for the length of one call: short ASCII keys (the common case: icon
+// names, file paths) are narrowed into a stack buffer; anything else goes through toUtf8().
+class Utf8Key {
+public:
+    explicit Utf8Key(const QString &key) {
+        const qsizetype n = key.size();
+        if (n <= qsizetype(sizeof buf_)) {
+            const QChar *in = key.constData();
+            qsizetype i = 0;
+            for (; i < n && in[i].unicode() < 0x80; ++i) buf_[i] = char(in[i].unicode());
+            if (i == n) {
+                data_ = buf_;
+                size_ = size_t(n);
+                return;
+            }
+        }
+        heap_ = key.toUtf8();
+        data_ = heap_.constData();
+        size_ = size_t(heap_.size());
+    }
+    Utf8Key(const Utf8Key &) = delete;
+    Utf8Key &operator=(const Utf8Key &) = delete;
+    const char *data() const noexcept { return data_; }
+    size_t size() const noexcept { return size_; }
+
+private:
+    char buf_[256];
+    QByteArray heap_;
+    const char *data_ = buf_;
+    size_t size_ = 0;
+};
+
 // Owns a wrapped pixmap for the length of one call.
 struct Wrapped {
     explicit Wrapped(const QPixmap &pm) noexcept : p(wrap(pm)) {}
@@ -127,9 +159,9 @@ public:
     static void setCacheLimit(int n) { pixcache_set_cache_limit(detail::global(), n); }
 
     static bool find(const QString &key, QPixmap *pixmap) {
-        const QByteArray utf8 = key.toUtf8();
-        if (!pixmap) return pixcache_find_n(detail::global(), utf8.constData(), size_t(utf8.size()), nullptr);
-        if (!pixcache_find_n(detail::global(), utf8.constData(), size_t(utf8.size()), detail::scratch().p)) return false;
+        const detail::Utf8Key utf8(key);
+        if (!pixmap) return pixcache_find_n(detail::global(), utf8.data(), utf8.size(), nullptr);
+        if (!pixcache_find_n(detail::global(), utf8.data(), utf8.size(), detail::scratch().p)) return false;
         detail::takeFound(pixmap);
         return true;
     }
@@ -142,9 +174,9 @@ public:
     }
 
     static bool insert(const QString &key, const QPixmap &pixmap) {
-        const QByteArray utf8 = key.toUtf8();
+        const detail::Utf8Key utf8(key);
         detail::Wrapped w(pixmap);
-        return w.p && pixcache_insert_n(detail::global(), utf8.constData(), size_t(utf8.size()), w.p);
+        return w.p && pixcache_insert_n(detail::global(), utf8.data(), utf8.size(), w.p);
     }
 
     static Key insert(const QPixmap &pixmap) {
@@ -158,8 +190,8 @@ public:
     }
 
     static void remove(const QString &key) {
-        const QByteArray utf8 = key.toUtf8();
-        pixcache_remove_n(detail::global(), utf8.constData(), size_t(utf8.size()));
+        const detail::Utf8Key utf8(key);
+        pixcache_remove_n(detail::global(), utf8.data(), utf8.size());
     }
 
     static void remove(const Key &key) { pixcache_remove_key(detail::global(), key.k_); }
