@@ -139,12 +139,31 @@ fn bench_misc(c: &mut Criterion) {
     });
     cache.clear();
     let ks: Vec<Key> = (0..HOT).map(|_| cache.insert_key(&pm).unwrap()).collect();
-    c.bench_function("pixcache/key find hit", |b| {
+    let mut g = c.benchmark_group("key find hit (500 keys)");
+    g.bench_function("pixcache find_key (returns a share)", |b| {
         b.iter(|| {
             i = (i + 1) % HOT;
             black_box(cache.find_key(ks[i]))
         })
     });
+    let mut out = Pixmap::null();
+    g.bench_function("pixcache find_key_into (as the C API)", |b| {
+        b.iter(|| {
+            i = (i + 1) % HOT;
+            black_box(cache.find_key_into(ks[i], &mut out))
+        })
+    });
+    // The yardstick of the performance target: a bare HashMap lookup (foldhash, no lock, no
+    // recency), returning a share as a cache must.
+    let bare: HashMap<u64, Pixmap, foldhash::fast::RandomState> =
+        ks.iter().map(|k| (k.to_raw(), pm.clone())).collect();
+    g.bench_function("bare HashMap get + clone", |b| {
+        b.iter(|| {
+            i = (i + 1) % HOT;
+            black_box(bare.get(&ks[i].to_raw()).cloned())
+        })
+    });
+    g.finish();
 }
 
 fn bench_zipf(c: &mut Criterion) {
