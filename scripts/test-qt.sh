@@ -58,4 +58,9 @@ echo "after:  $after"
 [ "$before" = "$after" ] || { echo "FAILED: the two builds differ" >&2; exit 1; }
 pass=$((pass + 1))
 
+echo "# the benchmarks build (they are run by scripts/bench.sh, not here: figures, not tests)"
+cmake -S benches -B "$work/benches" -DCMAKE_PREFIX_PATH="$work/prefix" >"$work/benches.log" 2>&1 \
+    && cmake --build "$work/benches" -j2 >>"$work/benches.log" 2>&1 || { cat "$work/benches.log"; exit 1; }
+pass=$((pass + 1))
+
 echo "$pass passed, 0 failed"
