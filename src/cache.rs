@@ -14,6 +14,7 @@ use crate::lock::SpinLock;
 use std::hash::BuildHasher;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::flight::{Flights, Role};
 use crate::garbage::Garbage;
 use crate::key::{Key, KeySource};
 use crate::lru::{EntryKey, KeyRef, Lru};
@@ -107,10 +108,22 @@ struct Locked {
     dirty: bool,
 }
 
+/// Where [`Cache::find_or_insert_with`] got its pixmap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// It was in the cache.
+    Cached,
+    /// This call ran the producer (and cached the result if it fits).
+    Produced,
+    /// Another thread was producing it; this call waited and shares that result.
+    Waited,
+}
+
 /// A size-bounded, exact-LRU pixmap cache, safe to share between threads.
 pub struct Cache {
     state: SpinLock<Locked>,
     hasher: foldhash::fast::RandomState,
+    flights: Flights,
 }
 
 impl Cache {
@@ -122,6 +135,7 @@ impl Cache {
                 dirty: false,
             }),
             hasher: foldhash::fast::RandomState::default(),
+            flights: Flights::default(),
         }
     }
 
@@ -224,8 +238,12 @@ impl Cache {
     }
 
     fn find_into_ref(&self, key: KeyRef<'_>, out: &mut Pixmap) -> bool {
+        self.find_into_counted(key, out, true)
+    }
+
+    fn find_into_counted(&self, key: KeyRef<'_>, out: &mut Pixmap, count: bool) -> bool {
         // What `out` held before is dropped here, after the lock is released.
-        match self.lookup(key, |pm| {
+        match self.lookup_counted(key, count, |pm| {
             (!out.shares_pixels_with(pm)).then(|| std::mem::replace(out, pm.clone()))
         }) {
             Some(previous) => {
@@ -237,9 +255,21 @@ impl Cache {
     }
 
     fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Option<R> {
+        self.lookup_counted(key, true, read)
+    }
+
+    /// A lookup; `count` says whether it counts in the hit/miss statistics (a re-check made on
+    /// the caller's behalf does not).
+    fn lookup_counted<R>(
+        &self,
+        key: KeyRef<'_>,
+        count: bool,
+        read: impl FnOnce(&Pixmap) -> R,
+    ) -> Option<R> {
+        let count = u64::from(count);
         if key == KeyRef::Id(0) {
             return self.with_state_only(|s| {
-                s.stats.misses += 1;
+                s.stats.misses += count;
                 None
             });
         }
@@ -247,14 +277,52 @@ impl Cache {
         self.with_state_only(|s| match s.lru.get(hash, key) {
             Some(pm) => {
                 let r = read(pm);
-                s.stats.hits += 1;
+                s.stats.hits += count;
                 Some(r)
             }
             None => {
-                s.stats.misses += 1;
+                s.stats.misses += count;
                 None
             }
         })
+    }
+
+    /// Finds `key`, or produces, caches and returns its pixmap, once: concurrent callers asking for
+    /// the same missing key wait for the one producer instead of producing again; callers for
+    /// other keys are never blocked by it. `produce` runs outside every lock (it may use the
+    /// cache, for other keys). On success `out` shares the pixmap (even if it was too large to
+    /// cache). If the producer fails, this call and every waiter fail with its error, and nothing
+    /// is inserted; a later call tries again. A producer asking for its own key gets an error
+    /// instead of a deadlock.
+    pub fn find_or_insert_with(
+        &self,
+        key: &str,
+        out: &mut Pixmap,
+        produce: impl FnOnce() -> Result<Pixmap>,
+    ) -> Result<Source> {
+        if self.find_into(key, out) {
+            return Ok(Source::Cached);
+        }
+        let role = self.flights.join(key, || {
+            !self.find_into_counted(KeyRef::Name(key.as_bytes()), out, false)
+        });
+        match role {
+            None => Ok(Source::Cached),
+            Some(Role::Wait(flight)) => {
+                *out = flight.wait()?;
+                Ok(Source::Waited)
+            }
+            Some(Role::Lead(lead)) => {
+                let result = produce();
+                if let Ok(pm) = &result {
+                    // Too large to cache is not the producer's failure: the caller still gets it.
+                    let _ = self.insert(key, pm);
+                }
+                lead.finish(result.clone());
+                *out = result?;
+                Ok(Source::Produced)
+            }
+        }
     }
 
     /// Inserts `pm` under a string key. Any previous entry under `key` is removed first, so a

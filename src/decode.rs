@@ -1,28 +1,59 @@
-//! Images in: decoding files and memory into pixmaps with the `image` crate.
+//! Images in and out with the `image` crate: decoding files and memory into pixmaps (PNG, JPEG,
+//! GIF's first frame, BMP, WebP, ICO) and encoding pixmaps to files (PNG, JPEG, BMP).
 //!
 //! Decoding is bounded: width, height and the decoder's allocations are limited (by default to
-//! 16,384 x 16,384 and 512 MiB), so a decompression bomb or a corrupt file fails with an error
-//! instead of a huge allocation or an abort.
+//! 16,384 x 16,384 and 512 MiB; [`set_limits`] changes them for the process), so a decompression
+//! bomb or a corrupt file fails with an error instead of a huge allocation, an abort or a hang.
 
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use image::{DynamicImage, ImageReader, Limits};
+use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
+use crate::convert;
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
 use crate::pixmap::Pixmap;
 
-/// Largest width or height accepted from a decoder.
+/// Default largest width or height accepted from a decoder.
 pub const DEFAULT_MAX_DIMENSION: u32 = 16_384;
-/// Largest allocation a decoder may make, in bytes.
+/// Default largest allocation a decoder may make, in bytes.
 pub const DEFAULT_MAX_ALLOC: u64 = 512 * 1024 * 1024;
 
+static MAX_WIDTH: AtomicU32 = AtomicU32::new(DEFAULT_MAX_DIMENSION);
+static MAX_HEIGHT: AtomicU32 = AtomicU32::new(DEFAULT_MAX_DIMENSION);
+static MAX_ALLOC: AtomicU64 = AtomicU64::new(DEFAULT_MAX_ALLOC);
+
+/// Sets the process-wide decoding limits: images wider or taller than the limits, or whose
+/// decoding would allocate more than `max_alloc` bytes, are refused. 0 restores a default.
+pub fn set_limits(max_width: u32, max_height: u32, max_alloc: u64) {
+    let or = |v: u32, d: u32| if v == 0 { d } else { v };
+    MAX_WIDTH.store(or(max_width, DEFAULT_MAX_DIMENSION), Ordering::Relaxed);
+    MAX_HEIGHT.store(or(max_height, DEFAULT_MAX_DIMENSION), Ordering::Relaxed);
+    let alloc = if max_alloc == 0 {
+        DEFAULT_MAX_ALLOC
+    } else {
+        max_alloc
+    };
+    MAX_ALLOC.store(alloc, Ordering::Relaxed);
+}
+
+/// The decoding limits in force: (max width, max height, max allocation in bytes).
+pub fn limits_in_force() -> (u32, u32, u64) {
+    (
+        MAX_WIDTH.load(Ordering::Relaxed),
+        MAX_HEIGHT.load(Ordering::Relaxed),
+        MAX_ALLOC.load(Ordering::Relaxed),
+    )
+}
+
 fn limits() -> Limits {
+    let (w, h, alloc) = limits_in_force();
     let mut limits = Limits::default();
-    limits.max_image_width = Some(DEFAULT_MAX_DIMENSION);
-    limits.max_image_height = Some(DEFAULT_MAX_DIMENSION);
-    limits.max_alloc = Some(DEFAULT_MAX_ALLOC);
+    limits.max_image_width = Some(w);
+    limits.max_image_height = Some(h);
+    limits.max_alloc = Some(alloc);
     limits
 }
 
@@ -64,6 +95,67 @@ pub fn load_from_memory(data: &[u8]) -> Result<Pixmap> {
     }
     reader.limits(limits());
     from_image(reader.decode().map_err(decode_error)?)
+}
+
+/// Decodes the file at `path` and converts it to `format`.
+pub fn load_as(path: &Path, format: Format) -> Result<Pixmap> {
+    convert::convert(&load(path)?, format)
+}
+
+/// Decodes an encoded image held in memory and converts it to `format`.
+pub fn load_from_memory_as(data: &[u8], format: Format) -> Result<Pixmap> {
+    convert::convert(&load_from_memory(data)?, format)
+}
+
+/// Encodes a raster pixmap to `path`, in the format its extension names (`.png`, `.jpg` /
+/// `.jpeg`, `.bmp`). Straight RGBA for PNG; JPEG and BMP get RGB composited over black (JPEG has
+/// no alpha).
+pub fn save(pm: &Pixmap, path: &Path) -> Result<()> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .unwrap_or_default();
+    let format = match ext.as_str() {
+        "png" => ImageFormat::Png,
+        "jpg" | "jpeg" => ImageFormat::Jpeg,
+        "bmp" => ImageFormat::Bmp,
+        other => {
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "cannot encode to \"{other}\": supported extensions are png, jpg, jpeg, bmp"
+                ),
+            ))
+        }
+    };
+    if pm.is_null() {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            "the null pixmap has no pixels to save",
+        ));
+    }
+    let rgba = convert::to_rgba(pm)?;
+    let image = image::RgbaImage::from_raw(pm.width(), pm.height(), rgba)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "pixel buffer size mismatch"))?;
+    let image = DynamicImage::ImageRgba8(image);
+    let image = if format == ImageFormat::Png {
+        image
+    } else {
+        let rgb = convert::convert(pm, Format::Rgb888)?;
+        let rgb = convert::to_rgba(&rgb)?;
+        DynamicImage::ImageRgba8(
+            image::RgbaImage::from_raw(pm.width(), pm.height(), rgb).ok_or_else(|| {
+                Error::new(ErrorKind::InvalidArgument, "pixel buffer size mismatch")
+            })?,
+        )
+        .into_rgb8()
+        .into()
+    };
+    image.save_with_format(path, format).map_err(|e| {
+        let e = decode_error(e);
+        Error::new(e.kind(), format!("{}: {}", path.display(), e.message()))
+    })
 }
 
 /// Converts a decoded image to a pixmap in its natural format: gray stays 8-bit gray, opaque
@@ -138,6 +230,61 @@ mod tests {
         assert_eq!(pm.stride(), 12);
         let px = pm.pixels().unwrap();
         assert_eq!(&px[12..18], &[0, 1, 9, 1, 1, 9]);
+    }
+
+    #[test]
+    fn a_bomb_header_is_refused_before_allocating() {
+        // A valid PNG signature and IHDR claiming 100,000 x 100,000 RGBA (40 GB), no data.
+        let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        let e = load_from_memory(&png).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in data {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn save_then_load_round_trips_png() {
+        let dir = std::env::temp_dir().join(format!("pixcache-save-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = RgbaImage::from_fn(4, 3, |x, y| {
+            image::Rgba([x as u8 * 40, y as u8 * 50, 9, 255])
+        });
+        let pm = load_from_memory(&encode(
+            DynamicImage::ImageRgba8(img.clone()),
+            ImageFormat::Png,
+        ))
+        .unwrap();
+        let path = dir.join("x.png");
+        save(&pm, &path).unwrap();
+        let back = load(&path).unwrap();
+        assert_eq!(convert::to_rgba(&back).unwrap(), img.into_raw());
+        save(&pm, &dir.join("x.jpg")).unwrap();
+        assert_eq!(load(&dir.join("x.jpg")).unwrap().width(), 4);
+        assert_eq!(
+            save(&pm, &dir.join("x.tga")).unwrap_err().kind(),
+            ErrorKind::Unsupported
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -12,10 +12,14 @@
 /// cbindgen:ignore
 pub mod cache;
 /// cbindgen:ignore
+pub mod convert;
+/// cbindgen:ignore
 pub mod decode;
 /// cbindgen:ignore
 pub mod error;
 pub mod ffi;
+/// cbindgen:ignore
+mod flight;
 /// cbindgen:ignore
 pub mod format;
 /// cbindgen:ignore
@@ -31,7 +35,7 @@ pub mod lru;
 /// cbindgen:ignore
 pub mod pixmap;
 
-pub use cache::{Cache, Stats, DEFAULT_LIMIT_KB};
+pub use cache::{Cache, Source, Stats, DEFAULT_LIMIT_KB};
 pub use error::{Error, ErrorKind, Result};
 pub use format::Format;
 pub use global::global;
