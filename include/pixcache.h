@@ -170,6 +170,14 @@ typedef struct PixcacheStats {
 } PixcacheStats;
 
 /**
+ * Produces the pixmap for a key `pixcache_find_or_insert_with` did not find: writes it into
+ * `pixmap` (a null pixmap handle owned by pixcache, valid only during the call: assign to it, or
+ * write its pixels) and returns true; or returns false to fail. It runs outside every pixcache
+ * lock and may call pixcache (for other keys). It must not throw or `longjmp` out.
+ */
+typedef bool (*PixcacheProduceFn)(void *user_data, struct PixcachePixmap *pixmap);
+
+/**
  * A pixel format code. Formats are passed as plain integers (any value is safe to pass: an
  * unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
  */
@@ -377,6 +385,35 @@ size_t pixcache_tick(struct PixcacheCache *cache);
 struct PixcacheStats pixcache_stats(const struct PixcacheCache *cache);
 
 /**
+ * Finds `key`, or produces, caches and returns its pixmap — once. On a hit it is
+ * `pixcache_find`. On a miss it calls `produce(user_data, pixmap)` and inserts the result; other
+ * threads asking for the same key meanwhile wait for that one call instead of producing again,
+ * and threads asking for other keys are never blocked by it. `out` (may be NULL) then shares
+ * the pixmap, even if it was too large to cache.
+ *
+ * Returns false with the last error set when an argument is bad or the producer fails: then
+ * this call and every caller waiting on the same production fail with the same error (the
+ * message includes the producer's own last pixcache error, if it set one), nothing is
+ * inserted, and a later call produces again. A producer asking for its own key gets
+ * `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock.
+ */
+bool pixcache_find_or_insert_with(struct PixcacheCache *cache,
+                                  const char *key,
+                                  PixcacheProduceFn produce,
+                                  void *user_data,
+                                  struct PixcachePixmap *out);
+
+/**
+ * `pixcache_find_or_insert_with` with the file path as the key and the decoder
+ * (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) as the producer: each file is
+ * decoded once however many threads ask for it at the same time. The path must be UTF-8 (it is
+ * the cache key). False with the last error set if it cannot be read or decoded.
+ */
+bool pixcache_find_or_load(struct PixcacheCache *cache,
+                           const char *path,
+                           struct PixcachePixmap *out);
+
+/**
  * The message of the last call on this thread that failed, or `""` if the last call succeeded.
  *
  * Never NULL. The text is one line, UTF-8, and stays valid until the next pixcache call on this
@@ -540,6 +577,45 @@ struct PixcachePixmap *pixcache_pixmap_load(const char *path);
  * `data` must not be NULL, even when `len` is 0.
  */
 struct PixcachePixmap *pixcache_pixmap_load_from_memory(const uint8_t *data, size_t len);
+
+/**
+ * `pixcache_pixmap_load`, converted to `format` (see `pixcache_pixmap_convert`).
+ */
+struct PixcachePixmap *pixcache_pixmap_load_as(const char *path, PixcacheFormat format);
+
+/**
+ * `pixcache_pixmap_load_from_memory`, converted to `format`.
+ */
+struct PixcachePixmap *pixcache_pixmap_load_from_memory_as(const uint8_t *data,
+                                                           size_t len,
+                                                           PixcacheFormat format);
+
+/**
+ * Sets the process-wide decoding limits used by every `pixcache_pixmap_load*` and
+ * `pixcache_find_or_load` call: images wider than `max_width` or taller than `max_height`
+ * pixels, or whose decoding would allocate more than `max_alloc_bytes`, fail with
+ * `PIXCACHE_RESULT_TOO_LARGE` before the memory is allocated. 0 for any of them restores its
+ * default (16384, 16384, 512 MiB), which protects a desktop process from decompression bombs.
+ */
+void pixcache_set_decode_limits(uint32_t max_width, uint32_t max_height, uint64_t max_alloc_bytes);
+
+/**
+ * Encodes a raster pixmap to the file at `path`, in the format its extension names: `.png`
+ * (straight RGBA), `.jpg`/`.jpeg` or `.bmp` (RGB, composited over black). Returns false with the
+ * last error set on failure (`UNSUPPORTED` extension or foreign pixmap, `INVALID_ARGUMENT` for
+ * the null pixmap, `IO`).
+ */
+bool pixcache_pixmap_save(const struct PixcachePixmap *pm, const char *path);
+
+/**
+ * A new pixmap holding `pm`'s pixels converted to `format`: any raster format to any other.
+ * Premultiplying rounds to nearest and unpremultiplying inverts it (fully transparent pixels
+ * become 0); converting to RGB888 or GRAY8 composites over black; grey is Qt's `qGray`
+ * (`(r*11 + g*16 + b*5) / 32`). Converting to the same format shares the pixels. NULL with the
+ * last error set for a foreign pixmap (`UNSUPPORTED`), an unknown format or out of memory.
+ */
+struct PixcachePixmap *pixcache_pixmap_convert(const struct PixcachePixmap *pm,
+                                               PixcacheFormat format);
 
 /**
  * The version of the library that is running, e.g. `"0.1.0"`: compare it with the header's

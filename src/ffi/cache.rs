@@ -1,7 +1,7 @@
 //! `PixcacheCache`: the `QPixmapCache` operations for C, on the global cache or on independent
 //! caches. This file translates arguments and results only; the rules live in `crate::cache`.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_void};
 use std::ptr;
 
 use super::boundary::{
@@ -424,6 +424,112 @@ pub unsafe extern "C" fn pixcache_stats(cache: *const PixcacheCache) -> Pixcache
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
         Ok(unsafe { self::cache(cache) }?.stats().into())
     })
+}
+
+/// Produces the pixmap for a key `pixcache_find_or_insert_with` did not find: writes it into
+/// `pixmap` (a null pixmap handle owned by pixcache, valid only during the call: assign to it, or
+/// write its pixels) and returns true; or returns false to fail. It runs outside every pixcache
+/// lock and may call pixcache (for other keys). It must not throw or `longjmp` out.
+pub type PixcacheProduceFn =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, pixmap: *mut PixcachePixmap) -> bool>;
+
+/// Finds `key`, or produces, caches and returns its pixmap — once. On a hit it is
+/// `pixcache_find`. On a miss it calls `produce(user_data, pixmap)` and inserts the result; other
+/// threads asking for the same key meanwhile wait for that one call instead of producing again,
+/// and threads asking for other keys are never blocked by it. `out` (may be NULL) then shares
+/// the pixmap, even if it was too large to cache.
+///
+/// Returns false with the last error set when an argument is bad or the producer fails: then
+/// this call and every caller waiting on the same production fail with the same error (the
+/// message includes the producer's own last pixcache error, if it set one), nothing is
+/// inserted, and a later call produces again. A producer asking for its own key gets
+/// `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_or_insert_with(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    produce: PixcacheProduceFn,
+    user_data: *mut c_void,
+    out: *mut PixcachePixmap,
+) -> bool {
+    call(false, || {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let (cache, key) = unsafe { (self::cache(cache)?, key_str(key)?) };
+        let produce = produce.ok_or_else(|| super::boundary::null_error("produce"))?;
+        let producer = || {
+            let handle = into_raw::<PixcachePixmap>(Pixmap::null());
+            // SAFETY: the caller promised `produce` may be called with `user_data` and a live
+            // pixmap handle; `handle` is one, owned by us for the duration of the call.
+            let ok = unsafe { produce(user_data, handle) };
+            // SAFETY: `handle` came from `into_raw` above and the producer only borrowed it.
+            let produced = unsafe { Box::from_raw(handle.cast::<Pixmap>()) };
+            if ok {
+                Ok(*produced)
+            } else {
+                Err(producer_failed(key))
+            }
+        };
+        // SAFETY: C API contract: `out` is NULL or a live handle no other thread uses now.
+        unsafe { find_or_insert(cache, key, out, producer) }
+    })
+}
+
+/// `pixcache_find_or_insert_with` with the file path as the key and the decoder
+/// (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) as the producer: each file is
+/// decoded once however many threads ask for it at the same time. The path must be UTF-8 (it is
+/// the cache key). False with the last error set if it cannot be read or decoded.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_or_load(
+    cache: *mut PixcacheCache,
+    path: *const c_char,
+    out: *mut PixcachePixmap,
+) -> bool {
+    call(false, || {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+        let (cache, path) = unsafe { (self::cache(cache)?, try_str(path, "path")?) };
+        let producer = || crate::decode::load(std::path::Path::new(path));
+        // SAFETY: C API contract: `out` is NULL or a live handle no other thread uses now.
+        unsafe { find_or_insert(cache, path, out, producer) }
+    })
+}
+
+/// # Safety
+/// `out` is NULL or a live handle no other thread uses during the call.
+unsafe fn find_or_insert(
+    cache: &Cache,
+    key: &str,
+    out: *mut PixcachePixmap,
+    producer: impl FnOnce() -> Result<Pixmap, Error>,
+) -> Result<bool, Error> {
+    let mut scratch = Pixmap::null();
+    let out = if out.is_null() {
+        &mut scratch
+    } else {
+        // SAFETY: forwarded to the caller.
+        unsafe { try_mut(out, "out") }?
+    };
+    cache.find_or_insert_with(key, out, producer)?;
+    Ok(true)
+}
+
+fn producer_failed(key: &str) -> Error {
+    let code = super::error::pixcache_last_result();
+    if code == super::error::PixcacheResult::Ok {
+        Error::new(
+            crate::error::ErrorKind::InvalidArgument,
+            format!("the producer for \"{key}\" failed"),
+        )
+    } else {
+        // SAFETY: pixcache_last_error returns a valid NUL-terminated string.
+        let why = unsafe { std::ffi::CStr::from_ptr(super::error::pixcache_last_error()) };
+        Error::new(
+            crate::error::ErrorKind::InvalidArgument,
+            format!(
+                "the producer for \"{key}\" failed: {}",
+                why.to_string_lossy()
+            ),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::ptr;
 
 use super::boundary::{
-    call, call_keeping_error, free, into_raw, null_error, try_cstr, try_mut, try_ref, Handle,
+    call, call_keeping_error, free, into_raw, null_error, try_bytes_n, try_cstr, try_mut, try_ref,
+    Handle,
 };
 use crate::decode;
 use crate::error::{Error, ErrorKind};
@@ -335,5 +336,92 @@ pub unsafe extern "C" fn pixcache_pixmap_load_from_memory(
         // during the call; it is non-NULL and `len <= isize::MAX` (checked above).
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
         Ok(into_raw(decode::load_from_memory(bytes)?))
+    })
+}
+
+/// `pixcache_pixmap_load`, converted to `format` (see `pixcache_pixmap_convert`).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_pixmap_load_as(
+    path: *const c_char,
+    format: PixcacheFormat,
+) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || {
+        let format = format_from_code(format)?;
+        // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
+        let path = unsafe { try_cstr(path, "path") }?;
+        let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+        Ok(into_raw(decode::load_as(path, format)?))
+    })
+}
+
+/// `pixcache_pixmap_load_from_memory`, converted to `format`.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_pixmap_load_from_memory_as(
+    data: *const u8,
+    len: usize,
+    format: PixcacheFormat,
+) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || {
+        let format = format_from_code(format)?;
+        if data.is_null() {
+            return Err(null_error("data"));
+        }
+        // SAFETY: C API contract: `data` points to `len` readable bytes (checked non-NULL).
+        let bytes = unsafe { try_bytes_n(data.cast(), len, "data") }?;
+        Ok(into_raw(decode::load_from_memory_as(bytes, format)?))
+    })
+}
+
+/// Sets the process-wide decoding limits used by every `pixcache_pixmap_load*` and
+/// `pixcache_find_or_load` call: images wider than `max_width` or taller than `max_height`
+/// pixels, or whose decoding would allocate more than `max_alloc_bytes`, fail with
+/// `PIXCACHE_RESULT_TOO_LARGE` before the memory is allocated. 0 for any of them restores its
+/// default (16384, 16384, 512 MiB), which protects a desktop process from decompression bombs.
+#[no_mangle]
+pub extern "C" fn pixcache_set_decode_limits(
+    max_width: u32,
+    max_height: u32,
+    max_alloc_bytes: u64,
+) {
+    call((), || {
+        decode::set_limits(max_width, max_height, max_alloc_bytes);
+        Ok(())
+    })
+}
+
+/// Encodes a raster pixmap to the file at `path`, in the format its extension names: `.png`
+/// (straight RGBA), `.jpg`/`.jpeg` or `.bmp` (RGB, composited over black). Returns false with the
+/// last error set on failure (`UNSUPPORTED` extension or foreign pixmap, `INVALID_ARGUMENT` for
+/// the null pixmap, `IO`).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_pixmap_save(
+    pm: *const PixcachePixmap,
+    path: *const c_char,
+) -> bool {
+    call(false, || {
+        // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+        let pm = unsafe { pixmap(pm, "pm") }?;
+        // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
+        let path = unsafe { try_cstr(path, "path") }?;
+        decode::save(pm, Path::new(OsStr::from_bytes(path.to_bytes())))?;
+        Ok(true)
+    })
+}
+
+/// A new pixmap holding `pm`'s pixels converted to `format`: any raster format to any other.
+/// Premultiplying rounds to nearest and unpremultiplying inverts it (fully transparent pixels
+/// become 0); converting to RGB888 or GRAY8 composites over black; grey is Qt's `qGray`
+/// (`(r*11 + g*16 + b*5) / 32`). Converting to the same format shares the pixels. NULL with the
+/// last error set for a foreign pixmap (`UNSUPPORTED`), an unknown format or out of memory.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_pixmap_convert(
+    pm: *const PixcachePixmap,
+    format: PixcacheFormat,
+) -> *mut PixcachePixmap {
+    call(ptr::null_mut(), || {
+        let format = format_from_code(format)?;
+        // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
+        let pm = unsafe { pixmap(pm, "pm") }?;
+        Ok(into_raw(crate::convert::convert(pm, format)?))
     })
 }
