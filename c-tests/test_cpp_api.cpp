@@ -8,9 +8,13 @@
 // Not covered here: the C rules themselves (test_rules.c), threads (test_threads.c).
 #undef NDEBUG
 #include <cassert>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <atomic>
+#include <stdexcept>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -202,6 +206,49 @@ static void test_errors() {
     static_assert(noexcept(PixmapCache::insert(Pixmap())), "Qt-shaped calls are noexcept");
 }
 
+static void test_find_or_insert() {
+    std::puts("/cpp/find_or_insert_single_flight");
+    pixcache::Cache cache(4096);
+    std::atomic<int> produced{0};
+    std::vector<std::thread> threads;
+    std::atomic<int> ok{0};
+    for (int t = 0; t < 8; ++t)
+        threads.emplace_back([&] {
+            for (int k = 0; k < 20; ++k) {
+                auto pm = cache.findOrInsert("tile:" + std::to_string(k), [&] {
+                    ++produced;
+                    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                    return Pixmap(uint32_t(8 + k), 8);
+                });
+                if (pm && pm->width() == uint32_t(8 + k)) ++ok;
+            }
+        });
+    for (auto &t : threads) t.join();
+    CHECK(ok == 160);
+    CHECK(produced == 20);  // each key produced once across 8 threads
+    CHECK(cache.stats().entries == 20);
+
+    // std::nullopt from the producer is a failure; nothing is cached.
+    auto none = cache.findOrInsert("bad", []() -> std::optional<Pixmap> { return std::nullopt; });
+    CHECK(!none && !cache.find("bad", nullptr));
+    // An exception from the producer is rethrown to the caller, and nothing is cached.
+    bool thrown = false;
+    try {
+        cache.findOrInsert("throws", []() -> Pixmap { throw std::runtime_error("render failed"); });
+    } catch (const std::runtime_error &e) {
+        thrown = std::string(e.what()) == "render failed";
+    }
+    CHECK(thrown && !cache.find("throws", nullptr));
+    // An lvalue producer works too.
+    auto make = [] { return Pixmap(2, 2); };
+    CHECK(cache.findOrInsert("lvalue", make).has_value());
+    // A hit does not call the producer.
+    auto hit = cache.findOrInsert("tile:3", []() -> Pixmap { throw std::logic_error("not called"); });
+    CHECK(hit && hit->width() == 11);
+    CHECK(!cache.findOrLoad("/nonexistent/x.png"));
+    CHECK(pixcache::lastResult() == PIXCACHE_RESULT_IO);
+}
+
 int main() {
     test_find_or_render();
     test_keys_in_widgets();
@@ -210,6 +257,7 @@ int main() {
     test_pixmap_semantics();
     test_independent_cache();
     test_errors();
+    test_find_or_insert();
     std::printf("%d checks passed\n", checks);
     return 0;
 }

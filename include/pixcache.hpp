@@ -17,10 +17,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "pixcache.h"
@@ -261,6 +263,55 @@ public:
     void flushDetachedPixmaps() noexcept { pixcache_flush_detached(c_); }
     PixcacheStats stats() const noexcept { return pixcache_stats(c_); }
 
+    /// Finds `key`, or calls `produce()` and caches what it returns — once across threads: other
+    /// threads asking for the same key meanwhile wait for this result (pixcache_find_or_insert_with).
+    /// `produce` returns a Pixmap, or a std::optional<Pixmap> where std::nullopt means failure.
+    /// Returns std::nullopt if production failed (pixcache::lastError() says why); an exception
+    /// thrown by `produce` is rethrown here, on the producing thread (waiters get std::nullopt).
+    template <typename Produce>
+    std::optional<Pixmap> findOrInsert(std::string_view key, Produce &&produce) {
+        struct Context {
+            std::remove_reference_t<Produce> *produce;
+            std::exception_ptr error;
+        } ctx{&produce, nullptr};
+        auto trampoline = [](void *user_data, PixcachePixmap *out) noexcept -> bool {
+            auto *c = static_cast<Context *>(user_data);
+            try {
+                using Result = std::decay_t<decltype((*c->produce)())>;
+                if constexpr (std::is_same_v<Result, std::optional<Pixmap>>) {
+                    std::optional<Pixmap> pm = (*c->produce)();
+                    if (!pm) return false;
+                    if (pm->handle()) pixcache_pixmap_assign(out, pm->handle());
+                } else {
+                    Pixmap pm = (*c->produce)();
+                    if (pm.handle()) pixcache_pixmap_assign(out, pm.handle());
+                }
+                return true;
+            } catch (...) {
+                c->error = std::current_exception();
+                return false;
+            }
+        };
+        const std::string k(key);
+        Pixmap out;
+        PixcachePixmap *handle = out.outHandle();
+        if (!handle) return std::nullopt;
+        if (!pixcache_find_or_insert_with(c_, k.c_str(), trampoline, &ctx, handle)) {
+            if (ctx.error) std::rethrow_exception(ctx.error);
+            return std::nullopt;
+        }
+        return out;
+    }
+
+    /// Finds the image file `path`, or decodes and caches it — once across threads
+    /// (pixcache_find_or_load). std::nullopt if it cannot be read or decoded.
+    std::optional<Pixmap> findOrLoad(const std::string &path) noexcept {
+        Pixmap out;
+        PixcachePixmap *handle = out.outHandle();
+        if (!handle || !pixcache_find_or_load(c_, path.c_str(), handle)) return std::nullopt;
+        return out;
+    }
+
     /// The C handle.
     PixcacheCache *handle() const noexcept { return c_; }
 
@@ -313,6 +364,15 @@ public:
     static int totalUsed() noexcept { return Cache::global().totalUsed(); }
     /// Qt's idle trim (QPixmapCache::flushDetachedPixmaps): call it from your own idle timer.
     static void flushDetachedPixmaps() noexcept { Cache::global().flushDetachedPixmaps(); }
+    /// Cache::findOrInsert on the process-wide cache.
+    template <typename Produce>
+    static std::optional<Pixmap> findOrInsert(std::string_view key, Produce &&produce) {
+        return Cache::global().findOrInsert(key, std::forward<Produce>(produce));
+    }
+    /// Cache::findOrLoad on the process-wide cache.
+    static std::optional<Pixmap> findOrLoad(const std::string &path) noexcept {
+        return Cache::global().findOrLoad(path);
+    }
 };
 
 }  // namespace pixcache

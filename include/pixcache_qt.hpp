@@ -26,7 +26,9 @@
 #include <QPixmap>
 #include <QString>
 
+#include <exception>
 #include <new>
+#include <type_traits>
 #include <utility>
 
 #include "pixcache.h"
@@ -115,7 +117,7 @@ inline PixcacheCache *global() noexcept {
 // Copies what a lookup found into `out`, then lets go of the scratch share.
 inline void takeFound(QPixmap *out) noexcept {
     Scratch &s = scratch();
-    if (auto *found = static_cast<const QPixmap *>(pixcache_pixmap_user_data(s.p))) *out = *found;
+    if (auto *found = static_cast<const QPixmap *>(pixcache_pixmap_user_data(s.p)); found && out) *out = *found;
     pixcache_pixmap_assign(s.p, s.empty);
 }
 
@@ -197,6 +199,38 @@ public:
     static void remove(const Key &key) { pixcache_remove_key(detail::global(), key.k_); }
 
     static void clear() { pixcache_clear(detail::global()); }
+
+    /// Finds `key`, or calls `render()` (returning a QPixmap) and caches the result — once across
+    /// threads: others asking for the same key meanwhile wait for this render instead of
+    /// rendering again. On success `*pixmap` (if not null) shares the result and it returns true.
+    /// An exception thrown by `render` is rethrown here (waiting threads get false).
+    template <typename Render>
+    static bool findOrInsert(const QString &key, QPixmap *pixmap, Render &&render) {
+        struct Context {
+            std::remove_reference_t<Render> *render;
+            std::exception_ptr error;
+        } ctx{&render, nullptr};
+        auto trampoline = [](void *user_data, PixcachePixmap *out) noexcept -> bool {
+            auto *c = static_cast<Context *>(user_data);
+            try {
+                detail::Wrapped w((*c->render)());
+                if (!w.p) return false;
+                pixcache_pixmap_assign(out, w.p);
+                return true;
+            } catch (...) {
+                c->error = std::current_exception();
+                return false;
+            }
+        };
+        const QByteArray utf8 = key.toUtf8();
+        if (!pixcache_find_or_insert_with(detail::global(), utf8.constData(), trampoline, &ctx, detail::scratch().p)) {
+            if (ctx.error) std::rethrow_exception(ctx.error);
+            return false;
+        }
+        if (pixmap) detail::takeFound(pixmap);
+        else detail::takeFound(nullptr);
+        return true;
+    }
 
     /// QPixmapCache::flushDetachedPixmaps() (Qt exports it only for its tests): trims the cache to
     /// three quarters of its total. Call it from an idle timer if you want Qt's idle trimming.

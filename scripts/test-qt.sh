@@ -50,6 +50,10 @@ grep -q '^MISMATCH' "$work/mutant.log" || { cat "$work/mutant.log"; echo "FAILED
 echo "caught: $(grep '^MISMATCH' "$work/mutant.log")"
 pass=$((pass + 1))
 
+echo "# adapter API: findOrInsert, shared pixmaps"
+"$work/build/adapter_api"
+pass=$((pass + 1))
+
 echo "# widget paint example: QPixmapCache (before) vs pixcache::qt::PixmapCache (after)"
 before=$("$work/build/widget_paint_qt")
 after=$("$work/build/widget_paint_pixcache")
