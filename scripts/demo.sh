@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds libpixcache, installs it into $PREFIX (default: ~/.local; any writable prefix works),
-# then compiles the C demo (c-tests/demo.c) against the *installed* copy with pkg-config and
-# runs it.
+# then compiles two demos against the *installed* copy with pkg-config and runs them:
+#   c-tests/demo.c            the find-or-render idiom, LRU eviction, errors
+#   examples/contact_sheet.c  four threads loading images through the cache (decoding each
+#                             once), statistics, and a contact sheet of what stayed cached
+#                             (written to target/contact-sheet.png)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PREFIX="${PREFIX:-$HOME/.local}"
@@ -16,3 +19,11 @@ out="$(mktemp -d)/pixcache-demo"
     $(pkg-config --cflags --libs pixcache) -Wl,-rpath,"$(pkg-config --variable=libdir pixcache)"
 echo "--- running the demo against $PREFIX/lib/libpixcache.so"
 "$out"
+
+sheet="$(dirname "$out")/contact_sheet"
+# shellcheck disable=SC2046
+"$CC" -std=c11 -Wall -Wextra -O2 -D_GNU_SOURCE examples/contact_sheet.c -o "$sheet" -pthread \
+    $(pkg-config --cflags --libs pixcache) -Wl,-rpath,"$(pkg-config --variable=libdir pixcache)"
+echo "--- running the contact sheet example"
+mkdir -p target
+"$sheet" "${1:-}" "$PWD/target/contact-sheet.png"

@@ -65,6 +65,15 @@ for mode in shared static; do
     ok "pkg-config --cflags --libs pixcache + make, $mode: built, ran"
 done
 
+# The example program builds against the installed copy and does what it says.
+ex="$work/contact_sheet"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror -pedantic -D_GNU_SOURCE examples/contact_sheet.c -o "$ex" -pthread \
+    $(PKG_CONFIG_PATH="$lib/pkgconfig" pkg-config --cflags --libs pixcache) -Wl,-rpath,"$lib" || fail "examples/contact_sheet.c builds"
+(cd "$work" && "$ex" "" "$work/sheet.png") || fail "the contact sheet example runs"
+[ "$(head -c 8 "$work/sheet.png" | od -An -tx1 | tr -d ' ')" = "89504e470d0a1a0a" ] || fail "it writes a PNG"
+ok "examples/contact_sheet.c builds against the installed library, runs and writes a PNG"
+
 # The installed tree is relocatable: move it, and both package files still find everything.
 mv "$prefix" "$work/moved"
 b=$(run_cmake_consumer moved "$work/moved" | tail -n1)
