@@ -4,7 +4,7 @@
 #   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck.
 # then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
 # then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt).
-# Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, binutils, valgrind, cmake, pkg-config,
+# Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, clang, binutils, valgrind, cmake, pkg-config,
 # and for the Qt tests qt6-base-dev.
 # .ci/run installs those on a fresh Debian machine and then runs this script.
 set -euo pipefail
@@ -36,6 +36,19 @@ else
     echo "SKIPPED: valgrind is not installed (apt-get install valgrind); the valgrind pass did not run."
     if [ "${CI:-}" = "true" ]; then
         echo "CI must run the valgrind pass." >&2
+        exit 1
+    fi
+fi
+
+step "C/C++ harness under AddressSanitizer + UndefinedBehaviorSanitizer + LeakSanitizer (clang)"
+if command -v clang >/dev/null 2>&1; then
+    CC=clang CXX=clang++ \
+    PIXCACHE_TEST_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+        cargo test --test c_harness
+else
+    echo "SKIPPED: clang is not installed (apt-get install clang); the sanitizer pass did not run."
+    if [ "${CI:-}" = "true" ]; then
+        echo "CI must run the sanitizer pass." >&2
         exit 1
     fi
 fi
