@@ -99,12 +99,21 @@ pub fn load_from_memory(data: &[u8]) -> Result<Pixmap> {
 
 /// Decodes the file at `path` and converts it to `format`.
 pub fn load_as(path: &Path, format: Format) -> Result<Pixmap> {
-    convert::convert(&load(path)?, format)
+    convert_within_limits(load(path)?, format)
 }
 
 /// Decodes an encoded image held in memory and converts it to `format`.
 pub fn load_from_memory_as(data: &[u8], format: Format) -> Result<Pixmap> {
-    convert::convert(&load_from_memory(data)?, format)
+    convert_within_limits(load_from_memory(data)?, format)
+}
+
+/// Converts a freshly decoded pixmap, counting the conversion against the allocation limit.
+fn convert_within_limits(pm: Pixmap, format: Format) -> Result<Pixmap> {
+    if pm.format() != Some(format) {
+        let source = pm.pixels().map_or(0, |p| p.len() as u64);
+        check_alloc(source + output_bytes(pm.width(), pm.height(), format))?;
+    }
+    convert::convert(&pm, format)
 }
 
 /// Encodes a raster pixmap to `path`, in the format its extension names (`.png`, `.jpg` /
@@ -161,6 +170,18 @@ pub fn save(pm: &Pixmap, path: &Path) -> Result<()> {
 /// Converts a decoded image to a pixmap in its natural format: gray stays 8-bit gray, opaque
 /// colour becomes RGB888, anything else RGBA8888.
 pub fn from_image(image: DynamicImage) -> Result<Pixmap> {
+    let (width, height) = (image.width(), image.height());
+    if width == 0 || height == 0 {
+        return Err(Error::new(
+            ErrorKind::Decode,
+            format!("the image is {width}x{height}: it has no pixels"),
+        ));
+    }
+    // The decoder's buffer is still alive while its pixels are converted and re-laid out, so
+    // both count against the allocation limit.
+    let natural = natural_format(&image);
+    let decoded = image.as_bytes().len() as u64;
+    check_alloc(decoded + output_bytes(width, height, natural))?;
     let (format, width, height, bytes) = match image {
         DynamicImage::ImageLuma8(i) => (Format::Gray8, i.width(), i.height(), i.into_raw()),
         DynamicImage::ImageRgb8(i) => (Format::Rgb888, i.width(), i.height(), i.into_raw()),
@@ -178,6 +199,35 @@ pub fn from_image(image: DynamicImage) -> Result<Pixmap> {
         }
     };
     from_packed(width, height, format, bytes)
+}
+
+/// The format [`from_image`] gives an image.
+fn natural_format(image: &DynamicImage) -> Format {
+    match image {
+        DynamicImage::ImageLuma8(_) => Format::Gray8,
+        DynamicImage::ImageRgb8(_) => Format::Rgb888,
+        other if !other.color().has_alpha() && other.color().has_color() => Format::Rgb888,
+        other if !other.color().has_alpha() => Format::Gray8,
+        _ => Format::Rgba8888,
+    }
+}
+
+/// Bytes a `width` x `height` pixmap of `format` takes (rows padded to 4 bytes).
+fn output_bytes(width: u32, height: u32, format: Format) -> u64 {
+    let row = u64::from(width) * u64::from(format.bytes_per_pixel());
+    ((row + 3) & !3) * u64::from(height)
+}
+
+/// Refuses an allocation above the decoding limit, before it is made.
+fn check_alloc(bytes: u64) -> Result<()> {
+    let (_, _, max_alloc) = limits_in_force();
+    if bytes > max_alloc {
+        return Err(Error::new(
+            ErrorKind::TooLarge,
+            format!("decoding needs {bytes} bytes, above the limit of {max_alloc} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 /// A pixmap from tightly packed rows, re-laid to pixcache's 4-byte row alignment when needed.

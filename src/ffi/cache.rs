@@ -458,6 +458,8 @@ pub unsafe extern "C" fn pixcache_find_or_insert_with(
         let produce = produce.ok_or_else(|| super::boundary::null_error("produce"))?;
         let producer = || {
             let handle = into_raw::<PixcachePixmap>(Pixmap::null());
+            // So that a failure report carries only what the producer itself set.
+            super::error::clear_last_error();
             // SAFETY: the caller promised `produce` may be called with `user_data` and a live
             // pixmap handle; `handle` is one, owned by us for the duration of the call.
             let ok = unsafe { produce(user_data, handle) };

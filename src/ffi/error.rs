@@ -1,7 +1,8 @@
 //! Result codes and the per-thread last error (libgit2's model).
 //!
 //! A failing call stores a result code and a one-line message for the calling thread; every other
-//! call clears them on entry, except the ones that cannot fail: `pixcache_last_error`,
+//! call settles them for its own outcome when it returns (clears them on success), except the
+//! ones that cannot fail, which leave them alone: `pixcache_last_error`,
 //! `pixcache_last_result`, `pixcache_result_str`, `pixcache_key_equal`, `pixcache_version`,
 //! `pixcache_global` and the `*_free` functions (so cleanup between a failing call and reading the error keeps it).
 //! So right after any other call, `pixcache_last_error()` is `""` exactly when it succeeded.
