@@ -1,0 +1,5 @@
+/* libFuzzer entry point for fuzz target "decode" (see fuzz/src/lib.rs). */
+#include <stddef.h>
+#include <stdint.h>
+int pixcache_fuzz_decode(const uint8_t *data, size_t len);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return pixcache_fuzz_decode(data, size); }

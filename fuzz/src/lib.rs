@@ -1,0 +1,491 @@
+//! Fuzz targets for pixcache, driven through the C API exactly as a C caller uses it.
+//!
+//! - [`pixcache_fuzz_ops`]: a random sequence of cache operations on a small cache, checked
+//!   against a simple model (a most-recent-first list with Qt's rules) after every step;
+//! - [`pixcache_fuzz_decode`]: arbitrary bytes into the image decoders, the format converter,
+//!   and the `_as` variants;
+//! - [`pixcache_fuzz_keys`]: forged, stale and cross-cache keys mixed with real ones.
+//!
+//! Any disagreement with the model, any caught panic (`PIXCACHE_RESULT_PANIC`: a pixcache bug)
+//! and any crash aborts, which libFuzzer reports with the input. Each target is also replayed
+//! over the seed corpus and the regression inputs by `cargo test` (see the tests below).
+#![allow(clippy::missing_safety_doc)]
+
+use std::ffi::{c_void, CString};
+use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use pixcache::ffi::cache::*;
+use pixcache::ffi::error::{pixcache_last_result, PixcacheResult};
+use pixcache::ffi::key::{pixcache_key_equal, PixcacheKey};
+use pixcache::ffi::pixmap::*;
+
+/// Reads the fuzz input one value at a time; runs out gracefully.
+struct Input<'a> {
+    data: &'a [u8],
+}
+
+impl Input<'_> {
+    fn byte(&mut self) -> Option<u8> {
+        let (&b, rest) = self.data.split_first()?;
+        self.data = rest;
+        Some(b)
+    }
+    fn u64(&mut self) -> Option<u64> {
+        let mut v = 0u64;
+        for _ in 0..8 {
+            v = v << 8 | u64::from(self.byte()?);
+        }
+        Some(v)
+    }
+}
+
+fn no_panic() {
+    assert_ne!(
+        pixcache_last_result(),
+        PixcacheResult::Panic,
+        "pixcache caught a panic (a bug)"
+    );
+}
+
+static RELEASED: AtomicUsize = AtomicUsize::new(0);
+unsafe extern "C" fn count_release(_: *mut c_void) {
+    RELEASED.fetch_add(1, Ordering::SeqCst);
+}
+
+/// A pool of pixmaps of different costs: (handle, cost in KB).
+struct Pool {
+    pms: Vec<(*mut PixcachePixmap, i64)>,
+}
+
+impl Pool {
+    fn new() -> Self {
+        // SAFETY: plain constructor calls; every handle is freed in Drop.
+        let pms = unsafe {
+            vec![
+                (pixcache_pixmap_new_null(), 1),
+                (pixcache_pixmap_new(1, 1, PIXCACHE_FORMAT_GRAY8), 1),
+                (pixcache_pixmap_new(10, 10, PIXCACHE_FORMAT_RGBA8888), 1),
+                (pixcache_pixmap_new(64, 64, PIXCACHE_FORMAT_RGBA8888), 16),
+                (pixcache_pixmap_new(100, 100, PIXCACHE_FORMAT_RGB888), 29),
+                (
+                    pixcache_pixmap_wrap(64, 64, 32, ptr::null_mut(), Some(count_release)),
+                    16,
+                ),
+                (pixcache_pixmap_new(300, 300, PIXCACHE_FORMAT_RGBA8888), 351),
+            ]
+        };
+        Pool { pms }
+    }
+    fn pick(&self, b: u8) -> (*mut PixcachePixmap, i64) {
+        self.pms[usize::from(b) % self.pms.len()]
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        for (pm, _) in &self.pms {
+            // SAFETY: each handle came from the pool's constructor and is freed once.
+            unsafe { pixcache_pixmap_free(*pm) };
+        }
+    }
+}
+
+#[derive(Clone, PartialEq, Debug)]
+enum MKey {
+    Name(usize),
+    Id(u64),
+}
+
+/// The model: entries most recent first, with Qt's rules.
+struct Model {
+    entries: Vec<(MKey, i64, u64)>,
+    limit: i64,
+}
+
+impl Model {
+    fn total(&self) -> i64 {
+        self.entries.iter().map(|e| e.1).sum()
+    }
+    fn pos(&self, k: &MKey) -> Option<usize> {
+        self.entries.iter().position(|e| &e.0 == k)
+    }
+    fn trim(&mut self, target: i64) {
+        while self.total() > target && !self.entries.is_empty() {
+            self.entries.pop();
+        }
+    }
+    fn get(&mut self, k: &MKey) -> Option<u64> {
+        let i = self.pos(k)?;
+        let e = self.entries.remove(i);
+        let pm = e.2;
+        self.entries.insert(0, e);
+        Some(pm)
+    }
+    fn remove(&mut self, k: &MKey) -> bool {
+        self.pos(k).map(|i| self.entries.remove(i)).is_some()
+    }
+    fn put(&mut self, k: MKey, cost: i64, pm: u64) -> bool {
+        if cost > self.limit {
+            return false;
+        }
+        self.trim(self.limit - cost);
+        self.entries.insert(0, (k, cost, pm));
+        true
+    }
+}
+
+const NAMES: [&str; 6] = ["", "a", "b", "icon:open", "icon:save", "théme/x@2x"];
+const LIMITS: [i32; 8] = [0, -5, 16, 17, 50, 100, 400, 2000];
+
+/// Target 1: operation sequences over the C API against the model.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_fuzz_ops(data: *const u8, len: usize) -> i32 {
+    let bytes = if len == 0 {
+        &[][..]
+    } else {
+        unsafe { std::slice::from_raw_parts(data, len) }
+    };
+    let mut input = Input { data: bytes };
+    let names: Vec<CString> = NAMES.iter().map(|n| CString::new(*n).unwrap()).collect();
+    let pool = Pool::new();
+    let released_before = RELEASED.load(Ordering::SeqCst);
+    unsafe {
+        let first = input.byte().unwrap_or(0);
+        let limit = LIMITS[usize::from(first) % LIMITS.len()];
+        let cache = pixcache_cache_new(limit);
+        let out = pixcache_pixmap_new_null();
+        let mut model = Model {
+            entries: Vec::new(),
+            limit: i64::from(limit),
+        };
+        // Every generated key handed out, with the model's name for it.
+        let mut keys: Vec<PixcacheKey> = Vec::new();
+        while let Some(op) = input.byte() {
+            let arg = input.byte().unwrap_or(0);
+            let key_at = |keys: &Vec<PixcacheKey>, b: u8| {
+                if keys.is_empty() {
+                    PixcacheKey { id: 0 }
+                } else {
+                    keys[usize::from(b) % keys.len()]
+                }
+            };
+            match op % 12 {
+                0 => {
+                    let n = usize::from(arg) % NAMES.len();
+                    let (pm, cost) = pool.pick(input.byte().unwrap_or(0));
+                    let got = pixcache_insert(cache, names[n].as_ptr(), pm);
+                    model.remove(&MKey::Name(n));
+                    let want = model.put(MKey::Name(n), cost, pixcache_pixmap_cache_key(pm));
+                    assert_eq!(got, want, "insert(\"{}\") cost {cost}", NAMES[n]);
+                }
+                1 => {
+                    let (pm, cost) = pool.pick(arg);
+                    let k = pixcache_insert_key(cache, pm);
+                    assert_ne!(
+                        k.id, 0,
+                        "insert_key never returns the all-zero key for a valid pixmap"
+                    );
+                    let want = model.put(MKey::Id(k.id), cost, pixcache_pixmap_cache_key(pm));
+                    assert_eq!(pixcache_key_is_valid(cache, k), want, "insert_key validity");
+                    keys.push(k);
+                }
+                2 => {
+                    let n = usize::from(arg) % NAMES.len();
+                    let with_out = arg & 0x80 != 0;
+                    let got = pixcache_find(
+                        cache,
+                        names[n].as_ptr(),
+                        if with_out { out } else { ptr::null_mut() },
+                    );
+                    let want = model.get(&MKey::Name(n));
+                    assert_eq!(got, want.is_some(), "find(\"{}\")", NAMES[n]);
+                    if let (true, Some(pm)) = (with_out, want) {
+                        assert_eq!(
+                            pixcache_pixmap_cache_key(out),
+                            pm,
+                            "find returns what was inserted"
+                        );
+                    }
+                }
+                3 => {
+                    let k = key_at(&keys, arg);
+                    let got = pixcache_find_key(cache, k, out);
+                    let want = model.get(&MKey::Id(k.id)).filter(|_| k.id != 0);
+                    assert_eq!(got, want.is_some(), "find_key");
+                    if let Some(pm) = want {
+                        assert_eq!(pixcache_pixmap_cache_key(out), pm);
+                    }
+                }
+                4 => {
+                    let mut k = key_at(&keys, arg);
+                    let old = k;
+                    let (pm, cost) = pool.pick(input.byte().unwrap_or(0));
+                    let valid = old.id != 0 && model.pos(&MKey::Id(old.id)).is_some();
+                    let got = pixcache_replace(cache, &mut k, pm);
+                    let want = if valid {
+                        model.remove(&MKey::Id(old.id));
+                        // The new key is unknown to the model until the call returns.
+                        got && model.put(MKey::Id(k.id), cost, pixcache_pixmap_cache_key(pm))
+                    } else {
+                        false
+                    };
+                    assert_eq!(got, want, "replace");
+                    if valid && !got {
+                        assert!(
+                            cost > model.limit,
+                            "replace refused only for a pixmap over the limit"
+                        );
+                    }
+                    if !got {
+                        assert!(
+                            pixcache_key_equal(k, old),
+                            "a failed replace leaves the key alone"
+                        );
+                    } else {
+                        assert!(!pixcache_key_equal(k, old), "replace gives a new key");
+                        keys.push(k);
+                    }
+                }
+                5 => {
+                    let n = usize::from(arg) % NAMES.len();
+                    assert_eq!(
+                        pixcache_remove(cache, names[n].as_ptr()),
+                        model.remove(&MKey::Name(n))
+                    );
+                }
+                6 => {
+                    let k = key_at(&keys, arg);
+                    let want = k.id != 0 && model.remove(&MKey::Id(k.id));
+                    assert_eq!(pixcache_remove_key(cache, k), want, "remove_key");
+                }
+                7 => {
+                    pixcache_clear(cache);
+                    model.entries.clear();
+                }
+                8 => {
+                    let l = LIMITS[usize::from(arg) % LIMITS.len()];
+                    pixcache_set_cache_limit(cache, l);
+                    model.limit = i64::from(l);
+                    model.trim(model.limit.max(0));
+                    if l <= 0 {
+                        model.entries.clear();
+                    }
+                    assert_eq!(pixcache_cache_limit(cache), l);
+                }
+                9 => {
+                    pixcache_flush_detached(cache);
+                    let t = model.total();
+                    model.trim(t * 3 / 4);
+                }
+                10 => {
+                    let forged = PixcacheKey {
+                        id: input.u64().unwrap_or(u64::from(arg)),
+                    };
+                    let want = forged.id != 0 && model.pos(&MKey::Id(forged.id)).is_some();
+                    assert_eq!(pixcache_key_is_valid(cache, forged), want, "forged key");
+                }
+                _ => {
+                    // A lookup of every name, in a fixed order (the model refreshes the same way).
+                    for (n, name) in names.iter().enumerate() {
+                        let got = pixcache_find(cache, name.as_ptr(), out);
+                        assert_eq!(got, model.get(&MKey::Name(n)).is_some());
+                    }
+                }
+            }
+            no_panic();
+            // After every step: totals, entries and every key's validity.
+            assert_eq!(
+                i64::from(pixcache_total_used(cache)),
+                model.total(),
+                "total"
+            );
+            assert_eq!(
+                pixcache_stats(cache).entries,
+                model.entries.len(),
+                "entries"
+            );
+            for k in &keys {
+                assert_eq!(
+                    pixcache_key_is_valid(cache, *k),
+                    model.pos(&MKey::Id(k.id)).is_some(),
+                    "key validity"
+                );
+            }
+        }
+        pixcache_pixmap_free(out);
+        pixcache_cache_free(cache);
+    }
+    drop(pool);
+    assert_eq!(
+        RELEASED.load(Ordering::SeqCst) - released_before,
+        1,
+        "the foreign pixmap is released exactly once"
+    );
+    0
+}
+
+/// Target 2: arbitrary bytes into the decoders and the converter.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_fuzz_decode(data: *const u8, len: usize) -> i32 {
+    static LIMITS_SET: std::sync::Once = std::sync::Once::new();
+    // Keep each input's memory bounded well under libFuzzer's RSS limit.
+    LIMITS_SET.call_once(|| pixcache_set_decode_limits(4096, 4096, 64 << 20));
+    let data = if data.is_null() { [].as_ptr() } else { data };
+    unsafe {
+        let pm = pixcache_pixmap_load_from_memory(data, len);
+        no_panic();
+        if !pm.is_null() {
+            let (w, h) = (pixcache_pixmap_width(pm), pixcache_pixmap_height(pm));
+            let stride = pixcache_pixmap_stride(pm);
+            assert!(stride >= w as usize * (pixcache_pixmap_depth(pm) as usize / 8));
+            for format in 1..=4 {
+                let c = pixcache_pixmap_convert(pm, format);
+                no_panic();
+                assert!(!c.is_null(), "every raster pixmap converts");
+                assert_eq!(
+                    (pixcache_pixmap_width(c), pixcache_pixmap_height(c)),
+                    (w, h)
+                );
+                pixcache_pixmap_free(c);
+            }
+            pixcache_pixmap_free(pm);
+        }
+        let format = if len > 0 { u32::from(*data) % 6 } else { 1 };
+        let pm = pixcache_pixmap_load_from_memory_as(data, len, format);
+        no_panic();
+        pixcache_pixmap_free(pm);
+    }
+    0
+}
+
+/// Target 3: forged, stale and cross-cache keys mixed with real ones, on two caches with no
+/// eviction (liveness changes only by remove, replace and clear, which the model tracks).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_fuzz_keys(data: *const u8, len: usize) -> i32 {
+    let bytes = if len == 0 {
+        &[][..]
+    } else {
+        unsafe { std::slice::from_raw_parts(data, len) }
+    };
+    let mut input = Input { data: bytes };
+    unsafe {
+        let caches = [pixcache_cache_new(i32::MAX), pixcache_cache_new(i32::MAX)];
+        let pm = pixcache_pixmap_new(2, 2, PIXCACHE_FORMAT_GRAY8);
+        let out = pixcache_pixmap_new_null();
+        let mut live: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+        let mut seen: Vec<PixcacheKey> = Vec::new();
+        while let Some(op) = input.byte() {
+            let c = usize::from(op >> 7);
+            let arg = input.byte().unwrap_or(0);
+            let any = |seen: &Vec<PixcacheKey>| {
+                if seen.is_empty() {
+                    PixcacheKey { id: u64::from(arg) }
+                } else {
+                    seen[usize::from(arg) % seen.len()]
+                }
+            };
+            match op % 6 {
+                0 => {
+                    let k = pixcache_insert_key(caches[c], pm);
+                    live[c].push(k.id);
+                    seen.push(k);
+                }
+                1 => {
+                    let k = any(&seen);
+                    let want = live[c].contains(&k.id);
+                    assert_eq!(pixcache_remove_key(caches[c], k), want);
+                    live[c].retain(|&x| x != k.id);
+                }
+                2 => {
+                    let mut k = any(&seen);
+                    let old = k.id;
+                    let want = live[c].contains(&old);
+                    assert_eq!(pixcache_replace(caches[c], &mut k, pm), want);
+                    if want {
+                        live[c].retain(|&x| x != old);
+                        live[c].push(k.id);
+                        seen.push(k);
+                    }
+                }
+                3 => {
+                    pixcache_clear(caches[c]);
+                    live[c].clear();
+                }
+                4 => {
+                    let forged = PixcacheKey {
+                        id: input.u64().unwrap_or(u64::from(arg)),
+                    };
+                    seen.push(forged);
+                }
+                _ => {
+                    let k = any(&seen);
+                    assert_eq!(
+                        pixcache_find_key(caches[c], k, out),
+                        live[c].contains(&k.id)
+                    );
+                }
+            }
+            no_panic();
+            for k in &seen {
+                for (i, cache) in caches.iter().enumerate() {
+                    assert_eq!(
+                        pixcache_key_is_valid(*cache, *k),
+                        live[i].contains(&k.id),
+                        "key {:#x} in cache {i}",
+                        k.id
+                    );
+                }
+            }
+        }
+        pixcache_pixmap_free(out);
+        pixcache_pixmap_free(pm);
+        for cache in caches {
+            pixcache_cache_free(cache);
+        }
+    }
+    0
+}
+
+#[cfg(test)]
+mod tests {
+    //! Replays the seed corpus and every regression input (a crash libFuzzer ever found is
+    //! saved in fuzz/regressions/<target>/ and stays a test forever).
+    use std::path::Path;
+
+    fn replay(target: &str, run: unsafe extern "C" fn(*const u8, usize) -> i32) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut n = 0;
+        for dir in [
+            root.join("corpus").join(target),
+            root.join("regressions").join(target),
+        ] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                // SAFETY: a valid slice.
+                unsafe { run(bytes.as_ptr(), bytes.len()) };
+                n += 1;
+            }
+        }
+        assert!(n > 0, "no inputs for {target}");
+        println!("{target}: {n} inputs replayed");
+    }
+
+    #[test]
+    fn replay_ops() {
+        replay("ops", super::pixcache_fuzz_ops);
+    }
+
+    #[test]
+    fn replay_decode() {
+        replay("decode", super::pixcache_fuzz_decode);
+    }
+
+    #[test]
+    fn replay_keys() {
+        replay("keys", super::pixcache_fuzz_keys);
+    }
+}
