@@ -618,6 +618,13 @@ struct PixcachePixmap *pixcache_pixmap_convert(const struct PixcachePixmap *pm,
                                                PixcacheFormat format);
 
 /**
+ * How many pixel buffers (raster or foreign) are alive in the process; handles and cache
+ * entries that share pixels count once, and the null pixmap has none. A leak check for tests and
+ * soak runs: once every pixmap is freed and every cache cleared, it is back to its baseline.
+ */
+size_t pixcache_live_pixmaps(void);
+
+/**
  * The version of the library that is running, e.g. `"0.1.0"`: compare it with the header's
  * `PIXCACHE_VERSION_STRING` to detect a header/library mismatch. Static; never NULL.
  */

@@ -53,6 +53,18 @@ else
     fi
 fi
 
+step "allocation failure under an address-space limit (ulimit -v)"
+bash scripts/test-oom.sh
+
+step "fuzz targets: replay the seed corpus and regressions, then a short libFuzzer run of each"
+cargo fmt --check --manifest-path fuzz/Cargo.toml
+cargo clippy --quiet --manifest-path fuzz/Cargo.toml --all-targets --target-dir target/fuzz-check -- -D warnings
+cargo test --manifest-path fuzz/Cargo.toml --target-dir target/fuzz-check
+bash scripts/fuzz.sh "${PIXCACHE_FUZZ_SECONDS:-20}"
+
+step "soak: every operation from 4 threads per core on shared and private caches, then invariants"
+bash scripts/soak.sh "${PIXCACHE_SOAK_SECONDS:-20}"
+
 step "packaging: install into a temporary prefix, build and run consumers (CMake, pkg-config; shared, static)"
 bash scripts/test-packaging.sh
 

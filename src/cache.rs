@@ -17,7 +17,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flights, Role};
 use crate::garbage::Garbage;
 use crate::key::{Key, KeySource};
-use crate::lru::{EntryKey, KeyRef, Lru};
+use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason};
 use crate::pixmap::Pixmap;
 
 /// Qt's default limit, in KB.
@@ -89,14 +89,22 @@ impl State {
             }
             Err(refused) => {
                 garbage.push(refused.value);
-                self.stats.refused += 1;
-                Err(Error::new(
-                    ErrorKind::Refused,
-                    format!(
-                        "a pixmap costing {cost} KB does not fit the cache limit of {} KB",
-                        self.lru.limit()
-                    ),
-                ))
+                match refused.reason {
+                    RefuseReason::TooCostly => {
+                        self.stats.refused += 1;
+                        Err(Error::new(
+                            ErrorKind::Refused,
+                            format!(
+                                "a pixmap costing {cost} KB does not fit the cache limit of {} KB",
+                                self.lru.limit()
+                            ),
+                        ))
+                    }
+                    RefuseReason::OutOfMemory => Err(Error::new(
+                        ErrorKind::OutOfMemory,
+                        "the cache's table cannot grow: out of memory",
+                    )),
+                }
             }
         }
     }
@@ -330,8 +338,8 @@ impl Cache {
     /// pixmap costs more than the limit.
     pub fn insert(&self, key: &str, pm: &Pixmap) -> Result<()> {
         let hash = self.hash(KeyRef::Name(key.as_bytes()));
-        // Allocate the stored key before locking: no allocation under the lock.
-        let stored = EntryKey::Name(key.into());
+        // Allocate the stored key before locking (no allocation under the lock), fallibly.
+        let stored = EntryKey::Name(copy_key(key)?);
         self.with_state(|s, garbage| {
             if let Some(old) = s.lru.remove(hash, KeyRef::Name(key.as_bytes())) {
                 garbage.push(old);
@@ -478,6 +486,15 @@ impl Default for Cache {
     fn default() -> Self {
         Cache::new(DEFAULT_LIMIT_KB)
     }
+}
+
+/// A heap copy of a string key, reporting allocation failure instead of aborting.
+fn copy_key(key: &str) -> Result<Box<str>> {
+    let mut copy = String::new();
+    copy.try_reserve_exact(key.len())
+        .map_err(|_| Error::new(ErrorKind::OutOfMemory, "cannot allocate the key"))?;
+    copy.push_str(key);
+    Ok(copy.into_boxed_str())
 }
 
 /// Generated keys are already uniformly scrambled (see key.rs): they are their own hash.

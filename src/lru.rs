@@ -64,10 +64,21 @@ struct Link {
 }
 
 /// Why an insert was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefuseReason {
+    /// The entry costs more than the whole limit (Qt refuses it; nothing is evicted).
+    TooCostly,
+    /// The table could not grow: the allocator refused (nothing is evicted either).
+    OutOfMemory,
+}
+
+/// An insert that did not happen.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refused<V> {
     /// The value that was not inserted, handed back.
     pub value: V,
+    /// Why.
+    pub reason: RefuseReason,
 }
 
 /// An exact LRU map bounded by total cost. See the module documentation.
@@ -167,7 +178,17 @@ impl<V> Lru<V> {
             "insert of a present key"
         );
         if cost > self.limit {
-            return Err(Refused { value });
+            return Err(Refused {
+                value,
+                reason: RefuseReason::TooCostly,
+            });
+        }
+        // Grow first, fallibly, so an allocation failure changes nothing (no eviction either).
+        if !self.reserve_one() {
+            return Err(Refused {
+                value,
+                reason: RefuseReason::OutOfMemory,
+            });
         }
         self.trim(self.limit - cost, evicted);
         let node = Node {
@@ -201,6 +222,19 @@ impl<V> Lru<V> {
         self.len += 1;
         self.total += cost;
         Ok(())
+    }
+
+    /// Makes sure one more entry fits without allocating; false when the allocator refuses.
+    fn reserve_one(&mut self) -> bool {
+        if self.free == NIL
+            && (self.slots.try_reserve(1).is_err() || self.links.try_reserve(1).is_err())
+        {
+            return false;
+        }
+        let slots = &self.slots;
+        self.table
+            .try_reserve(1, |&i| slots[i as usize].as_ref().map_or(0, |n| n.hash))
+            .is_ok()
     }
 
     /// Removes `key`, handing back its value; `None` when absent. Does not touch recency.
@@ -383,7 +417,10 @@ mod tests {
         let mut ev = Garbage::new();
         assert_eq!(
             lru.insert(h, key, "big", 11, &mut ev),
-            Err(Refused { value: "big" })
+            Err(Refused {
+                value: "big",
+                reason: RefuseReason::TooCostly
+            })
         );
         assert!(ev.is_empty());
         assert_eq!(lru.len(), 1);

@@ -10,7 +10,7 @@
 //!   their size and depth (for the cost) and an opaque token, and runs a release function exactly
 //!   once when the last share is dropped.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
@@ -28,6 +28,15 @@ pub type ReleaseFn = Box<dyn FnOnce() + Send + Sync>;
 
 /// Source of [`Pixmap::cache_key`] values: every distinct pixel buffer gets a new serial.
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+
+/// Pixel buffers alive in the process (raster and foreign), for leak checks.
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+/// How many pixel buffers (raster or foreign; shares count once) are alive in the process.
+/// A leak check: after everything is freed and every cache cleared, it returns to its baseline.
+pub fn live_pixel_buffers() -> usize {
+    LIVE.load(Ordering::SeqCst)
+}
 
 /// A pixmap value. The default is the null pixmap.
 #[derive(Clone, Default)]
@@ -57,6 +66,7 @@ enum Storage {
 
 impl Drop for PixelData {
     fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::SeqCst);
         if let Storage::Foreign { release, .. } = &mut self.storage {
             if let Some(release) = release.take() {
                 release();
@@ -80,12 +90,10 @@ fn zeroed_bytes(len: usize) -> Result<Vec<u8>> {
         ));
     }
     let mut bytes = Vec::new();
-    bytes.try_reserve_exact(len).map_err(|_| {
-        Error::new(
-            ErrorKind::OutOfMemory,
-            format!("cannot allocate {len} bytes of pixels"),
-        )
-    })?;
+    // A static message: formatting one could itself fail to allocate.
+    bytes
+        .try_reserve_exact(len)
+        .map_err(|_| Error::new(ErrorKind::OutOfMemory, "cannot allocate the pixels"))?;
     bytes.resize(len, 0);
     Ok(bytes)
 }
@@ -105,6 +113,7 @@ impl Pixmap {
     }
 
     fn from_storage(width: u32, height: u32, storage: Storage) -> Self {
+        LIVE.fetch_add(1, Ordering::SeqCst);
         Pixmap {
             data: Some(Arc::new(PixelData {
                 serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
@@ -295,7 +304,7 @@ impl Pixmap {
                     new_bytes.try_reserve_exact(bytes.len()).map_err(|_| {
                         Error::new(
                             ErrorKind::OutOfMemory,
-                            format!("cannot allocate {} bytes to detach a pixmap", bytes.len()),
+                            "cannot allocate a copy of the pixels to detach the pixmap",
                         )
                     })?;
                     new_bytes.extend_from_slice(bytes);

@@ -84,9 +84,25 @@ pub(crate) fn null_error(name: &str) -> Error {
     Error::new(ErrorKind::NullArgument, format!("{name} is NULL"))
 }
 
-/// Gives ownership of `value` to C as a handle pointer.
-pub(crate) fn into_raw<H: Handle>(value: H::Target) -> *mut H {
-    Box::into_raw(Box::new(value)).cast::<H>()
+/// Gives ownership of `value` to C as a handle pointer. The allocation is fallible: when the
+/// allocator refuses, this reports `OutOfMemory` instead of aborting the host (`Box::new` would).
+pub(crate) fn into_raw<H: Handle>(value: H::Target) -> Result<*mut H> {
+    let layout = std::alloc::Layout::new::<H::Target>();
+    if layout.size() == 0 {
+        return Ok(Box::into_raw(Box::new(value)).cast::<H>());
+    }
+    // SAFETY: the layout has a non-zero size.
+    let ptr = unsafe { std::alloc::alloc(layout) }.cast::<H::Target>();
+    if ptr.is_null() {
+        return Err(Error::new(
+            ErrorKind::OutOfMemory,
+            "cannot allocate a handle",
+        ));
+    }
+    // SAFETY: `ptr` is a fresh, suitably aligned allocation for one `H::Target`. Memory from the
+    // global allocator with `Layout::new::<T>()` is what `Box::from_raw` (in `free`) expects.
+    unsafe { ptr.write(value) };
+    Ok(ptr.cast::<H>())
 }
 
 /// Borrows the value behind a handle; NULL is an error naming `name`.

@@ -110,7 +110,7 @@ fn global_handle() -> *mut PixcacheCache {
 /// Free it with `pixcache_cache_free`.
 #[no_mangle]
 pub extern "C" fn pixcache_cache_new(limit_kb: i32) -> *mut PixcacheCache {
-    call(ptr::null_mut(), || Ok(into_raw(Cache::new(limit_kb))))
+    call(ptr::null_mut(), || into_raw(Cache::new(limit_kb)))
 }
 
 /// Frees a cache from `pixcache_cache_new`, dropping its shares of its pixmaps (handles that
@@ -457,7 +457,7 @@ pub unsafe extern "C" fn pixcache_find_or_insert_with(
         let (cache, key) = unsafe { (self::cache(cache)?, key_str(key)?) };
         let produce = produce.ok_or_else(|| super::boundary::null_error("produce"))?;
         let producer = || {
-            let handle = into_raw::<PixcachePixmap>(Pixmap::null());
+            let handle = into_raw::<PixcachePixmap>(Pixmap::null())?;
             // So that a failure report carries only what the producer itself set.
             super::error::clear_last_error();
             // SAFETY: the caller promised `produce` may be called with `user_data` and a live

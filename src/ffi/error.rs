@@ -142,8 +142,18 @@ pub(crate) fn set_last_error(error: &Error) {
         if let Ok(mut e) = e.try_borrow_mut() {
             e.code = PixcacheResult::from_kind(error.kind());
             e.message.clear();
+            // Never abort while reporting (memory may be what ran out): if the buffer cannot
+            // grow, report a fixed message that fits in any buffer we already have, or none.
+            let text = error.message().as_bytes();
+            let text: &[u8] = if e.message.try_reserve(text.len() + 1).is_ok() {
+                text
+            } else if e.message.capacity() >= 14 {
+                b"out of memory"
+            } else {
+                return; // no room even for that: the code is set, the message reads ""
+            };
             // One line, and no interior NUL that would cut the C string short.
-            e.message.extend(error.message().bytes().map(|b| match b {
+            e.message.extend(text.iter().map(|&b| match b {
                 b'\0' | b'\n' | b'\r' => b' ',
                 b => b,
             }));
@@ -170,7 +180,7 @@ pub(crate) fn last_error_message() -> String {
 #[no_mangle]
 pub extern "C" fn pixcache_last_error() -> *const c_char {
     LAST_ERROR.with(|e| match e.try_borrow() {
-        Ok(e) if e.code != PixcacheResult::Ok => e.message.as_ptr().cast(),
+        Ok(e) if e.code != PixcacheResult::Ok && !e.message.is_empty() => e.message.as_ptr().cast(),
         _ => c"".as_ptr(),
     })
 }

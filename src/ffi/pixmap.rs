@@ -100,7 +100,7 @@ unsafe fn get<T>(pm: *const PixcachePixmap, default: T, read: impl FnOnce(&Pixma
 /// Free it with `pixcache_pixmap_free`.
 #[no_mangle]
 pub extern "C" fn pixcache_pixmap_new_null() -> *mut PixcachePixmap {
-    call(ptr::null_mut(), || Ok(into_raw(Pixmap::null())))
+    call(ptr::null_mut(), || into_raw(Pixmap::null()))
 }
 
 /// A new raster pixmap of `width` x `height` pixels in `format`, all bytes zero. A zero width
@@ -118,7 +118,7 @@ pub extern "C" fn pixcache_pixmap_new(
 ) -> *mut PixcachePixmap {
     call(ptr::null_mut(), || {
         let format = format_from_code(format)?;
-        Ok(into_raw(Pixmap::new(width, height, format)?))
+        into_raw(Pixmap::new(width, height, format)?)
     })
 }
 
@@ -127,7 +127,7 @@ pub extern "C" fn pixcache_pixmap_new(
 pub unsafe extern "C" fn pixcache_pixmap_clone(pm: *const PixcachePixmap) -> *mut PixcachePixmap {
     // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
     call(ptr::null_mut(), || {
-        Ok(into_raw(unsafe { pixmap(pm, "pm") }?.clone()))
+        into_raw(unsafe { pixmap(pm, "pm") }?.clone())
     })
 }
 
@@ -281,9 +281,7 @@ pub unsafe extern "C" fn pixcache_pixmap_wrap(
                 unsafe { f(token as *mut c_void) }
             }) as Box<dyn FnOnce() + Send + Sync>
         });
-        Ok(into_raw(Pixmap::foreign(
-            width, height, depth, token, release,
-        )?))
+        into_raw(Pixmap::foreign(width, height, depth, token, release)?)
     })
 }
 
@@ -311,7 +309,7 @@ pub unsafe extern "C" fn pixcache_pixmap_load(path: *const c_char) -> *mut Pixca
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
         let path = unsafe { try_cstr(path, "path") }?;
         let path = Path::new(OsStr::from_bytes(path.to_bytes()));
-        Ok(into_raw(decode::load(path)?))
+        into_raw(decode::load(path)?)
     })
 }
 
@@ -335,7 +333,7 @@ pub unsafe extern "C" fn pixcache_pixmap_load_from_memory(
         // SAFETY: C API contract: `data` points to `len` readable bytes that stay unchanged
         // during the call; it is non-NULL and `len <= isize::MAX` (checked above).
         let bytes = unsafe { std::slice::from_raw_parts(data, len) };
-        Ok(into_raw(decode::load_from_memory(bytes)?))
+        into_raw(decode::load_from_memory(bytes)?)
     })
 }
 
@@ -350,7 +348,7 @@ pub unsafe extern "C" fn pixcache_pixmap_load_as(
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
         let path = unsafe { try_cstr(path, "path") }?;
         let path = Path::new(OsStr::from_bytes(path.to_bytes()));
-        Ok(into_raw(decode::load_as(path, format)?))
+        into_raw(decode::load_as(path, format)?)
     })
 }
 
@@ -368,7 +366,7 @@ pub unsafe extern "C" fn pixcache_pixmap_load_from_memory_as(
         }
         // SAFETY: C API contract: `data` points to `len` readable bytes (checked non-NULL).
         let bytes = unsafe { try_bytes_n(data.cast(), len, "data") }?;
-        Ok(into_raw(decode::load_from_memory_as(bytes, format)?))
+        into_raw(decode::load_from_memory_as(bytes, format)?)
     })
 }
 
@@ -422,6 +420,14 @@ pub unsafe extern "C" fn pixcache_pixmap_convert(
         let format = format_from_code(format)?;
         // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
         let pm = unsafe { pixmap(pm, "pm") }?;
-        Ok(into_raw(crate::convert::convert(pm, format)?))
+        into_raw(crate::convert::convert(pm, format)?)
     })
+}
+
+/// How many pixel buffers (raster or foreign) are alive in the process; handles and cache
+/// entries that share pixels count once, and the null pixmap has none. A leak check for tests and
+/// soak runs: once every pixmap is freed and every cache cleared, it is back to its baseline.
+#[no_mangle]
+pub extern "C" fn pixcache_live_pixmaps() -> usize {
+    call(0, || Ok(crate::pixmap::live_pixel_buffers()))
 }
