@@ -7,8 +7,10 @@
  *
  * Conventions (README, "API conventions"): every function is safe to call from any thread; NULL
  * for a required pointer is reported, never dereferenced; failures return a documented value and
- * set a per-thread message (pixcache_last_error) and code (pixcache_last_result); every other call
- * clears them. Objects from *_new / *_clone / *_load / *_wrap are freed with their *_free.
+ * set a per-thread message (pixcache_last_error) and code (pixcache_last_result); a call that
+ * succeeds clears them, and calls that cannot fail (the *_free functions, pixcache_global, the
+ * last-error getters) leave them alone. Objects from *_new / *_clone / *_convert / *_load* /
+ * *_wrap are freed with their *_free.
  *
  * Example:
  *
