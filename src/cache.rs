@@ -2,23 +2,28 @@
 //!
 //! Responsibilities, and where each lives:
 //! - hashing string keys (foldhash, random seed per cache) *before* taking the lock;
-//! - the lock itself (`lock.rs`: one atomic per operation), and recovery when a panic ever
-//!   interrupted an operation (the cache is reset rather than trusted: see [`Cache::with_state`]);
+//! - the lock (`lock.rs`): lookups share it through their thread's reader slot and record their
+//!   hits there (`recency.rs`); everything else takes it whole and first replays those hits, so
+//!   the order is exactly the one of doing each hit at once;
+//! - recovery when a panic ever interrupted an operation (the cache is reset rather than
+//!   trusted: see [`Cache::with_state`]);
 //! - Qt's rules that sit above `QCache`: string re-insert removes first, `replace` re-keys,
 //!   costs come from the pixmap, the idle trim;
 //! - statistics;
 //! - dropping every pixmap the cache lets go of *after* the lock is released, so a foreign
 //!   pixmap's release callback may call back into the cache without deadlock.
 
-use crate::lock::SpinLock;
 use std::hash::BuildHasher;
 
+use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flights, Role};
 use crate::garbage::Garbage;
 use crate::key::{Key, KeySource};
+use crate::lock::{reader_slot, BrLock, WriteGuard, READER_SLOTS};
 use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason};
 use crate::pixmap::Pixmap;
+use crate::recency::{replay, Order, ReaderLog, Record};
 
 /// Qt's default limit, in KB.
 pub const DEFAULT_LIMIT_KB: i32 = 10 * 1024;
@@ -51,6 +56,8 @@ struct State {
     tick_total: i64,
     /// Where this cache's generated keys come from (under the lock: no shared atomic per key).
     keys: KeySource,
+    /// Whether lookups stamp their hits, and which reader slot may record without (recency.rs).
+    order: Order,
 }
 
 impl State {
@@ -63,6 +70,7 @@ impl State {
             },
             tick_total: 0,
             keys: KeySource::new(),
+            order: Order::default(),
         }
     }
 
@@ -129,19 +137,28 @@ pub enum Source {
 
 /// A size-bounded, exact-LRU pixmap cache, safe to share between threads.
 pub struct Cache {
-    state: SpinLock<Locked>,
+    state: BrLock<Locked, ReaderLog>,
+    /// Stamps for hits while several threads look things up (recency.rs), on its own line.
+    clock: PaddedClock,
     hasher: foldhash::fast::RandomState,
     flights: Flights,
 }
+
+#[repr(align(128))]
+struct PaddedClock(Clock);
 
 impl Cache {
     /// An empty cache holding at most `limit_kb` KB (nothing when `limit_kb <= 0`).
     pub fn new(limit_kb: i32) -> Self {
         Cache {
-            state: SpinLock::new(Locked {
-                state: State::new(limit_kb),
-                dirty: false,
-            }),
+            state: BrLock::new(
+                Locked {
+                    state: State::new(limit_kb),
+                    dirty: false,
+                },
+                ReaderLog::default,
+            ),
+            clock: PaddedClock(Clock::new()),
             hasher: foldhash::fast::RandomState::default(),
             flights: Flights::default(),
         }
@@ -169,16 +186,27 @@ impl Cache {
     /// [`Cache::with_state`] for operations that let go of at most what they return themselves
     /// (lookups): no garbage bag to build and drop on the hottest path.
     fn with_state_only<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {
+        self.with_logs(|s, _| f(s))
+    }
+
+    /// [`Cache::with_state_only`] that also sees the reader slots' logs (emptied: every hit they
+    /// recorded has been replayed into the LRU order).
+    fn with_logs<R>(&self, f: impl FnOnce(&mut State, &[&mut ReaderLog; READER_SLOTS]) -> R) -> R {
         let mut broken_state = None;
         let result = {
-            let mut guard = self.state.lock();
-            if guard.dirty {
-                let limit = guard.state.stats.limit_kb;
-                broken_state = Some(std::mem::replace(&mut guard.state, State::new(limit)));
+            let mut guard: WriteGuard<'_, Locked, ReaderLog> = self.state.write();
+            let (locked, mut logs) = guard.parts();
+            if locked.dirty {
+                let limit = locked.state.stats.limit_kb;
+                broken_state = Some(std::mem::replace(&mut locked.state, State::new(limit)));
+                // The logs name slots of the old state's LRU, and count its lookups.
+                logs.iter_mut().for_each(|log| log.reset());
             }
-            guard.dirty = true;
-            let result = f(&mut guard.state);
-            guard.dirty = false;
+            locked.dirty = true;
+            let state = &mut locked.state;
+            replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
+            let result = f(state, &logs);
+            locked.dirty = false;
             result
         };
         drop(broken_state);
@@ -268,6 +296,13 @@ impl Cache {
 
     /// A lookup; `count` says whether it counts in the hit/miss statistics (a re-check made on
     /// the caller's behalf does not).
+    ///
+    /// It runs under this thread's reader slot: it finds the entry without touching the LRU
+    /// order and records the hit in the slot's log (recency.rs), so lookups from different
+    /// threads write no cache line in common. When the log is full, this thread replays every
+    /// log under the write lock. A thread whose slot may not record yet (it is not the owner and
+    /// hits are not stamped), or a cache left dirty by a panic, does the lookup under the write
+    /// lock instead, which also admits the slot.
     fn lookup_counted<R>(
         &self,
         key: KeyRef<'_>,
@@ -275,24 +310,53 @@ impl Cache {
         read: impl FnOnce(&Pixmap) -> R,
     ) -> Option<R> {
         let count = u64::from(count);
-        if key == KeyRef::Id(0) {
-            return self.with_state_only(|s| {
-                s.stats.misses += count;
-                None
-            });
-        }
         let hash = self.hash(key);
-        self.with_state_only(|s| match s.lru.get(hash, key) {
-            Some(pm) => {
-                let r = read(pm);
-                s.stats.hits += count;
-                Some(r)
+        let reader = reader_slot();
+        let mut read = Some(read);
+        let (result, full) = {
+            let mut guard = self.state.read(reader);
+            let (locked, log) = guard.parts();
+            if locked.dirty {
+                (None, false)
+            } else {
+                let state = &locked.state;
+                match state.lru.peek(hash, key) {
+                    None => {
+                        log.misses += count;
+                        return None;
+                    }
+                    Some((slot, pm)) => {
+                        match state.order.record(&self.clock.0, reader, log, slot) {
+                            Record::Done => {
+                                log.hits += count;
+                                (read.take().map(|read| read(pm)), log.is_full())
+                            }
+                            Record::NotAdmitted => (None, false),
+                        }
+                    }
+                }
             }
-            None => {
-                s.stats.misses += count;
-                None
-            }
-        })
+        };
+        if full {
+            self.with_state_only(|_| ());
+        }
+        match read {
+            None => result,
+            // Not done under the reader slot: do it under the write lock.
+            Some(read) => self.with_state_only(|s| {
+                s.order.admit(reader);
+                match s.lru.get(hash, key) {
+                    Some(pm) => {
+                        s.stats.hits += count;
+                        Some(read(pm))
+                    }
+                    None => {
+                        s.stats.misses += count;
+                        None
+                    }
+                }
+            }),
+        }
     }
 
     /// Finds `key`, or produces, caches and returns its pixmap, once: concurrent callers asking for
@@ -459,9 +523,11 @@ impl Cache {
 
     /// The counters and sizes, read together.
     pub fn stats(&self) -> Stats {
-        self.with_state(|s, _| Stats {
+        self.with_logs(|s, logs| Stats {
             entries: s.lru.len(),
             total_kb: s.lru.total(),
+            hits: s.stats.hits + logs.iter().map(|l| l.hits).sum::<u64>(),
+            misses: s.stats.misses + logs.iter().map(|l| l.misses).sum::<u64>(),
             ..s.stats
         })
     }
@@ -607,6 +673,71 @@ mod tests {
         assert_eq!(c.tick(), 1); // total changed since the last tick (0 -> 128)
         assert_eq!(c.tick(), 2); // unchanged: 112 -> 84 KB, so two 16 KB entries go
         assert_eq!(c.total_used(), 80);
+    }
+
+    /// Threads take turns (each hit happens after the previous thread's, handed over through a
+    /// mutex), so the exact recency order is known: the cache must end in exactly that order,
+    /// although the hits were recorded in different threads' logs and replayed later.
+    #[test]
+    fn hits_from_several_threads_replay_in_their_real_order() {
+        use std::sync::{Arc, Condvar, Mutex};
+        for threads in [2usize, 3, 8] {
+            let c = Arc::new(Cache::new(1000));
+            let p = pm(1, 1);
+            let n = 200;
+            for i in 0..n {
+                c.insert(&i.to_string(), &p).unwrap();
+            }
+            // A fixed pseudo-random visiting order, with repeats.
+            let mut x = 12345u64;
+            let visits: Vec<usize> = (0..2000)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 33) as usize % n
+                })
+                .collect();
+            let turn = Arc::new((Mutex::new(0usize), Condvar::new()));
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (c, turn, visits) = (c.clone(), turn.clone(), visits.clone());
+                    std::thread::spawn(move || {
+                        let mut out = Pixmap::null();
+                        for (i, v) in visits.iter().enumerate().skip(t).step_by(threads) {
+                            let (lock, cv) = &*turn;
+                            let mut at =
+                                cv.wait_while(lock.lock().unwrap(), |at| *at != i).unwrap();
+                            assert!(c.find_into(&v.to_string(), &mut out));
+                            *at += 1;
+                            cv.notify_all();
+                        }
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().unwrap();
+            }
+            // Expected: most recently visited first, then the never-visited in insertion order
+            // reversed.
+            let mut expected: Vec<usize> = Vec::new();
+            for &v in visits
+                .iter()
+                .rev()
+                .chain((0..n).rev().collect::<Vec<_>>().iter())
+            {
+                if !expected.contains(&v) {
+                    expected.push(v);
+                }
+            }
+            let got: Vec<usize> = c
+                .names_by_recency()
+                .into_iter()
+                .map(|k| k.unwrap().parse().unwrap())
+                .collect();
+            assert_eq!(got, expected, "{threads} threads");
+            assert_eq!(c.stats().hits, visits.len() as u64);
+        }
     }
 
     #[test]

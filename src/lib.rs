@@ -12,6 +12,8 @@
 /// cbindgen:ignore
 pub mod cache;
 /// cbindgen:ignore
+pub mod clock;
+/// cbindgen:ignore
 pub mod convert;
 /// cbindgen:ignore
 pub mod decode;
@@ -34,6 +36,8 @@ pub mod lock;
 pub mod lru;
 /// cbindgen:ignore
 pub mod pixmap;
+/// cbindgen:ignore
+pub mod recency;
 
 pub use cache::{Cache, Source, Stats, DEFAULT_LIMIT_KB};
 pub use error::{Error, ErrorKind, Result};

@@ -150,11 +150,30 @@ impl<V> Lru<V> {
     /// Looks `key` up and, on a hit, makes it the most recently used entry.
     pub fn get(&mut self, hash: u64, key: KeyRef<'_>) -> Option<&V> {
         let slot = self.find_slot(hash, key)?;
+        self.touch(slot);
+        Some(&self.node(slot).value)
+    }
+
+    /// Looks `key` up *without* touching recency, returning the entry's slot number with its
+    /// value. A lookup that must not write (a reader sharing the map with other readers) records
+    /// the slot and hands it to [`Lru::touch`] later, before any slot can be freed or reused.
+    pub fn peek(&self, hash: u64, key: KeyRef<'_>) -> Option<(u32, &V)> {
+        let slot = self.find_slot(hash, key)?;
+        Some((slot, &self.node(slot).value))
+    }
+
+    /// Makes the entry in `slot` (a slot number from [`Lru::peek`]) the most recently used.
+    /// A slot that is not occupied is ignored (it cannot happen while the caller keeps the
+    /// promise above; ignoring it keeps a broken promise from corrupting the free list).
+    pub fn touch(&mut self, slot: u32) {
+        let occupied = self.slots.get(slot as usize).is_some_and(|s| s.is_some());
+        debug_assert!(occupied, "touch of free slot {slot}");
         // A mutation test (scripts/test-qt.sh) builds the library with this rule broken and
         // checks that the differential test against Qt notices.
         #[cfg(not(pixcache_mutant = "find_no_refresh"))]
-        self.move_to_front(slot);
-        Some(&self.node(slot).value)
+        if occupied {
+            self.move_to_front(slot);
+        }
     }
 
     /// True when `key` is present; does not touch recency.

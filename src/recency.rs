@@ -1,0 +1,307 @@
+//! Recency without a shared write per lookup.
+//!
+//! Exact LRU makes every hit a write to one global order. If lookups made that write themselves
+//! they would all write the same cache lines (the list's head, the lock), and two threads would
+//! spend their time moving those lines between cores. Instead a lookup runs under its thread's
+//! reader slot (`lock.rs`) and *records* the slot number of the entry it hit in that reader
+//! slot's [`ReaderLog`]; whoever next holds the write lock [`replay`]s every log, in the order
+//! the hits happened, before doing anything that depends on the order. Replaying the same
+//! sequence of "move to front" steps gives exactly the list that doing them at once would have.
+//!
+//! Ordering the logs: hits recorded in one log are in order (its slot's lock orders them). Hits
+//! in different logs need a global order, so while more than one thread looks things up, each
+//! hit takes a stamp from the [`Clock`] (clock.rs), and [`replay`] merges the logs by stamp. While one thread is alone (the usual GUI case) its hits
+//! are not stamped at all: the [`Order`] names the one slot allowed to record without a stamp,
+//! and any other slot's first hit first switches the cache to stamping (under the write lock,
+//! after replaying, so stamped and unstamped records never meet). After
+//! [`Order::QUIET_REPLAYS`] replays in a row that found only one slot's records, the cache
+//! switches back.
+//!
+//! Why records stay valid: a record names a slot number of the LRU. Slots are freed (and reused)
+//! only by writers, and every writer replays the logs before anything else, so a slot named in a
+//! log is still the entry that was hit.
+
+use crate::clock::Clock;
+
+/// How many hits a log holds before its thread replays all logs itself.
+pub const LOG_CAPACITY: usize = 256;
+
+/// One recorded hit: when (0 while unstamped) and which LRU slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hit {
+    stamp: u64,
+    slot: u32,
+}
+
+/// A reader slot's data: its log of hits not yet replayed, and its lookup counters.
+#[derive(Debug)]
+pub struct ReaderLog {
+    hits_to_replay: Vec<Hit>,
+    /// The last stamp this log took (stamps in a log always increase).
+    last_stamp: u64,
+    /// Lookups through this reader slot that found an entry.
+    pub hits: u64,
+    /// Lookups through this reader slot that found nothing.
+    pub misses: u64,
+}
+
+impl Default for ReaderLog {
+    fn default() -> Self {
+        ReaderLog {
+            hits_to_replay: Vec::with_capacity(LOG_CAPACITY),
+            last_stamp: 0,
+            hits: 0,
+            misses: 0,
+        }
+    }
+}
+
+impl ReaderLog {
+    /// True when the log must be replayed before it can record more.
+    pub fn is_full(&self) -> bool {
+        self.hits_to_replay.len() >= LOG_CAPACITY
+    }
+
+    /// Recorded hits not yet replayed.
+    pub fn len(&self) -> usize {
+        self.hits_to_replay.len()
+    }
+
+    /// True when there is nothing to replay.
+    pub fn is_empty(&self) -> bool {
+        self.hits_to_replay.is_empty()
+    }
+
+    /// Forgets everything: the recorded hits (when the slots they name are all gone, with the
+    /// state they belonged to) and the counters.
+    pub fn reset(&mut self) {
+        self.hits_to_replay.clear();
+        self.hits = 0;
+        self.misses = 0;
+    }
+}
+
+/// Whether hits are stamped, and which reader slot may record without a stamp. Changed only
+/// under the write lock; read by readers.
+#[derive(Debug, Default)]
+pub struct Order {
+    stamped: bool,
+    /// The reader slot allowed to record unstamped hits (while `!stamped`).
+    owner: Option<usize>,
+    /// Replays in a row, while stamped, that found records from only one slot.
+    quiet: u32,
+}
+
+/// What a reader must do instead of recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    /// Recorded (the log may now be full: see [`ReaderLog::is_full`]).
+    Done,
+    /// This slot may not record yet: take the write lock and call [`Order::admit`] first.
+    NotAdmitted,
+}
+
+impl Order {
+    /// After this many replays in a row found one slot's records only, stamping stops.
+    pub const QUIET_REPLAYS: u32 = 64;
+
+    /// Records a hit on LRU slot `lru_slot` by reader slot `reader` into its `log` (the caller
+    /// holds that reader slot, so `self` cannot change meanwhile).
+    pub fn record(
+        &self,
+        clock: &Clock,
+        reader: usize,
+        log: &mut ReaderLog,
+        lru_slot: u32,
+    ) -> Record {
+        let stamp = if self.stamped {
+            // Taken while holding the reader slot, and after the log's last stamp, so each log
+            // is in stamp order.
+            log.last_stamp = clock.stamp_after(log.last_stamp);
+            log.last_stamp
+        } else if self.owner == Some(reader) {
+            0
+        } else {
+            return Record::NotAdmitted;
+        };
+        log.hits_to_replay.push(Hit {
+            stamp,
+            slot: lru_slot,
+        });
+        Record::Done
+    }
+
+    /// Lets reader slot `reader` record from now on (under the write lock, after a [`replay`]
+    /// emptied every log): it becomes the owner if there is none, otherwise hits are stamped.
+    pub fn admit(&mut self, reader: usize) {
+        if self.stamped || self.owner == Some(reader) {
+            return;
+        }
+        if self.owner.is_none() {
+            self.owner = Some(reader);
+        } else {
+            self.stamped = true;
+            self.quiet = 0;
+        }
+    }
+
+    /// True while hits are stamped (more than one thread has been looking things up).
+    pub fn is_stamped(&self) -> bool {
+        self.stamped
+    }
+}
+
+/// Replays every log into `touch`, oldest hit first, and empties them (under the write lock).
+/// Also decides whether stamping can stop (see the module documentation).
+pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], mut touch: impl FnMut(u32)) {
+    let mut busy = logs.iter().enumerate().filter(|(_, l)| !l.is_empty());
+    let Some((first, _)) = busy.next() else {
+        return;
+    };
+    let several = busy.next().is_some();
+    if !several {
+        // One log: it is in order already (stamped or not).
+        for hit in &logs[first].hits_to_replay {
+            touch(hit.slot);
+        }
+        logs[first].hits_to_replay.clear();
+        if order.stamped {
+            order.quiet += 1;
+            if order.quiet >= Order::QUIET_REPLAYS {
+                // Only `first` has been recording for a while: it records unstamped from now on
+                // (every log is empty after this replay, so no records are mixed).
+                order.stamped = false;
+                order.owner = Some(first);
+                order.quiet = 0;
+            }
+        }
+        return;
+    }
+    debug_assert!(order.stamped, "unstamped records in more than one log");
+    order.quiet = 0;
+    // Merge the logs by stamp: each is sorted, and there are at most READER_SLOTS of them.
+    let mut next = [0usize; crate::lock::READER_SLOTS];
+    loop {
+        let mut best: Option<(usize, u64)> = None;
+        for (i, log) in logs.iter().enumerate() {
+            if let Some(hit) = log.hits_to_replay.get(next[i]) {
+                if best.is_none_or(|(_, stamp)| hit.stamp < stamp) {
+                    best = Some((i, hit.stamp));
+                }
+            }
+        }
+        let Some((i, _)) = best else { break };
+        touch(logs[i].hits_to_replay[next[i]].slot);
+        next[i] += 1;
+    }
+    for log in logs.iter_mut() {
+        log.hits_to_replay.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logs() -> Vec<ReaderLog> {
+        (0..crate::lock::READER_SLOTS)
+            .map(|_| ReaderLog::default())
+            .collect()
+    }
+
+    fn replayed(order: &mut Order, logs: &mut [ReaderLog]) -> Vec<u32> {
+        let mut refs: Vec<&mut ReaderLog> = logs.iter_mut().collect();
+        let mut out = Vec::new();
+        replay(order, &mut refs, |s| out.push(s));
+        assert!(logs.iter().all(ReaderLog::is_empty), "replay empties logs");
+        out
+    }
+
+    #[test]
+    fn the_first_reader_owns_and_others_must_be_admitted() {
+        let clock = Clock::counter();
+        let mut order = Order::default();
+        let mut logs = logs();
+        assert_eq!(
+            order.record(&clock, 3, &mut logs[3], 7),
+            Record::NotAdmitted
+        );
+        order.admit(3);
+        assert_eq!(order.record(&clock, 3, &mut logs[3], 7), Record::Done);
+        assert_eq!(order.record(&clock, 3, &mut logs[3], 8), Record::Done);
+        assert_eq!(clock.stamp_after(0), 1, "owner records unstamped");
+        assert_eq!(
+            order.record(&clock, 5, &mut logs[5], 1),
+            Record::NotAdmitted
+        );
+        assert_eq!(replayed(&mut order, &mut logs), vec![7, 8]);
+        order.admit(5);
+        assert!(order.is_stamped());
+    }
+
+    #[test]
+    fn stamped_logs_replay_in_stamp_order() {
+        let clock = Clock::counter();
+        let mut order = Order::default();
+        order.admit(0);
+        order.admit(1);
+        let mut logs = logs();
+        for (reader, slot) in [(0, 10), (1, 20), (1, 21), (0, 11), (2, 30), (0, 12)] {
+            if order.record(&clock, reader, &mut logs[reader], slot) == Record::NotAdmitted {
+                let _ = replayed(&mut order, &mut logs);
+                order.admit(reader);
+                assert_eq!(
+                    order.record(&clock, reader, &mut logs[reader], slot),
+                    Record::Done
+                );
+            }
+        }
+        assert_eq!(
+            replayed(&mut order, &mut logs),
+            vec![10, 20, 21, 11, 30, 12]
+        );
+    }
+
+    #[test]
+    fn stamping_stops_after_quiet_replays() {
+        let clock = Clock::counter();
+        let mut order = Order::default();
+        order.admit(0);
+        order.admit(1);
+        let mut logs = logs();
+        for i in 0..Order::QUIET_REPLAYS {
+            assert!(order.is_stamped(), "still stamped after {i} quiet replays");
+            assert_eq!(order.record(&clock, 1, &mut logs[1], i), Record::Done);
+            assert_eq!(replayed(&mut order, &mut logs), vec![i]);
+        }
+        assert!(!order.is_stamped());
+        let before = clock.stamp_after(0);
+        assert_eq!(order.record(&clock, 1, &mut logs[1], 99), Record::Done);
+        assert_eq!(
+            clock.stamp_after(0),
+            before + 1,
+            "the new owner is unstamped"
+        );
+        assert_eq!(
+            order.record(&clock, 0, &mut logs[0], 1),
+            Record::NotAdmitted
+        );
+    }
+
+    #[test]
+    fn a_busy_second_log_resets_the_quiet_count() {
+        let clock = Clock::counter();
+        let mut order = Order::default();
+        order.admit(0);
+        order.admit(1);
+        let mut logs = logs();
+        for i in 0..Order::QUIET_REPLAYS * 2 {
+            order.record(&clock, 0, &mut logs[0], i);
+            if i % 10 == 0 {
+                order.record(&clock, 1, &mut logs[1], i);
+            }
+            replayed(&mut order, &mut logs);
+        }
+        assert!(order.is_stamped());
+    }
+}
