@@ -112,16 +112,31 @@ impl Pixmap {
         Pixmap { data: None }
     }
 
-    fn from_storage(width: u32, height: u32, storage: Storage) -> Self {
+    /// Shares `storage` as a new pixmap. Fails with [`ErrorKind::OutOfMemory`] (dropping
+    /// `storage`, which runs no release callback) when the allocator refuses the shared block.
+    fn from_storage(width: u32, height: u32, storage: Storage) -> Result<Self> {
+        // Stable Rust has no fallible `Arc::new`, and an allocation failure there aborts the
+        // host. So first ask the allocator for a block of the same layout as the `Arc`'s (two
+        // counts and the data), fallibly, and give it back: a refusal becomes an error, and the
+        // freed block is what `Arc::new` gets right back on this thread from a caching
+        // allocator (glibc's tcache, jemalloc, mimalloc). scripts/test-oom.sh exercises it.
+        let mut probe: Vec<(AtomicUsize, AtomicUsize, PixelData)> = Vec::new();
+        probe.try_reserve_exact(1).map_err(|_| {
+            Error::new(
+                ErrorKind::OutOfMemory,
+                "cannot allocate a pixmap's shared block",
+            )
+        })?;
+        drop(probe);
         LIVE.fetch_add(1, Ordering::SeqCst);
-        Pixmap {
+        Ok(Pixmap {
             data: Some(Arc::new(PixelData {
                 serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
                 width,
                 height,
                 storage,
             })),
-        }
+        })
     }
 
     /// A zeroed raster pixmap. A zero width or height gives the null pixmap, as `QPixmap(0, h)` does.
@@ -144,7 +159,7 @@ impl Pixmap {
         let stride = stride_for(width, format).ok_or_else(too_large)?;
         let len = stride.checked_mul(height as usize).ok_or_else(too_large)?;
         let bytes = zeroed_bytes(len)?;
-        Ok(Self::from_storage(
+        Self::from_storage(
             width,
             height,
             Storage::Raster {
@@ -152,7 +167,7 @@ impl Pixmap {
                 stride,
                 bytes,
             },
-        ))
+        )
     }
 
     /// A raster pixmap over `bytes`, which hold `height` rows of `stride` bytes each.
@@ -179,7 +194,7 @@ impl Pixmap {
                 ),
             ));
         }
-        Ok(Self::from_storage(
+        Self::from_storage(
             width,
             height,
             Storage::Raster {
@@ -187,7 +202,7 @@ impl Pixmap {
                 stride,
                 bytes,
             },
-        ))
+        )
     }
 
     /// A foreign pixmap: pixels owned elsewhere, described by size and depth (bits per pixel,
@@ -206,7 +221,7 @@ impl Pixmap {
                 format!("depth {depth} is above the maximum of {MAX_FOREIGN_DEPTH} bits per pixel"),
             ));
         }
-        Ok(Self::from_storage(
+        Self::from_storage(
             width,
             height,
             Storage::Foreign {
@@ -214,7 +229,7 @@ impl Pixmap {
                 token,
                 release,
             },
-        ))
+        )
     }
 
     /// True when the pixmap has no pixels (width or height is 0), like `QPixmap::isNull`.
@@ -316,7 +331,7 @@ impl Pixmap {
                             stride: *stride,
                             bytes: new_bytes,
                         },
-                    )
+                    )?
                 }
                 Storage::Foreign { .. } => return Err(foreign_pixels_error()),
             };
