@@ -62,11 +62,6 @@ impl ReaderLog {
         self.hits_to_replay.len() >= LOG_CAPACITY
     }
 
-    /// Recorded hits not yet replayed.
-    pub fn len(&self) -> usize {
-        self.hits_to_replay.len()
-    }
-
     /// True when there is nothing to replay.
     pub fn is_empty(&self) -> bool {
         self.hits_to_replay.is_empty()
