@@ -20,7 +20,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flights, Role};
 use crate::garbage::Garbage;
 use crate::key::{Key, KeySource};
-use crate::lock::{reader_slot, BrLock, WriteGuard, READER_SLOTS};
+use crate::lock::{self, Access, BrLock, WriteGuard, READER_SLOTS};
 use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason};
 use crate::pixmap::Pixmap;
 use crate::recency::{replay, Order, ReaderLog, Record};
@@ -71,6 +71,27 @@ impl State {
             tick_total: 0,
             keys: KeySource::new(),
             order: Order::default(),
+        }
+    }
+
+    /// A lookup with the state to itself: moves the entry to the front; counts it if `count` is
+    /// 1.
+    fn get<R>(
+        &mut self,
+        hash: u64,
+        key: KeyRef<'_>,
+        count: u64,
+        read: impl FnOnce(&Pixmap) -> R,
+    ) -> Option<R> {
+        match self.lru.get(hash, key) {
+            Some(pm) => {
+                self.stats.hits += count;
+                Some(read(pm))
+            }
+            None => {
+                self.stats.misses += count;
+                None
+            }
         }
     }
 
@@ -192,9 +213,18 @@ impl Cache {
     /// [`Cache::with_state_only`] that also sees the reader slots' logs (emptied: every hit they
     /// recorded has been replayed into the LRU order).
     fn with_logs<R>(&self, f: impl FnOnce(&mut State, &[&mut ReaderLog; READER_SLOTS]) -> R) -> R {
+        self.with_guard(self.state.write(lock::me()), f)
+    }
+
+    /// [`Cache::with_logs`] under a write guard already taken.
+    fn with_guard<R>(
+        &self,
+        mut guard: WriteGuard<'_, Locked, ReaderLog>,
+        f: impl FnOnce(&mut State, &[&mut ReaderLog; READER_SLOTS]) -> R,
+    ) -> R {
         let mut broken_state = None;
+        let biased = guard.is_biased();
         let result = {
-            let mut guard: WriteGuard<'_, Locked, ReaderLog> = self.state.write();
             let (locked, mut logs) = guard.parts();
             if locked.dirty {
                 let limit = locked.state.stats.limit_kb;
@@ -204,11 +234,21 @@ impl Cache {
             }
             locked.dirty = true;
             let state = &mut locked.state;
-            replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
+            // Through the bias there is nothing to replay: the section that granted it replayed
+            // every log, and nothing records while the lock is biased (lock.rs).
+            if biased {
+                debug_assert!(
+                    logs.iter().all(|log| log.is_empty()),
+                    "records under the bias"
+                );
+            } else {
+                replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
+            }
             let result = f(state, &logs);
             locked.dirty = false;
             result
         };
+        drop(guard);
         drop(broken_state);
         result
     }
@@ -297,12 +337,14 @@ impl Cache {
     /// A lookup; `count` says whether it counts in the hit/miss statistics (a re-check made on
     /// the caller's behalf does not).
     ///
-    /// It runs under this thread's reader slot: it finds the entry without touching the LRU
-    /// order and records the hit in the slot's log (recency.rs), so lookups from different
-    /// threads write no cache line in common. When the log is full, this thread replays every
-    /// log under the write lock. A thread whose slot may not record yet (it is not the owner and
-    /// hits are not stamped), or a cache left dirty by a panic, does the lookup under the write
-    /// lock instead, which also admits the slot.
+    /// When the lock is biased to this thread (it is the only one using the cache), the lookup
+    /// has the cache to itself and simply moves the entry to the front. Otherwise it runs under
+    /// this thread's reader slot: it finds the entry without touching the LRU order and records
+    /// the hit in the slot's log (recency.rs), so lookups from different threads write no cache
+    /// line in common. When the log is full, this thread replays every log under the write lock.
+    /// A thread whose slot may not record yet (it is not the owner and hits are not stamped), or
+    /// a cache left dirty by a panic, does the lookup under the write lock instead, which also
+    /// admits the slot.
     fn lookup_counted<R>(
         &self,
         key: KeyRef<'_>,
@@ -311,10 +353,15 @@ impl Cache {
     ) -> Option<R> {
         let count = u64::from(count);
         let hash = self.hash(key);
-        let reader = reader_slot();
+        let me = lock::me();
+        let mut guard = match self.state.read(me) {
+            Access::Exclusive(guard) => {
+                return self.with_guard(guard, |s, _| s.get(hash, key, count, read))
+            }
+            Access::Shared(guard) => guard,
+        };
         let mut read = Some(read);
         let (result, full) = {
-            let mut guard = self.state.read(reader);
             let (locked, log) = guard.parts();
             if locked.dirty {
                 (None, false)
@@ -326,7 +373,7 @@ impl Cache {
                         return None;
                     }
                     Some((slot, pm)) => {
-                        match state.order.record(&self.clock.0, reader, log, slot) {
+                        match state.order.record(&self.clock.0, me.slot, log, slot) {
                             Record::Done => {
                                 log.hits += count;
                                 (read.take().map(|read| read(pm)), log.is_full())
@@ -337,6 +384,7 @@ impl Cache {
                 }
             }
         };
+        drop(guard);
         if full {
             self.with_state_only(|_| ());
         }
@@ -344,17 +392,8 @@ impl Cache {
             None => result,
             // Not done under the reader slot: do it under the write lock.
             Some(read) => self.with_state_only(|s| {
-                s.order.admit(reader);
-                match s.lru.get(hash, key) {
-                    Some(pm) => {
-                        s.stats.hits += count;
-                        Some(read(pm))
-                    }
-                    None => {
-                        s.stats.misses += count;
-                        None
-                    }
-                }
+                s.order.admit(me.slot);
+                s.get(hash, key, count, read)
             }),
         }
     }
@@ -587,6 +626,7 @@ pub fn invalid_key_error(key: Key) -> Error {
 mod tests {
     use super::*;
     use crate::format::Format;
+    use std::sync::Arc;
 
     fn pm(w: u32, h: u32) -> Pixmap {
         Pixmap::new(w, h, Format::Rgba8888).unwrap()
@@ -678,6 +718,83 @@ mod tests {
     /// Threads take turns (each hit happens after the previous thread's, handed over through a
     /// mutex), so the exact recency order is known: the cache must end in exactly that order,
     /// although the hits were recorded in different threads' logs and replayed later.
+    /// Two threads take the cache in turns, each for long enough to earn the bias (and to fill
+    /// and replay its reader log before that), with lookups, inserts and removes; after every
+    /// turn the order must be exactly the one a simple model gives.
+    #[test]
+    fn the_bias_changing_hands_keeps_the_exact_order() {
+        use std::sync::mpsc;
+        let c = Arc::new(Cache::new(100_000));
+        let p = pm(1, 1);
+        let (to_a, a_rx) = mpsc::channel::<Option<u64>>();
+        let (to_b, b_rx) = mpsc::channel::<Option<u64>>();
+        let (done_tx, done) = mpsc::channel::<(Vec<String>, bool)>();
+        // The model: names, most recent first; it travels with the turn.
+        let model = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let worker = |rx: mpsc::Receiver<Option<u64>>| {
+            let (c, p, model, done_tx) = (c.clone(), p.clone(), model.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                let mut out = Pixmap::null();
+                while let Some(mut x) = rx.recv().unwrap() {
+                    let mut model = model.lock().unwrap();
+                    let (mut biased, mut ops) = (false, 0);
+                    // Each revocation doubles how long the bias takes to earn: keep going (up
+                    // to a point) until this turn has it.
+                    while ops < 3000 || (!biased && ops < 500_000) {
+                        ops += 1;
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        let name = ((x >> 33) % 80).to_string();
+                        let at = model.iter().position(|n| *n == name);
+                        match (x >> 20) % 10 {
+                            0 => {
+                                c.insert(&name, &p).unwrap();
+                                if let Some(at) = at {
+                                    model.remove(at);
+                                }
+                                model.insert(0, name);
+                            }
+                            1 => {
+                                assert_eq!(c.remove(&name), at.is_some());
+                                if let Some(at) = at {
+                                    model.remove(at);
+                                }
+                            }
+                            _ => {
+                                assert_eq!(c.find_into(&name, &mut out), at.is_some());
+                                if let Some(at) = at {
+                                    let n = model.remove(at);
+                                    model.insert(0, n);
+                                }
+                            }
+                        }
+                        biased |= c.state.is_biased_to(lock::me());
+                    }
+                    done_tx.send((model.clone(), biased)).unwrap();
+                }
+            })
+        };
+        let (a, b) = (worker(a_rx), worker(b_rx));
+        for turn in 0..8u64 {
+            let to = if turn % 2 == 0 { &to_a } else { &to_b };
+            to.send(Some(turn + 1)).unwrap();
+            let (expected, biased) = done.recv().unwrap();
+            let got: Vec<String> = c.names_by_recency().into_iter().flatten().collect();
+            assert_eq!(got, expected, "after turn {turn}");
+            if crate::barrier::available() {
+                assert!(biased, "turn {turn} never had the bias");
+            }
+        }
+        to_a.send(None).unwrap();
+        to_b.send(None).unwrap();
+        a.join().unwrap();
+        b.join().unwrap();
+        if crate::barrier::available() {
+            assert!(c.state.revocations() >= 7);
+        }
+    }
+
     #[test]
     fn hits_from_several_threads_replay_in_their_real_order() {
         use std::sync::{Arc, Condvar, Mutex};

@@ -10,6 +10,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 /// cbindgen:ignore
+pub mod barrier;
+/// cbindgen:ignore
 pub mod cache;
 /// cbindgen:ignore
 pub mod clock;

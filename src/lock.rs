@@ -1,9 +1,17 @@
-//! The cache's locks.
+//! The cache's lock.
 //!
-//! - [`BrLock`], the cache's lock: a "big-reader" lock. Lookups take one of [`READER_SLOTS`]
-//!   reader slots (each thread has its own slot, on its own cache line), so two threads looking
-//!   things up at once write no cache line in common; writers take the whole lock. A reader pays
-//!   one atomic on its own slot; a writer one atomic plus a read of every slot.
+//! [`BrLock`] is a "big-reader" lock with a bias:
+//! - Lookups take one of [`READER_SLOTS`] reader slots (each thread has its own slot, on its own
+//!   cache line), so two threads looking things up at once write no cache line in common;
+//!   writers take the whole lock. A reader pays one atomic on its own slot; a writer one atomic
+//!   plus a read of every slot.
+//! - While one thread has been the only one using the lock for a while, the lock is *biased* to
+//!   it: that thread then gets exclusive access, for lookups and writes alike, with no atomic
+//!   read-modify-write at all (a plain store, a compiler fence and a load; see `barrier.rs`). The
+//!   first other thread to come revokes the bias, paying one `membarrier(2)` (a few
+//!   microseconds), and the lock works as above until one thread is alone again for long enough.
+//!   Each revocation doubles how long that is, so threads that keep alternating stop the lock
+//!   from biasing at all.
 //!
 //! Why not `std::sync::Mutex`/`RwLock` or `parking_lot`: a mutex makes every lookup write the
 //! same lock word (two threads then move that line between their cores on every call, which
@@ -16,8 +24,10 @@
 //! that spins too long yields its time slice, so an oversubscribed machine does not burn whole
 //! slices behind a descheduled holder.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::{Cell, UnsafeCell};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use crate::barrier;
 
 /// Spins (with `spin_loop` hints) this many times before yielding.
 const SPINS_BEFORE_YIELD: u32 = 64;
@@ -36,117 +46,368 @@ fn backoff(spins: &mut u32) {
 /// that share a slot take turns on it (correct, just not parallel).
 pub const READER_SLOTS: usize = 8;
 
-/// This thread's reader slot, `0..READER_SLOTS`: assigned round robin on a thread's first
-/// lookup, then fixed for the thread's life.
-pub fn reader_slot() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
+/// How many write-lock acquisitions in a row one thread must make, with no other thread using
+/// the lock, before the lock is biased to it (doubled by each revocation, up to
+/// `BIAS_AFTER << MAX_BIAS_DOUBLINGS`). A revocation costs a few microseconds (a
+/// `membarrier`), about what 256 writes take; the doubling keeps threads that alternate from
+/// paying it more than a few times.
+pub const BIAS_AFTER: u32 = 256;
+
+/// Every this many reads through a slot, one is made under the write lock instead, so that a
+/// thread that only reads can earn the bias too.
+pub const READS_PER_WRITE_PROBE: u32 = 1024;
+const MAX_BIAS_DOUBLINGS: u32 = 12;
+
+/// `Bias::owner` while a thread is revoking the bias (no thread's token: tokens count up from 1).
+const REVOKING: u64 = u64::MAX;
+
+/// Who is calling: the thread's reader slot and a token no other thread ever has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Me {
+    /// This thread's reader slot, `0..READER_SLOTS`: assigned round robin on the thread's first
+    /// call, then fixed for its life.
+    pub slot: usize,
+    /// Never 0, never reused.
+    token: u64,
+}
+
+/// The calling thread's [`Me`].
+#[inline]
+pub fn me() -> Me {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
     thread_local! {
-        static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+        static ME: Cell<Me> = const { Cell::new(Me { slot: 0, token: 0 }) };
     }
-    SLOT.with(|slot| {
-        let mut s = slot.get();
-        if s == usize::MAX {
-            s = NEXT.fetch_add(1, Ordering::Relaxed) % READER_SLOTS;
-            slot.set(s);
+    ME.with(|cell| {
+        let mut me = cell.get();
+        if me.token == 0 {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            me = Me {
+                slot: (n % READER_SLOTS as u64) as usize,
+                token: n + 1,
+            };
+            cell.set(me);
         }
-        s
+        me
     })
 }
 
-/// A reader slot: its lock word and the per-slot data `R`, alone on their cache lines (128
-/// bytes: adjacent-line prefetching pairs lines).
+/// A reader slot: its lock word, the token of the last thread that read through it, and the
+/// per-slot data `R`, alone on their cache lines (128 bytes: adjacent-line prefetching pairs
+/// lines).
 #[repr(align(128))]
 struct ReaderSlot<R> {
     busy: AtomicBool,
+    /// Written by the slot's holder, read and cleared by writers (to tell whether any other
+    /// thread is using the lock).
+    last_reader: UnsafeCell<u64>,
+    /// Reads through this slot since the last write probe ([`READS_PER_WRITE_PROBE`]); touched
+    /// only by the slot's holder.
+    reads: UnsafeCell<u32>,
     data: UnsafeCell<R>,
 }
 
-/// A big-reader lock around a `T`, with per-slot data `R`.
+/// The writer's lock word and what writers remember between them, on their own line.
+#[repr(align(128))]
+struct WriterSide {
+    busy: AtomicBool,
+    /// Touched only by the holder of `busy`.
+    streak: UnsafeCell<Streak>,
+}
+
+/// Which thread took the write lock last, and how many times in a row with no other thread
+/// using the lock.
+#[derive(Default)]
+struct Streak {
+    token: u64,
+    run: u32,
+}
+
+/// The bias, on its own line: which thread has it, and whether it is inside through it.
+#[repr(align(128))]
+struct Bias {
+    /// The token of the thread the lock is biased to; [`REVOKING`] while a thread takes it
+    /// away; 0 when none. Set (to its own token) only by a thread holding the write lock, and
+    /// only from 0.
+    owner: AtomicU64,
+    /// Set by the owner while it is inside through the bias.
+    busy: AtomicBool,
+    /// How many times a bias was revoked (how much longer the next one takes to earn).
+    revocations: AtomicU32,
+}
+
+/// A big-reader lock around a `T`, with per-slot data `R`, biased to a thread that is alone.
 ///
-/// - [`BrLock::read`] locks one reader slot and gives shared access to the `T` plus exclusive
-///   access to that slot's `R` (where a reader records what it must tell the writers);
+/// - [`BrLock::read`] gives either shared access to the `T` plus exclusive access to the
+///   caller's slot's `R` (where a reader records what it must tell the writers), or, to the
+///   thread the lock is biased to, exclusive access to everything;
 /// - [`BrLock::write`] gives exclusive access to the `T` and to every slot's `R`.
 ///
 /// Protocol (Dekker's, with sequentially consistent atomics): a reader sets its slot's `busy`
-/// flag, then checks `writer`; a writer sets `writer`, then waits until no slot is busy. Of two
-/// such racing threads at least one sees the other's flag, so a reader and a writer are never
-/// inside together; readers in different slots never write the same line. Writers are
-/// preferred: a reader that sees `writer` set steps back out of its slot and waits.
+/// flag, then checks the writer's; a writer sets its flag, then waits until no slot is busy. Of
+/// two such racing threads at least one sees the other's flag, so a reader and a writer are
+/// never inside together; readers in different slots never write the same line. Writers are
+/// preferred: a reader that sees the writer's flag set steps back out of its slot and waits.
+///
+/// The bias is the same handshake with asymmetric barriers: the owner sets `bias.busy`, then
+/// (after a compiler fence only) checks that it still owns the bias; a revoker replaces
+/// `bias.owner`, runs `membarrier`, waits for `bias.busy` to clear, then clears `bias.owner`.
+/// Every thread that gets in without the bias (reader or writer) first revokes it, or waits for
+/// the revocation under way to end, so the owner's exclusive access excludes everyone.
 pub struct BrLock<T, R> {
-    writer: Padded<AtomicBool>,
+    /// [`BIAS_AFTER`] and [`MAX_BIAS_DOUBLINGS`] (smaller in tests, to exercise many grants
+    /// and revocations).
+    bias_after: u32,
+    max_doublings: u32,
+    writer: WriterSide,
+    bias: Bias,
     value: UnsafeCell<T>,
     slots: [ReaderSlot<R>; READER_SLOTS],
 }
 
-#[repr(align(128))]
-struct Padded<T>(T);
-
-// SAFETY: readers on different slots share `&T` concurrently (hence `T: Sync`); a writer, and the
-// one reader holding a slot, get `&mut` access to `T` or to that slot's `R` from whichever thread
-// holds the lock (hence `Send`). `BrLock::read`/`BrLock::write` make the accesses exclusive as
-// documented on the type.
+// SAFETY: readers on different slots share `&T` concurrently (hence `T: Sync`); a writer, the
+// bias owner, and the one reader holding a slot, get `&mut` access to `T` or to that slot's `R`
+// from whichever thread holds the lock (hence `Send`). `BrLock::read`/`BrLock::write` make the
+// accesses exclusive as documented on the type.
 unsafe impl<T: Send + Sync, R: Send> Sync for BrLock<T, R> {}
 // SAFETY: moving the lock moves the `T` and the `R`s.
 unsafe impl<T: Send, R: Send> Send for BrLock<T, R> {}
 
+/// What [`BrLock::read`] gave.
+pub enum Access<'a, T, R> {
+    /// Exclusive access to everything: the lock is biased to the caller, or this read is one of
+    /// the write probes that let a thread that only reads earn the bias.
+    Exclusive(WriteGuard<'a, T, R>),
+    /// Shared access through the caller's reader slot.
+    Shared(ReadGuard<'a, T, R>),
+}
+
 impl<T, R> BrLock<T, R> {
-    /// An unlocked lock around `value`, with `slot()` making each slot's data.
-    pub fn new(value: T, mut slot: impl FnMut() -> R) -> Self {
+    /// An unlocked, unbiased lock around `value`, with `slot()` making each slot's data.
+    pub fn new(value: T, slot: impl FnMut() -> R) -> Self {
+        Self::with_bias_after(BIAS_AFTER, MAX_BIAS_DOUBLINGS, value, slot)
+    }
+
+    /// [`BrLock::new`] that biases after `bias_after` write locks in a row (0: never), doubled by
+    /// each revocation at most `max_doublings` times.
+    pub fn with_bias_after(
+        bias_after: u32,
+        max_doublings: u32,
+        value: T,
+        mut slot: impl FnMut() -> R,
+    ) -> Self {
         BrLock {
-            writer: Padded(AtomicBool::new(false)),
+            bias_after,
+            max_doublings,
+            writer: WriterSide {
+                busy: AtomicBool::new(false),
+                streak: UnsafeCell::new(Streak::default()),
+            },
+            bias: Bias {
+                owner: AtomicU64::new(0),
+                busy: AtomicBool::new(false),
+                revocations: AtomicU32::new(0),
+            },
             value: UnsafeCell::new(value),
             slots: std::array::from_fn(|_| ReaderSlot {
                 busy: AtomicBool::new(false),
+                last_reader: UnsafeCell::new(0),
+                reads: UnsafeCell::new(0),
                 data: UnsafeCell::new(slot()),
             }),
         }
     }
 
-    /// Locks reader slot `slot % READER_SLOTS` (normally [`reader_slot()`]), waiting while a
-    /// writer is in or another thread holds the slot. Never call it while holding a guard of the
-    /// same lock.
-    pub fn read(&self, slot: usize) -> ReadGuard<'_, T, R> {
-        let s = &self.slots[slot % READER_SLOTS];
+    /// True while the lock is biased to the calling thread `me` (for tests and statistics).
+    pub fn is_biased_to(&self, me: Me) -> bool {
+        self.bias.owner.load(Ordering::Relaxed) == me.token
+    }
+
+    /// How many times a bias was revoked.
+    pub fn revocations(&self) -> u32 {
+        self.bias.revocations.load(Ordering::Relaxed)
+    }
+
+    /// Enters through the bias if the lock is biased to `me`.
+    #[inline]
+    fn enter_biased(&self, me: Me) -> Option<WriteGuard<'_, T, R>> {
+        if self.bias.owner.load(Ordering::Relaxed) != me.token {
+            return None;
+        }
+        self.bias.busy.store(true, Ordering::Relaxed);
+        // Pairs with the revoker's `barrier::heavy` (see `barrier.rs`): either the revoker sees
+        // `busy` set and waits, or this load sees the owner cleared.
+        barrier::light();
+        if self.bias.owner.load(Ordering::Relaxed) == me.token {
+            return Some(WriteGuard {
+                lock: self,
+                biased: true,
+            });
+        }
+        self.bias.busy.store(false, Ordering::Release);
+        None
+    }
+
+    /// If the lock is biased (or being revoked), takes the bias away and waits until its owner
+    /// has left. Called only by a thread that holds a reader slot or the write lock, so no bias
+    /// is granted meanwhile.
+    ///
+    /// Several threads may come here at once (readers in different slots): one of them moves
+    /// the owner to [`REVOKING`], runs the heavy barrier, waits for the owner to leave, then
+    /// clears it; the others wait for it to be cleared. So `owner == 0` always means that no
+    /// bias owner is inside or can enter (a reader that merely saw the owner's token replaced
+    /// could otherwise go in while the owner was still inside).
+    #[inline]
+    fn revoke(&self) {
+        if self.bias.owner.load(Ordering::SeqCst) != 0 {
+            self.revoke_slow();
+        }
+    }
+
+    #[cold]
+    fn revoke_slow(&self) {
+        let mut spins = 0;
+        loop {
+            let owner = self.bias.owner.load(Ordering::SeqCst);
+            if owner == 0 {
+                return;
+            }
+            if owner == REVOKING
+                || self
+                    .bias
+                    .owner
+                    .compare_exchange(owner, REVOKING, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_err()
+            {
+                backoff(&mut spins);
+                continue;
+            }
+            if !barrier::heavy() {
+                // Unreachable in practice: the kernel refusing a barrier it accepted the
+                // registration for. Without it the owner may be inside unseen, and nothing can
+                // be promised; stop rather than race.
+                std::process::abort();
+            }
+            while self.bias.busy.load(Ordering::Acquire) {
+                backoff(&mut spins);
+            }
+            self.bias.revocations.fetch_add(1, Ordering::Relaxed);
+            // Release: the owner's last section (acquired above) happens-before whoever sees 0.
+            self.bias.owner.store(0, Ordering::Release);
+            return;
+        }
+    }
+
+    /// Locks `me`'s reader slot, or, if the lock is biased to `me`, the whole lock (through the
+    /// bias), waiting while a writer is in or another thread holds the slot. Never call it while
+    /// holding a guard of the same lock.
+    #[inline]
+    pub fn read(&self, me: Me) -> Access<'_, T, R> {
+        if let Some(guard) = self.enter_biased(me) {
+            return Access::Exclusive(guard);
+        }
+        let s = &self.slots[me.slot % READER_SLOTS];
         let mut spins = 0;
         loop {
             if s.busy
                 .compare_exchange_weak(false, true, Ordering::SeqCst, Ordering::Relaxed)
                 .is_ok()
             {
-                if !self.writer.0.load(Ordering::SeqCst) {
-                    return ReadGuard {
-                        lock: self,
-                        slot: s,
-                    };
+                if !self.writer.busy.load(Ordering::SeqCst) {
+                    break;
                 }
                 s.busy.store(false, Ordering::Release);
             }
-            while s.busy.load(Ordering::Relaxed) || self.writer.0.load(Ordering::Relaxed) {
+            while s.busy.load(Ordering::Relaxed) || self.writer.busy.load(Ordering::Relaxed) {
                 backoff(&mut spins);
             }
         }
+        // Not biased to `me`: the bias is only ever granted by its owner to itself, and
+        // `enter_biased` found it was not `me` (or saw it revoked).
+        self.revoke();
+        // SAFETY: this thread holds the slot (see `ReadGuard::parts`), and unbiased writers, the
+        // only other users of `last_reader`, are excluded; `reads` is only the holder's.
+        let probe = unsafe {
+            *s.last_reader.get() = me.token;
+            let reads = &mut *s.reads.get();
+            *reads += 1;
+            *reads >= READS_PER_WRITE_PROBE && {
+                *reads = 0;
+                true
+            }
+        };
+        if probe && self.bias_after > 0 {
+            s.busy.store(false, Ordering::Release);
+            return Access::Exclusive(self.write(me));
+        }
+        Access::Shared(ReadGuard {
+            slot: s,
+            lock: self,
+        })
     }
 
-    /// Locks the whole lock, waiting for the other writer and for every reader to leave. Never
-    /// call it while holding a guard of the same lock.
-    pub fn write(&self) -> WriteGuard<'_, T, R> {
+    /// Locks the whole lock (through the bias if it is biased to `me`), waiting for the other
+    /// writer and for every reader to leave. Never call it while holding a guard of the same
+    /// lock.
+    pub fn write(&self, me: Me) -> WriteGuard<'_, T, R> {
+        if let Some(guard) = self.enter_biased(me) {
+            return guard;
+        }
         let mut spins = 0;
         while self
             .writer
-            .0
+            .busy
             .compare_exchange_weak(false, true, Ordering::SeqCst, Ordering::Relaxed)
             .is_err()
         {
-            while self.writer.0.load(Ordering::Relaxed) {
+            while self.writer.busy.load(Ordering::Relaxed) {
                 backoff(&mut spins);
             }
         }
+        self.revoke();
         for s in &self.slots {
             while s.busy.load(Ordering::SeqCst) {
                 backoff(&mut spins);
             }
         }
-        WriteGuard { lock: self }
+        self.consider_bias(me);
+        WriteGuard {
+            lock: self,
+            biased: false,
+        }
+    }
+
+    /// Under the write lock (not biased): counts how long `me` has been the only thread using the
+    /// lock, and biases the lock to it when that is long enough.
+    fn consider_bias(&self, me: Me) {
+        // SAFETY: the caller holds the write lock and every reader slot is free, so nothing
+        // else touches the streak or any slot's `last_reader`.
+        let (streak, alone) = unsafe {
+            let mut alone = true;
+            for s in &self.slots {
+                let last = &mut *s.last_reader.get();
+                if *last != 0 && *last != me.token {
+                    alone = false;
+                    *last = 0;
+                }
+            }
+            (&mut *self.writer.streak.get(), alone)
+        };
+        if streak.token != me.token || !alone {
+            *streak = Streak {
+                token: me.token,
+                run: 0,
+            };
+            return;
+        }
+        streak.run += 1;
+        let doublings = self.revocations().min(self.max_doublings);
+        if self.bias_after > 0 && streak.run >= self.bias_after << doublings && barrier::available()
+        {
+            streak.run = 0;
+            // Published by the release of the write lock: every thread that gets in later sees it.
+            self.bias.owner.store(me.token, Ordering::Relaxed);
+        }
     }
 }
 
@@ -160,11 +421,11 @@ pub struct ReadGuard<'a, T, R> {
 impl<T, R> ReadGuard<'_, T, R> {
     /// The shared value, and this slot's data.
     pub fn parts(&mut self) -> (&T, &mut R) {
-        // SAFETY: this guard holds `slot.busy` and saw `writer` clear after setting it (see
-        // `read`), and no writer gets in while `busy` is set, so nothing writes `value` while the
-        // guard lives; other readers only read it. The slot's data is touched only by the holder
-        // of `busy` (this guard) or by a writer (excluded), and `&mut self` makes this the only
-        // borrow through the guard.
+        // SAFETY: this guard holds `slot.busy` and saw the writer's flag clear after setting it
+        // (see `read`), and revoked any bias, and no writer gets in while `busy` is set, so
+        // nothing writes `value` while the guard lives; other readers only read it. The slot's
+        // data is touched only by the holder of `busy` (this guard) or by a writer or bias owner
+        // (excluded), and `&mut self` makes this the only borrow through the guard.
         unsafe { (&*self.lock.value.get(), &mut *self.slot.data.get()) }
     }
 }
@@ -178,16 +439,28 @@ impl<T, R> Drop for ReadGuard<'_, T, R> {
 /// Exclusive access to a [`BrLock`]'s value and to every slot's data; unlocks when dropped.
 pub struct WriteGuard<'a, T, R> {
     lock: &'a BrLock<T, R>,
+    /// Entered through the bias (then `bias.busy` is what it holds).
+    biased: bool,
 }
 
 impl<T, R> WriteGuard<'_, T, R> {
+    /// True when this guard came in through the bias. No reader slot has been used since the
+    /// bias was granted (every other thread revokes it first, and its owner reads through
+    /// write guards), so the slots' data is as the last unbiased write guard left it.
+    pub fn is_biased(&self) -> bool {
+        self.biased
+    }
+
     /// The value, and every slot's data (in slot order).
     pub fn parts(&mut self) -> (&mut T, [&mut R; READER_SLOTS]) {
-        // SAFETY: this guard holds `writer` and saw every slot's `busy` clear after setting it
-        // (see `write`); readers that come later see `writer` and step back without touching
-        // anything, and other writers wait for `writer`. So this guard is the only one with any
-        // access to `value` and to the slots' data; the slots' data are distinct cells, and
-        // `&mut self` makes this the only borrow through the guard.
+        // SAFETY: either this guard holds the writer's flag and saw every slot's `busy` clear
+        // after setting it, with any bias revoked (see `write`): readers that come later see the
+        // flag and step back without touching anything, other writers wait for the flag, and the
+        // bias cannot be granted again while the flag is held; or it entered through the bias
+        // (see `enter_biased`): every other thread revokes the bias and waits for this guard to
+        // leave before touching anything. Either way this guard is the only one with any access
+        // to `value` and to the slots' data; the slots' data are distinct cells, and `&mut self`
+        // makes this the only borrow through the guard.
         unsafe {
             let slots = &self.lock.slots;
             (
@@ -201,14 +474,38 @@ impl<T, R> WriteGuard<'_, T, R> {
 impl<T, R> Drop for WriteGuard<'_, T, R> {
     fn drop(&mut self) {
         // Release: every write made under the lock happens-before the next holder's acquire.
-        self.lock.writer.0.store(false, Ordering::Release);
+        if self.biased {
+            self.lock.bias.busy.store(false, Ordering::Release);
+        } else {
+            self.lock.writer.busy.store(false, Ordering::Release);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
+
+    /// The calling thread as if its reader slot were `slot`.
+    fn on_slot(slot: usize) -> Me {
+        Me { slot, ..me() }
+    }
+
+    /// The shared value and `me`'s slot data, whichever access `read` gave.
+    fn shared<'g, T, R>(access: &'g mut Access<'_, T, R>, me: Me) -> (&'g T, &'g mut R) {
+        match access {
+            Access::Shared(g) => g.parts(),
+            Access::Exclusive(g) => {
+                let (value, slots) = g.parts();
+                (
+                    &*value,
+                    slots.into_iter().nth(me.slot % READER_SLOTS).unwrap(),
+                )
+            }
+        }
+    }
 
     /// Writers update two numbers with a gap between them (a torn read would see them differ);
     /// readers, running until the writers are done, check them and count in their slot's data;
@@ -227,8 +524,9 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut n = 0;
                     while writers_left.load(Ordering::Relaxed) > 0 || n < 1000 {
-                        let mut g = lock.read(slot);
-                        let (value, count) = g.parts();
+                        let me = on_slot(slot);
+                        let mut g = lock.read(me);
+                        let (value, count) = shared(&mut g, me);
                         let (a, b) = std::hint::black_box(*value);
                         assert_eq!(a, b, "a reader saw a write half done");
                         // A non-atomic read-modify-write: two holders of a slot at once would
@@ -247,7 +545,7 @@ mod tests {
                 let (lock, writers_left) = (lock.clone(), writers_left.clone());
                 std::thread::spawn(move || {
                     for _ in 0..WRITES {
-                        let mut g = lock.write();
+                        let mut g = lock.write(me());
                         let (value, _) = g.parts();
                         value.0 += 1;
                         for _ in 0..100 {
@@ -262,7 +560,7 @@ mod tests {
         for t in readers.into_iter().chain(writers) {
             t.join().unwrap();
         }
-        let mut g = lock.write();
+        let mut g = lock.write(me());
         let (value, counts) = g.parts();
         assert_eq!(*value, (2 * WRITES, 2 * WRITES));
         let total = reads.load(Ordering::Relaxed);
@@ -279,8 +577,9 @@ mod tests {
                 // Every thread uses slot 3 (and READER_SLOTS + 3 is the same slot).
                 std::thread::spawn(move || {
                     for i in 0..20_000 {
-                        let mut g = lock.read(3 + (i % 2) * READER_SLOTS);
-                        let (_, count) = g.parts();
+                        let me = on_slot(3 + (i % 2) * READER_SLOTS);
+                        let mut g = lock.read(me);
+                        let (_, count) = shared(&mut g, me);
                         let c = *count;
                         std::hint::black_box(&c);
                         *count = c + 1;
@@ -291,32 +590,173 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        assert_eq!(*lock.write().parts().1[3], 4 * 20_000);
+        assert_eq!(*lock.write(me()).parts().1[3], 4 * 20_000);
+    }
+
+    #[test]
+    fn a_thread_alone_gets_the_bias_and_another_takes_it_away() {
+        if !barrier::available() {
+            eprintln!("membarrier(2) is not available here: the lock never biases");
+            return;
+        }
+        let lock = Arc::new(BrLock::with_bias_after(4, MAX_BIAS_DOUBLINGS, 0u64, || {
+            0u64
+        }));
+        let me = me();
+        let write = |n: u32| {
+            for _ in 0..n {
+                *lock.write(me).parts().0 += 1;
+            }
+        };
+        // The first write starts the streak; four more in a row earn the bias.
+        write(4);
+        assert!(!lock.is_biased_to(me));
+        write(1);
+        assert!(lock.is_biased_to(me));
+        assert!(matches!(lock.read(me), Access::Exclusive(_)));
+
+        // Another thread comes: it revokes the bias and reads through its slot.
+        let other = {
+            let lock = Arc::clone(&lock);
+            std::thread::spawn(move || {
+                let them = super::me();
+                match lock.read(them) {
+                    Access::Shared(mut g) => *g.parts().0,
+                    Access::Exclusive(_) => panic!("got in through somebody else's bias"),
+                }
+            })
+        };
+        assert_eq!(other.join().unwrap(), 5);
+        assert_eq!(lock.revocations(), 1);
+        assert!(!lock.is_biased_to(me));
+        assert!(matches!(lock.read(me), Access::Shared(_)));
+
+        // The other thread's read ends the streak; after a revocation it takes twice as long.
+        write(8);
+        assert!(!lock.is_biased_to(me));
+        write(1);
+        assert!(lock.is_biased_to(me));
+        assert_eq!(*lock.write(me).parts().0, 14);
+    }
+
+    /// The owner writes through the bias (two numbers with a gap between them) while other
+    /// threads keep coming in to read and write, revoking it; nobody may ever see a write half
+    /// done, and non-atomic counts in the slots must add up.
+    #[test]
+    fn the_bias_excludes_everyone_else() {
+        const WRITES: u64 = 20_000;
+        const REVOCATIONS: u32 = 5000;
+        let lock = Arc::new(BrLock::with_bias_after(1, 0, (0u64, 0u64), || 0u64));
+        let owner_done = Arc::new(AtomicBool::new(false));
+        let owner = {
+            let (lock, owner_done) = (lock.clone(), owner_done.clone());
+            std::thread::spawn(move || {
+                let me = me();
+                let (mut biased, mut i, mut reads) = (0, 0, 0);
+                let start = std::time::Instant::now();
+                // At least WRITES writes, and (time allowing) until the others took the bias
+                // away often enough: a busy test machine may not schedule them for a while.
+                while i < WRITES
+                    || (lock.revocations() < REVOCATIONS
+                        && start.elapsed() < std::time::Duration::from_secs(20))
+                {
+                    i += 1;
+                    if i % 16 == 0 {
+                        let mut g = lock.read(me);
+                        let (value, count) = shared(&mut g, me);
+                        assert_eq!(value.0, value.1, "the owner saw a write half done");
+                        *count += 1;
+                        reads += 1;
+                    }
+                    let mut g = lock.write(me);
+                    biased += u64::from(g.biased);
+                    let (value, _) = g.parts();
+                    value.0 += 1;
+                    // Some sections outlast a revoker's membarrier (microseconds), so revokers
+                    // do arrive while the owner is half way.
+                    for _ in 0..if i % 8 == 0 { 20_000 } else { 50 } {
+                        std::hint::black_box(&*value);
+                    }
+                    value.1 += 1;
+                }
+                owner_done.store(true, Ordering::Relaxed);
+                (biased, i, reads)
+            })
+        };
+        let others: Vec<_> = (0..2)
+            .map(|n| {
+                let (lock, owner_done) = (lock.clone(), owner_done.clone());
+                std::thread::spawn(move || {
+                    let me = me();
+                    let (mut reads, mut writes) = (0u64, 0u64);
+                    while !owner_done.load(Ordering::Relaxed) {
+                        if n == 1 && reads % 8 == 0 {
+                            let mut g = lock.write(me);
+                            let (value, _) = g.parts();
+                            value.0 += 1;
+                            std::hint::black_box(&*value);
+                            value.1 += 1;
+                            writes += 1;
+                        }
+                        let mut g = lock.read(me);
+                        let (value, count) = shared(&mut g, me);
+                        let (a, b) = std::hint::black_box(*value);
+                        assert_eq!(a, b, "a reader saw a write half done");
+                        let c = *count;
+                        std::hint::black_box(&c);
+                        *count = c + 1;
+                        drop(g);
+                        reads += 1;
+                        // Leave the owner alone for a while, so it earns the bias again.
+                        for _ in 0..(reads % 8) * 100 {
+                            std::hint::spin_loop();
+                        }
+                    }
+                    (reads, writes)
+                })
+            })
+            .collect();
+        let (biased, mut writes, mut reads) = owner.join().unwrap();
+        for t in others {
+            let (r, w) = t.join().unwrap();
+            reads += r;
+            writes += w;
+        }
+        let mut g = lock.write(me());
+        let (value, counts) = g.parts();
+        assert_eq!(*value, (writes, writes));
+        assert_eq!(counts.iter().map(|c| **c).sum::<u64>(), reads);
+        if barrier::available() {
+            assert!(lock.revocations() >= REVOCATIONS);
+            assert!(biased > 0);
+        }
     }
 
     #[test]
     fn guards_unlock_when_a_holder_panics() {
         let lock = BrLock::new(1, || 0);
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _g = lock.read(0);
+            let _g = lock.read(on_slot(0));
             panic!("boom");
         }));
         assert!(r.is_err());
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _g = lock.write();
+            let _g = lock.write(me());
             panic!("boom");
         }));
         assert!(r.is_err());
-        assert_eq!(*lock.write().parts().0, 1);
-        assert_eq!(*lock.read(0).parts().0, 1);
+        assert_eq!(*lock.write(me()).parts().0, 1);
+        assert_eq!(*shared(&mut lock.read(on_slot(0)), on_slot(0)).0, 1);
     }
 
     #[test]
-    fn each_thread_keeps_its_reader_slot() {
-        let mine = reader_slot();
-        assert!(mine < READER_SLOTS);
-        assert_eq!(reader_slot(), mine);
-        let other = std::thread::spawn(reader_slot).join().unwrap();
-        assert!(other < READER_SLOTS);
+    fn each_thread_keeps_its_slot_and_token() {
+        let mine = me();
+        assert!(mine.slot < READER_SLOTS);
+        assert_ne!(mine.token, 0);
+        assert_eq!(me(), mine);
+        let other = std::thread::spawn(me).join().unwrap();
+        assert!(other.slot < READER_SLOTS);
+        assert_ne!(other.token, mine.token);
     }
 }
