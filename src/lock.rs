@@ -10,8 +10,8 @@
 //!   read-modify-write at all (a plain store, a compiler fence and a load; see `barrier.rs`). The
 //!   first other thread to come revokes the bias, paying one `membarrier(2)` (a few
 //!   microseconds), and the lock works as above until one thread is alone again for long enough.
-//!   Each revocation doubles how long that is, so threads that keep alternating stop the lock
-//!   from biasing at all.
+//!   A bias revoked before it paid for itself doubles how long that is, so threads that keep
+//!   alternating stop the lock from biasing at all; one that paid resets it ([`BIAS_AFTER`]).
 //!
 //! Why not `std::sync::Mutex`/`RwLock` or `parking_lot`: a mutex makes every lookup write the
 //! same lock word (two threads then move that line between their cores on every call, which
@@ -47,11 +47,17 @@ fn backoff(spins: &mut u32) {
 pub const READER_SLOTS: usize = 8;
 
 /// How many write-lock acquisitions in a row one thread must make, with no other thread using
-/// the lock, before the lock is biased to it (doubled by each revocation, up to
-/// `BIAS_AFTER << MAX_BIAS_DOUBLINGS`). A revocation costs a few microseconds (a
-/// `membarrier`), about what 256 writes take; the doubling keeps threads that alternate from
-/// paying it more than a few times.
+/// the lock, before the lock is biased to it. A revocation costs a few microseconds (a
+/// `membarrier`), about what 256 writes take. A bias revoked before it served
+/// [`PROFITABLE_USES`] operations doubles this for the next one (up to
+/// `BIAS_AFTER << MAX_BIAS_DOUBLINGS`), so threads that keep alternating stop paying for it; a
+/// bias that did serve that many resets it, so a thread that is alone again after a busy spell
+/// (a GUI thread once its start-up workers are done) soon gets the bias back.
 pub const BIAS_AFTER: u32 = 256;
+
+/// How many operations a bias must serve for its revocation to have been worth it (at ~10–50 ns
+/// an operation, a millisecond or more of work against a revocation's few microseconds).
+pub const PROFITABLE_USES: u64 = 1 << 16;
 
 /// Every this many reads through a slot, one is made under the write lock instead, so that a
 /// thread that only reads can earn the bias too.
@@ -132,7 +138,16 @@ struct Bias {
     owner: AtomicU64,
     /// Set by the owner while it is inside through the bias.
     busy: AtomicBool,
-    /// How many times a bias was revoked (how much longer the next one takes to earn).
+    /// Operations the owner made through the bias since it was granted. Written only by the
+    /// owner while inside (a plain load and store: no read-modify-write), read by the revoker
+    /// after the owner left, reset by the granter.
+    uses: AtomicU64,
+    /// How many times in a row a bias was revoked before it served [`PROFITABLE_USES`]
+    /// operations: the next one takes `2^doublings` times longer to earn. Written by the revoker
+    /// (while it holds [`REVOKING`]), read by the granter (under the write lock, after every
+    /// revocation ended).
+    doublings: AtomicU32,
+    /// How many times a bias was revoked (for tests and diagnostics).
     revocations: AtomicU32,
 }
 
@@ -206,6 +221,8 @@ impl<T, R> BrLock<T, R> {
             bias: Bias {
                 owner: AtomicU64::new(0),
                 busy: AtomicBool::new(false),
+                uses: AtomicU64::new(0),
+                doublings: AtomicU32::new(0),
                 revocations: AtomicU32::new(0),
             },
             value: UnsafeCell::new(value),
@@ -239,6 +256,8 @@ impl<T, R> BrLock<T, R> {
         // `busy` set and waits, or this load sees the owner cleared.
         barrier::light();
         if self.bias.owner.load(Ordering::Relaxed) == me.token {
+            let uses = &self.bias.uses;
+            uses.store(uses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return Some(WriteGuard {
                 lock: self,
                 biased: true,
@@ -292,6 +311,12 @@ impl<T, R> BrLock<T, R> {
                 backoff(&mut spins);
             }
             self.bias.revocations.fetch_add(1, Ordering::Relaxed);
+            let doublings = if self.bias.uses.load(Ordering::Relaxed) >= PROFITABLE_USES {
+                0
+            } else {
+                self.bias.doublings.load(Ordering::Relaxed) + 1
+            };
+            self.bias.doublings.store(doublings, Ordering::Relaxed);
             // Release: the owner's last section (acquired above) happens-before whoever sees 0.
             self.bias.owner.store(0, Ordering::Release);
             return;
@@ -401,10 +426,15 @@ impl<T, R> BrLock<T, R> {
             return;
         }
         streak.run += 1;
-        let doublings = self.revocations().min(self.max_doublings);
+        let doublings = self
+            .bias
+            .doublings
+            .load(Ordering::Relaxed)
+            .min(self.max_doublings);
         if self.bias_after > 0 && streak.run >= self.bias_after << doublings && barrier::available()
         {
             streak.run = 0;
+            self.bias.uses.store(0, Ordering::Relaxed);
             // Published by the release of the write lock: every thread that gets in later sees it.
             self.bias.owner.store(me.token, Ordering::Relaxed);
         }
@@ -637,6 +667,18 @@ mod tests {
         write(1);
         assert!(lock.is_biased_to(me));
         assert_eq!(*lock.write(me).parts().0, 14);
+
+        // A bias that served enough operations before its revocation was worth it: the next one
+        // takes the base streak again (not four times it).
+        write(PROFITABLE_USES as u32);
+        std::thread::scope(|s| {
+            s.spawn(|| drop(lock.read(super::me())));
+        });
+        assert_eq!(lock.revocations(), 2);
+        write(4);
+        assert!(!lock.is_biased_to(me));
+        write(1);
+        assert!(lock.is_biased_to(me));
     }
 
     /// The owner writes through the bias (two numbers with a gap between them) while other
