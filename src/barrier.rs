@@ -32,9 +32,10 @@ pub fn available() -> bool {
 
 /// The rare side's barrier: returns after every thread of this process that is running has
 /// executed a full memory barrier. Call only after [`available`] returned true; returns false
-/// (having done nothing it can promise) if the kernel refused.
+/// (having done nothing it can promise) if the kernel refused even after registering again
+/// (registration survives `fork`, but a kernel that forgot it gets a second chance).
 pub fn heavy() -> bool {
-    sys::expedited()
+    sys::expedited() || sys::register()
 }
 
 #[cfg(target_os = "linux")]

@@ -171,6 +171,7 @@ c_tests! {
     c_errors => "test_errors.c",
     c_foreign => "test_foreign.c",
     c_threads => "test_threads.c",
+    c_fork => "test_fork.c",
     c_flight => "test_flight.c",
     cpp_api => "test_cpp_api.cpp",
 }
