@@ -172,6 +172,7 @@ c_tests! {
     c_foreign => "test_foreign.c",
     c_threads => "test_threads.c",
     c_fork => "test_fork.c",
+    cpp_thread_exit => "test_thread_exit.cpp",
     c_flight => "test_flight.c",
     cpp_api => "test_cpp_api.cpp",
 }

@@ -7,7 +7,7 @@
 //! `pixcache_global` and the `*_free` functions (so cleanup between a failing call and reading the error keeps it).
 //! So right after any other call, `pixcache_last_error()` is `""` exactly when it succeeded.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, CStr};
 
 use crate::error::{Error, ErrorKind};
@@ -92,72 +92,67 @@ impl PixcacheResult {
     }
 }
 
-/// This thread's last error. The message buffer is reused from one error to the next, so
-/// reporting an error allocates nothing once the buffer is big enough.
-struct LastError {
-    /// `PixcacheResult::Ok` when there is no error.
-    code: PixcacheResult,
-    /// The message and its terminating NUL (meaningful only when `code` is not `Ok`).
-    message: Vec<u8>,
-}
-
+// This thread's last error, in two thread-locals:
+// - the result code, written by every call: a `Cell` with no destructor is the cheapest
+//   thread-local there is (no lazy destructor registration to check on each access), and it
+//   stays usable while the thread's destructors run (a C++ `thread_local` whose destructor frees
+//   a pixmap must not make pixcache panic);
+// - the message and its terminating NUL, meaningful only while the code is not `Ok`, touched
+//   only when a call fails or the message is read, and reused from one error to the next, so
+//   reporting an error allocates nothing once the buffer is big enough. Reached with `try_with`:
+//   once the thread's destructors have dropped it, errors simply have no message.
 thread_local! {
-    static LAST_ERROR: RefCell<LastError> = const {
-        RefCell::new(LastError { code: PixcacheResult::Ok, message: Vec::new() })
-    };
+    static LAST_CODE: Cell<PixcacheResult> = const { Cell::new(PixcacheResult::Ok) };
+    static LAST_MESSAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(crate) fn clear_last_error() {
-    LAST_ERROR.with(|e| {
-        if let Ok(mut e) = e.try_borrow_mut() {
-            e.code = PixcacheResult::Ok;
-        }
-    });
+    LAST_CODE.set(PixcacheResult::Ok);
 }
 
 /// The thread's last error, taken out (for [`restore_last_error`]).
-pub(crate) struct SavedError(LastError);
+pub(crate) struct SavedError(PixcacheResult, Vec<u8>);
 
 pub(crate) fn take_last_error() -> SavedError {
-    let empty = || LastError {
-        code: PixcacheResult::Ok,
-        message: Vec::new(),
-    };
-    SavedError(LAST_ERROR.with(|e| match e.try_borrow_mut() {
-        Ok(mut e) => std::mem::replace(&mut *e, empty()),
-        Err(_) => empty(),
-    }))
+    let code = LAST_CODE.replace(PixcacheResult::Ok);
+    let message = LAST_MESSAGE
+        .try_with(|m| m.try_borrow_mut().map(|mut m| std::mem::take(&mut *m)))
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    SavedError(code, message)
 }
 
 pub(crate) fn restore_last_error(saved: SavedError) {
-    LAST_ERROR.with(|e| {
-        if let Ok(mut e) = e.try_borrow_mut() {
-            *e = saved.0;
+    LAST_CODE.set(saved.0);
+    let _ = LAST_MESSAGE.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            *m = saved.1;
         }
     });
 }
 
 pub(crate) fn set_last_error(error: &Error) {
-    LAST_ERROR.with(|e| {
-        if let Ok(mut e) = e.try_borrow_mut() {
-            e.code = PixcacheResult::from_kind(error.kind());
-            e.message.clear();
+    LAST_CODE.set(PixcacheResult::from_kind(error.kind()));
+    let _ = LAST_MESSAGE.try_with(|m| {
+        if let Ok(mut message) = m.try_borrow_mut() {
+            message.clear();
             // Never abort while reporting (memory may be what ran out): if the buffer cannot
             // grow, report a fixed message that fits in any buffer we already have, or none.
             let text = error.message().as_bytes();
-            let text: &[u8] = if e.message.try_reserve(text.len() + 1).is_ok() {
+            let text: &[u8] = if message.try_reserve(text.len() + 1).is_ok() {
                 text
-            } else if e.message.capacity() >= 14 {
+            } else if message.capacity() >= 14 {
                 b"out of memory"
             } else {
                 return; // no room even for that: the code is set, the message reads ""
             };
             // One line, and no interior NUL that would cut the C string short.
-            e.message.extend(text.iter().map(|&b| match b {
+            message.extend(text.iter().map(|&b| match b {
                 b'\0' | b'\n' | b'\r' => b' ',
                 b => b,
             }));
-            e.message.push(0);
+            message.push(0);
         }
     });
 }
@@ -179,16 +174,21 @@ pub(crate) fn last_error_message() -> String {
 /// Copy it if you need it longer.
 #[no_mangle]
 pub extern "C" fn pixcache_last_error() -> *const c_char {
-    LAST_ERROR.with(|e| match e.try_borrow() {
-        Ok(e) if e.code != PixcacheResult::Ok && !e.message.is_empty() => e.message.as_ptr().cast(),
-        _ => c"".as_ptr(),
-    })
+    if LAST_CODE.get() == PixcacheResult::Ok {
+        return c"".as_ptr();
+    }
+    LAST_MESSAGE
+        .try_with(|m| match m.try_borrow() {
+            Ok(m) if !m.is_empty() => m.as_ptr().cast(),
+            _ => c"".as_ptr(),
+        })
+        .unwrap_or(c"".as_ptr())
 }
 
 /// The result code of the last call on this thread: `PIXCACHE_RESULT_OK` if it succeeded.
 #[no_mangle]
 pub extern "C" fn pixcache_last_result() -> PixcacheResult {
-    LAST_ERROR.with(|e| e.try_borrow().map_or(PixcacheResult::Ok, |e| e.code))
+    LAST_CODE.get()
 }
 
 /// A static, human-readable description of a result code (taken as an integer, so any value is
