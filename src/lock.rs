@@ -523,6 +523,19 @@ mod tests {
         Me { slot, ..me() }
     }
 
+    /// Reads through `me`'s access: the pair must be whole (both halves of a write or neither),
+    /// and the slot's count goes up by a non-atomic read-modify-write (two holders of a slot at
+    /// once would lose counts).
+    fn check_and_count(lock: &BrLock<(u64, u64), u64>, me: Me) {
+        let mut g = lock.read(me);
+        let (value, count) = shared(&mut g, me);
+        let (a, b) = std::hint::black_box(*value);
+        assert_eq!(a, b, "a reader saw a write half done");
+        let c = *count;
+        std::hint::black_box(&c);
+        *count = c + 1;
+    }
+
     /// The shared value and `me`'s slot data, whichever access `read` gave.
     fn shared<'g, T, R>(access: &'g mut Access<'_, T, R>, me: Me) -> (&'g T, &'g mut R) {
         match access {
@@ -554,16 +567,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut n = 0;
                     while writers_left.load(Ordering::Relaxed) > 0 || n < 1000 {
-                        let me = on_slot(slot);
-                        let mut g = lock.read(me);
-                        let (value, count) = shared(&mut g, me);
-                        let (a, b) = std::hint::black_box(*value);
-                        assert_eq!(a, b, "a reader saw a write half done");
-                        // A non-atomic read-modify-write: two holders of a slot at once would
-                        // lose counts.
-                        let c = *count;
-                        std::hint::black_box(&c);
-                        *count = c + 1;
+                        check_and_count(&lock, on_slot(slot));
                         n += 1;
                     }
                     reads.fetch_add(n, Ordering::Relaxed);
@@ -687,7 +691,7 @@ mod tests {
     #[test]
     fn the_bias_excludes_everyone_else() {
         const WRITES: u64 = 20_000;
-        const REVOCATIONS: u32 = 5000;
+        const REVOCATIONS: u32 = 20_000;
         let lock = Arc::new(BrLock::with_bias_after(1, 0, (0u64, 0u64), || 0u64));
         let owner_done = Arc::new(AtomicBool::new(false));
         let owner = {
@@ -704,10 +708,7 @@ mod tests {
                 {
                     i += 1;
                     if i % 16 == 0 {
-                        let mut g = lock.read(me);
-                        let (value, count) = shared(&mut g, me);
-                        assert_eq!(value.0, value.1, "the owner saw a write half done");
-                        *count += 1;
+                        check_and_count(&lock, me);
                         reads += 1;
                     }
                     let mut g = lock.write(me);
@@ -740,14 +741,7 @@ mod tests {
                             value.1 += 1;
                             writes += 1;
                         }
-                        let mut g = lock.read(me);
-                        let (value, count) = shared(&mut g, me);
-                        let (a, b) = std::hint::black_box(*value);
-                        assert_eq!(a, b, "a reader saw a write half done");
-                        let c = *count;
-                        std::hint::black_box(&c);
-                        *count = c + 1;
-                        drop(g);
+                        check_and_count(&lock, me);
                         reads += 1;
                         // Leave the owner alone for a while, so it earns the bias again.
                         for _ in 0..(reads % 8) * 100 {
@@ -769,7 +763,7 @@ mod tests {
         assert_eq!(*value, (writes, writes));
         assert_eq!(counts.iter().map(|c| **c).sum::<u64>(), reads);
         if barrier::available() {
-            // REVOCATIONS in well under a second natively (which is what catches a reader
+            // REVOCATIONS in about a second natively (which is what catches a reader
             // slipping past a revocation under way); a loaded or instrumented run may stop at the
             // time limit first, and must still have handed the bias over many times.
             let revocations = lock.revocations();
