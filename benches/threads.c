@@ -8,12 +8,13 @@
  * (it measured half the 2-thread throughput, all of it in those two atomics). For reference it
  * also runs the same with a private cache per thread (no sharing at all: the scaling ceiling of
  * the host). Qt's QPixmapCache cannot be used from more than one thread at all.
- * Usage: threads [seconds-per-run]   (default 2) */
+ * Usage: threads [seconds-per-run [read-through|read-mostly]]   (default 2, both) */
 #define _GNU_SOURCE
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include <pixcache.h>
@@ -105,7 +106,13 @@ int main(int argc, char **argv) {
      * 320 MB holds them all (hit ratio ~1 once warm: read-mostly). */
     int limits[] = {10240, 20000 * 16};
     const char *names[] = {"read-through, 10 MB (hit ratio ~0.42)", "read-mostly, all keys fit (hit ratio ~1)"};
+    const char *only = argc > 2 ? argv[2] : NULL;
+    if (only && strcmp(only, "read-through") != 0 && strcmp(only, "read-mostly") != 0) {
+        fprintf(stderr, "usage: threads [seconds-per-run [read-through|read-mostly]]\n");
+        return 2;
+    }
     for (int l = 0; l < 2; ++l) {
+        if (only && strncmp(names[l], only, strlen(only)) != 0) continue;
         limit_kb = limits[l];
         double base = 0, pbase = 0;
         printf("%s\n%-8s %16s %8s %22s %8s\n", names[l], "threads", "shared Mops/s", "vs 1", "private-per-thread", "vs 1");
