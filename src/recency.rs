@@ -26,7 +26,9 @@ use crate::clock::Clock;
 /// How many hits a log holds before its thread replays all logs itself. Every replay is a
 /// write-lock section (the other threads' lookups wait, and its lines move between cores), so
 /// fewer, longer replays serve threads better: 1024 measured 5–8% more 2-thread read-mostly
-/// throughput than 256. The cost is memory: 16 KiB per log, 128 KiB per cache.
+/// throughput than 256. The cost is memory: 16 KiB per log, allocated on its slot's first
+/// record (so up to 128 KiB for a cache that 8 threads use, none for one that a single thread
+/// uses under the lock's bias).
 pub const LOG_CAPACITY: usize = 1024;
 
 /// One recorded hit: when (0 while unstamped) and which LRU slot.
@@ -36,8 +38,10 @@ struct Hit {
     slot: u32,
 }
 
-/// A reader slot's data: its log of hits not yet replayed, and its lookup counters.
-#[derive(Debug)]
+/// A reader slot's data: its log of hits not yet replayed, and its lookup counters. The log's
+/// buffer is allocated on the slot's first record ([`Order::record`]): a cache that only one
+/// thread uses, or one made and dropped quickly, never pays for eight logs.
+#[derive(Debug, Default)]
 pub struct ReaderLog {
     hits_to_replay: Vec<Hit>,
     /// The last stamp this log took (stamps in a log always increase).
@@ -46,17 +50,6 @@ pub struct ReaderLog {
     pub hits: u64,
     /// Lookups through this reader slot that found nothing.
     pub misses: u64,
-}
-
-impl Default for ReaderLog {
-    fn default() -> Self {
-        ReaderLog {
-            hits_to_replay: Vec::with_capacity(LOG_CAPACITY),
-            last_stamp: 0,
-            hits: 0,
-            misses: 0,
-        }
-    }
 }
 
 impl ReaderLog {
@@ -95,7 +88,8 @@ pub struct Order {
 pub enum Record {
     /// Recorded (the log may now be full: see [`ReaderLog::is_full`]).
     Done,
-    /// This slot may not record yet: take the write lock and call [`Order::admit`] first.
+    /// This slot may not record yet (or its log could not be allocated): do the lookup under the
+    /// write lock, calling [`Order::admit`] first.
     NotAdmitted,
 }
 
@@ -122,6 +116,15 @@ impl Order {
         } else {
             return Record::NotAdmitted;
         };
+        // The log's buffer is allocated once, fallibly, and a full log is not written (the
+        // thread that filled it replays it next, but a thread sharing the slot may come first),
+        // so the push below never allocates.
+        if log.is_full()
+            || (log.hits_to_replay.capacity() == 0
+                && log.hits_to_replay.try_reserve_exact(LOG_CAPACITY).is_err())
+        {
+            return Record::NotAdmitted;
+        }
         log.hits_to_replay.push(Hit {
             stamp,
             slot: lru_slot,
@@ -235,6 +238,34 @@ mod tests {
         assert_eq!(replayed(&mut order, &mut logs), vec![7, 8]);
         order.admit(5);
         assert!(order.is_stamped());
+    }
+
+    /// A log takes its buffer on its first record, exactly once, and refuses records when full
+    /// (so a thread sharing the slot with the one that must replay never makes it reallocate).
+    #[test]
+    fn a_log_allocates_once_and_refuses_when_full() {
+        let clock = Clock::counter();
+        let mut order = Order::default();
+        let mut logs = logs();
+        assert_eq!(logs[2].hits_to_replay.capacity(), 0);
+        order.admit(2);
+        for i in 0..LOG_CAPACITY as u32 {
+            assert_eq!(order.record(&clock, 2, &mut logs[2], i), Record::Done);
+            assert_eq!(logs[2].hits_to_replay.capacity(), LOG_CAPACITY);
+        }
+        assert!(logs[2].is_full());
+        assert_eq!(
+            order.record(&clock, 2, &mut logs[2], 9),
+            Record::NotAdmitted
+        );
+        assert_eq!(logs[2].hits_to_replay.len(), LOG_CAPACITY);
+        assert_eq!(replayed(&mut order, &mut logs).len(), LOG_CAPACITY);
+        assert_eq!(order.record(&clock, 2, &mut logs[2], 9), Record::Done);
+        assert_eq!(logs[2].hits_to_replay.capacity(), LOG_CAPACITY);
+        assert!(logs
+            .iter()
+            .enumerate()
+            .all(|(i, l)| i == 2 || l.hits_to_replay.capacity() == 0));
     }
 
     #[test]
