@@ -425,7 +425,8 @@ impl<T, R> BrLock<T, R> {
             };
             return;
         }
-        streak.run += 1;
+        // Saturating: without `membarrier` no bias is ever granted and the run never resets.
+        streak.run = streak.run.saturating_add(1);
         let doublings = self
             .bias
             .doublings
