@@ -175,6 +175,17 @@ pub(crate) unsafe fn try_bytes_n<'a>(
     Ok(unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) })
 }
 
+/// Reads a NUL-terminated file path argument (any bytes but NUL: paths need not be UTF-8).
+///
+/// # Safety
+/// `ptr` is NULL or points to a NUL-terminated string that stays alive and unchanged for `'a`.
+pub(crate) unsafe fn try_path<'a>(ptr: *const c_char, name: &str) -> Result<&'a std::path::Path> {
+    use std::os::unix::ffi::OsStrExt;
+    // SAFETY: forwarded to the caller.
+    let bytes = unsafe { try_cstr(ptr, name) }?.to_bytes();
+    Ok(std::path::Path::new(std::ffi::OsStr::from_bytes(bytes)))
+}
+
 /// Reads a NUL-terminated string argument's bytes, not yet checked for UTF-8.
 ///
 /// # Safety

@@ -1,13 +1,11 @@
 //! `PixcachePixmap`: pixmap values for C. Each handle is a `Box<Pixmap>`; copies made with
 //! `pixcache_pixmap_clone` share pixels (reference counted), and writing detaches.
 
-use std::ffi::{c_char, c_void, OsStr};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::ffi::{c_char, c_void};
 use std::ptr;
 
 use super::boundary::{
-    call, call_keeping_error, free, into_raw, null_error, try_bytes_n, try_cstr, try_mut, try_ref,
+    call, call_keeping_error, free, into_raw, null_error, try_bytes_n, try_mut, try_path, try_ref,
     Handle,
 };
 use crate::decode;
@@ -307,8 +305,7 @@ pub unsafe extern "C" fn pixcache_pixmap_user_data(pm: *const PixcachePixmap) ->
 pub unsafe extern "C" fn pixcache_pixmap_load(path: *const c_char) -> *mut PixcachePixmap {
     call(ptr::null_mut(), || {
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
-        let path = unsafe { try_cstr(path, "path") }?;
-        let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+        let path = unsafe { try_path(path, "path") }?;
         into_raw(decode::load(path)?)
     })
 }
@@ -324,15 +321,8 @@ pub unsafe extern "C" fn pixcache_pixmap_load_from_memory(
         if data.is_null() {
             return Err(null_error("data"));
         }
-        if len > isize::MAX as usize {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!("len {len} is impossible"),
-            ));
-        }
-        // SAFETY: C API contract: `data` points to `len` readable bytes that stay unchanged
-        // during the call; it is non-NULL and `len <= isize::MAX` (checked above).
-        let bytes = unsafe { std::slice::from_raw_parts(data, len) };
+        // SAFETY: C API contract: `data` points to `len` readable bytes (checked non-NULL).
+        let bytes = unsafe { try_bytes_n(data.cast(), len, "data") }?;
         into_raw(decode::load_from_memory(bytes)?)
     })
 }
@@ -346,8 +336,7 @@ pub unsafe extern "C" fn pixcache_pixmap_load_as(
     call(ptr::null_mut(), || {
         let format = format_from_code(format)?;
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
-        let path = unsafe { try_cstr(path, "path") }?;
-        let path = Path::new(OsStr::from_bytes(path.to_bytes()));
+        let path = unsafe { try_path(path, "path") }?;
         into_raw(decode::load_as(path, format)?)
     })
 }
@@ -400,8 +389,8 @@ pub unsafe extern "C" fn pixcache_pixmap_save(
         // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
         let pm = unsafe { pixmap(pm, "pm") }?;
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
-        let path = unsafe { try_cstr(path, "path") }?;
-        decode::save(pm, Path::new(OsStr::from_bytes(path.to_bytes())))?;
+        let path = unsafe { try_path(path, "path") }?;
+        decode::save(pm, path)?;
         Ok(true)
     })
 }
