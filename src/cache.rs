@@ -13,7 +13,7 @@
 //! - dropping every pixmap the cache lets go of *after* the lock is released, so a foreign
 //!   pixmap's release callback may call back into the cache without deadlock.
 
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, Hasher};
 
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
@@ -89,7 +89,7 @@ impl State {
                 Some(read(pm))
             }
             None => {
-                self.stats.misses += count;
+                self.stats.misses += count & counts_as_miss(key);
                 None
             }
         }
@@ -187,7 +187,11 @@ impl Cache {
 
     fn hash(&self, key: KeyRef<'_>) -> u64 {
         match key {
-            KeyRef::Name(bytes) => self.hasher.hash_one(bytes),
+            KeyRef::Name(bytes) => {
+                let mut h = self.hasher.build_hasher();
+                h.write(bytes);
+                h.finish()
+            }
             KeyRef::Id(id) => id_hash(Key::from_raw(id)),
         }
     }
@@ -298,7 +302,8 @@ impl Cache {
     }
 
     /// [`Cache::find_into`] with the key as bytes (the C API's view of a key): every stored key is
-    /// UTF-8, so bytes that are not simply find nothing.
+    /// UTF-8, so bytes that are not simply find nothing (and do not count as a miss in
+    /// [`Cache::stats`]: such a call is an invalid argument, for the caller to report).
     pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> bool {
         self.find_into_ref(KeyRef::Name(key), out)
     }
@@ -369,11 +374,11 @@ impl Cache {
                 let state = &locked.state;
                 match state.lru.peek(hash, key) {
                     None => {
-                        log.misses += count;
+                        log.misses += count & counts_as_miss(key);
                         return None;
                     }
                     Some((slot, pm)) => {
-                        match state.order.record(&self.clock.0, me.slot, log, slot) {
+                        match state.order.record(&self.clock.0, me.slot(), log, slot) {
                             Record::Done => {
                                 log.hits += count;
                                 (read.take().map(|read| read(pm)), log.is_full())
@@ -392,7 +397,7 @@ impl Cache {
             None => result,
             // Not done under the reader slot: do it under the write lock.
             Some(read) => self.with_state_only(|s| {
-                s.order.admit(me.slot);
+                s.order.admit(me.slot());
                 s.get(hash, key, count, read)
             }),
         }
@@ -602,6 +607,17 @@ fn copy_key(key: &str) -> Result<Box<str>> {
     Ok(copy.into_boxed_str())
 }
 
+/// 1 if a lookup of `key` that found nothing counts as a miss, 0 if it was not a lookup at all:
+/// a name that is not UTF-8 is an invalid argument (the C API reports it as such). Lookups do
+/// not check names before looking them up (every stored name is UTF-8, so such bytes can only
+/// miss), so only misses pay for the check.
+fn counts_as_miss(key: KeyRef<'_>) -> u64 {
+    match key {
+        KeyRef::Name(bytes) => u64::from(bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()),
+        KeyRef::Id(_) => 1,
+    }
+}
+
 /// Generated keys are already uniformly scrambled (see key.rs): they are their own hash.
 fn id_hash(key: Key) -> u64 {
     key.to_raw()
@@ -641,6 +657,31 @@ mod tests {
         }
         assert_eq!(c.total_used(), 128);
         assert_eq!((0..20).filter(|i| c.touch(&i.to_string())).count(), 8);
+    }
+
+    /// Names that are not UTF-8 find nothing and are not counted, from a thread alone (through
+    /// the bias) or next to another one (through a reader slot); real misses are counted.
+    #[test]
+    fn bytes_that_are_not_utf8_are_not_lookups() {
+        let c = Cache::new(1024);
+        let mut out = Pixmap::null();
+        c.insert("ok", &pm(1, 1)).unwrap();
+        let lookups = |c: &Cache| (c.stats().hits, c.stats().misses);
+        for round in 0..2 {
+            let before = lookups(&c);
+            for _ in 0..2 * lock::BIAS_AFTER {
+                assert!(!c.find_bytes_into(b"ok\xff", &mut out));
+                assert!(!c.touch_bytes(b"\xc3"));
+            }
+            assert_eq!(lookups(&c), before, "round {round}");
+            assert!(!c.touch_bytes(b"absent"));
+            assert!(c.find_bytes_into(b"ok", &mut out));
+            assert_eq!(lookups(&c), (before.0 + 1, before.1 + 1), "round {round}");
+            // Another thread's lookup takes any bias away: the next round reads through a slot.
+            std::thread::scope(|s| {
+                s.spawn(|| c.touch("ok"));
+            });
+        }
     }
 
     #[test]

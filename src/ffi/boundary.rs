@@ -20,12 +20,14 @@ use crate::error::{Error, ErrorKind, Result};
 /// The last error is settled once, *after* `body` returns (one thread-local access per call):
 /// `body` may run foreign release callbacks that make pixcache calls of their own, and whatever
 /// those left behind, the caller sees the outcome of its own call.
+#[inline(always)]
 pub(crate) fn call<T>(failure: T, body: impl FnOnce() -> Result<T>) -> T {
     call_reporting(failure, || body().map(|value| (value, None)))
 }
 
 /// Like [`call`] for functions that return a value *and* may report an error with it (a refused
 /// `pixcache_insert_key` returns a never-valid key and sets `PIXCACHE_RESULT_REFUSED`).
+#[inline(always)]
 pub(crate) fn call_reporting<T>(
     failure: T,
     body: impl FnOnce() -> Result<(T, Option<Error>)>,

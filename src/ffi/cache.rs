@@ -184,7 +184,12 @@ pub unsafe extern "C" fn pixcache_find_n(
 /// # Safety
 /// `cache` and `out` as in the module contract.
 ///
-/// ASCII keys (the common case) skip the full UTF-8 check: ASCII is UTF-8.
+/// The key is looked up before it is checked: every stored key is UTF-8, so bytes that are not
+/// can only miss, and a hit proves the key valid. Only a miss pays for the check (to report
+/// invalid UTF-8 as an error), and ASCII keys (the common case) pass it at word speed.
+///
+/// Inlined into both callers: the call itself was ~1 ns of a 17 ns hit.
+#[inline(always)]
 unsafe fn find_str(
     cache: *mut PixcacheCache,
     key: &[u8],
@@ -192,15 +197,16 @@ unsafe fn find_str(
 ) -> Result<bool, Error> {
     // SAFETY: forwarded to the caller.
     let cache = unsafe { self::cache(cache) }?;
-    if !key.is_ascii() {
-        utf8(key, "key")?;
-    }
-    Ok(if out.is_null() {
+    let found = if out.is_null() {
         cache.touch_bytes(key)
     } else {
         // SAFETY: forwarded to the caller.
         cache.find_bytes_into(key, unsafe { try_mut(out, "out") }?)
-    })
+    };
+    if !found && !key.is_ascii() {
+        utf8(key, "key")?;
+    }
+    Ok(found)
 }
 
 /// Looks up a generated key (`QPixmapCache::find(Key, QPixmap*)`), as `pixcache_find` does.
