@@ -118,13 +118,23 @@ impl Me {
     }
 }
 
+/// The calling thread's token: its thread pointer where reading it is one instruction, a counted
+/// thread-local elsewhere.
+#[inline]
+fn thread_token() -> u64 {
+    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    return thread_pointer();
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    return counted_token();
+}
+
 /// The thread pointer: the address of the thread's control block, which the x86-64 TLS ABI
 /// (variant II) requires to hold its own address at `%fs:0`. No two live threads share it, and
 /// reading it is one load, where a thread-local in a shared library costs a call to
-/// `__tls_get_addr` (~1 ns, measured: docs/PERFORMANCE.md).
+/// `__tls_get_addr` (~1 ns a call, measured: docs/PERFORMANCE.md §6).
 #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
 #[inline]
-fn thread_token() -> u64 {
+fn thread_pointer() -> u64 {
     let tp: u64;
     // SAFETY: on x86-64 Linux every thread's `%fs` base is its thread control block, whose first
     // word is the block's own address (x86-64 psABI, TLS variant II; glibc and musl alike). The
@@ -139,9 +149,9 @@ fn thread_token() -> u64 {
     tp
 }
 
-/// Elsewhere: a counter's value, kept in a thread-local.
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-fn thread_token() -> u64 {
+/// A token from a counter, kept in a thread-local (compiled everywhere, so it is tested here too).
+#[cfg_attr(all(target_arch = "x86_64", target_os = "linux"), allow(dead_code))]
+fn counted_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static TOKEN: Cell<u64> = const { Cell::new(0) };
@@ -860,6 +870,15 @@ mod tests {
             .unwrap();
         assert!(slot < READER_SLOTS);
         assert_ne!(token, mine.token);
+    }
+
+    #[test]
+    fn counted_tokens_are_fixed_per_thread_and_distinct() {
+        let mine = counted_token();
+        assert!(mine != 0 && mine != REVOKING);
+        assert_eq!(counted_token(), mine);
+        let other = std::thread::spawn(counted_token).join().unwrap();
+        assert!(other != 0 && other != mine);
     }
 
     /// The token read from `%fs:0` is the thread pointer, which glibc also hands out as the
