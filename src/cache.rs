@@ -366,6 +366,7 @@ impl Cache {
             Access::Shared(guard) => guard,
         };
         let mut read = Some(read);
+        let my_slot = guard.slot();
         let (result, full) = {
             let (locked, log) = guard.parts();
             if locked.dirty {
@@ -378,7 +379,7 @@ impl Cache {
                         return None;
                     }
                     Some((slot, pm)) => {
-                        match state.order.record(&self.clock.0, me.slot(), log, slot) {
+                        match state.order.record(&self.clock.0, my_slot, log, slot) {
                             Record::Done => {
                                 log.hits += count;
                                 (read.take().map(|read| read(pm)), log.is_full())
@@ -397,7 +398,7 @@ impl Cache {
             None => result,
             // Not done under the reader slot: do it under the write lock.
             Some(read) => self.with_state_only(|s| {
-                s.order.admit(me.slot());
+                s.order.admit(my_slot);
                 s.get(hash, key, count, read)
             }),
         }

@@ -397,7 +397,8 @@ impl<T, R> BrLock<T, R> {
         if let Some(guard) = self.enter_biased(me) {
             return Access::Exclusive(guard);
         }
-        let s = &self.slots[me.slot() % READER_SLOTS];
+        let index = me.slot() % READER_SLOTS;
+        let s = &self.slots[index];
         let mut spins = 0;
         loop {
             if s.busy
@@ -434,6 +435,7 @@ impl<T, R> BrLock<T, R> {
         Access::Shared(ReadGuard {
             slot: s,
             lock: self,
+            index,
         })
     }
 
@@ -513,9 +515,15 @@ impl<T, R> BrLock<T, R> {
 pub struct ReadGuard<'a, T, R> {
     lock: &'a BrLock<T, R>,
     slot: &'a ReaderSlot<R>,
+    index: usize,
 }
 
 impl<T, R> ReadGuard<'_, T, R> {
+    /// The number of the slot this guard holds (the reader's [`Me::slot`]).
+    pub fn slot(&self) -> usize {
+        self.index
+    }
+
     /// The shared value, and this slot's data.
     pub fn parts(&mut self) -> (&T, &mut R) {
         // SAFETY: this guard holds `slot.busy` and saw the writer's flag clear after setting it
