@@ -138,12 +138,14 @@ fn thread_pointer() -> u64 {
     let tp: u64;
     // SAFETY: on x86-64 Linux every thread's `%fs` base is its thread control block, whose first
     // word is the block's own address (x86-64 psABI, TLS variant II; glibc and musl alike). The
-    // load reads that word only, and touches neither the stack nor the flags.
+    // load reads that word only, and touches neither the stack nor the flags. `nomem` and `pure`:
+    // the word is fixed for the thread's whole life and is no memory Rust code can see, so the
+    // compiler may treat the read as a constant of the thread.
     unsafe {
         std::arch::asm!(
             "mov {}, qword ptr fs:[0]",
             out(reg) tp,
-            options(nostack, readonly, preserves_flags, pure)
+            options(nostack, nomem, preserves_flags, pure)
         );
     }
     tp
