@@ -13,6 +13,7 @@ use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::error::{clear_last_error, restore_last_error, set_last_error, take_last_error};
+use super::vector_state::clear_upper_halves;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Runs `body` at the C boundary; see the module documentation.
@@ -32,6 +33,7 @@ pub(crate) fn call_reporting<T>(
     failure: T,
     body: impl FnOnce() -> Result<(T, Option<Error>)>,
 ) -> T {
+    clear_upper_halves();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok((value, report))) => {
             match report {
@@ -56,6 +58,7 @@ pub(crate) fn call_reporting<T>(
 /// code) between a failing call and reading `pixcache_last_error()` does not erase the error,
 /// even when a release callback run by the free makes failing pixcache calls of its own.
 pub(crate) fn call_keeping_error(body: impl FnOnce()) {
+    clear_upper_halves();
     let saved = take_last_error();
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(()) => restore_last_error(saved),
