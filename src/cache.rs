@@ -15,6 +15,7 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use crate::bytes;
 use crate::clock::Clock;
 use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flights, Role};
@@ -82,16 +83,13 @@ impl State {
         key: KeyRef<'_>,
         count: u64,
         read: impl FnOnce(&Pixmap) -> R,
-    ) -> Option<R> {
+    ) -> Lookup<R> {
         match self.lru.get(hash, key) {
             Some(pm) => {
                 self.stats.hits += count;
-                Some(read(pm))
+                Lookup::Hit(read(pm))
             }
-            None => {
-                self.stats.misses += count & counts_as_miss(key);
-                None
-            }
+            None => Lookup::missed(key, count, &mut self.stats.misses),
         }
     }
 
@@ -135,6 +133,39 @@ impl State {
                     )),
                 }
             }
+        }
+    }
+}
+
+/// What a lookup found.
+enum Lookup<R> {
+    /// The entry, as the lookup read it.
+    Hit(R),
+    /// Nothing.
+    Miss,
+    /// Nothing, and it was no lookup: a name that is not UTF-8, an invalid argument for the
+    /// caller to report. Lookups do not check names first (every stored name is UTF-8, so other
+    /// bytes can only miss); only a miss checks, once, and is counted only if the name is valid.
+    NotUtf8,
+}
+
+impl<R> Lookup<R> {
+    /// The outcome of finding nothing under `key`, counted in `misses` if `count` is 1 and the
+    /// key is a valid one.
+    fn missed(key: KeyRef<'_>, count: u64, misses: &mut u64) -> Self {
+        match key {
+            KeyRef::Name(bytes) if !bytes::is_utf8(bytes) => Lookup::NotUtf8,
+            _ => {
+                *misses += count;
+                Lookup::Miss
+            }
+        }
+    }
+
+    fn hit(self) -> Option<R> {
+        match self {
+            Lookup::Hit(r) => Some(r),
+            Lookup::Miss | Lookup::NotUtf8 => None,
         }
     }
 }
@@ -275,22 +306,27 @@ impl Cache {
     /// Finds the pixmap under a string key, making it the most recently used.
     pub fn find(&self, key: &str) -> Option<Pixmap> {
         self.lookup(KeyRef::Name(key.as_bytes()), |pm| pm.clone())
+            .hit()
     }
 
     /// Like [`Cache::find`] without copying the pixmap out (`QPixmapCache::find(key, nullptr)`):
     /// answers and refreshes recency.
     pub fn touch(&self, key: &str) -> bool {
-        self.lookup(KeyRef::Name(key.as_bytes()), |_| ()).is_some()
+        self.lookup(KeyRef::Name(key.as_bytes()), |_| ())
+            .hit()
+            .is_some()
     }
 
     /// Finds the pixmap under a generated key, making it the most recently used.
     pub fn find_key(&self, key: Key) -> Option<Pixmap> {
-        self.lookup(KeyRef::Id(key.to_raw()), |pm| pm.clone())
+        self.lookup(KeyRef::Id(key.to_raw()), |pm| pm.clone()).hit()
     }
 
     /// Like [`Cache::find_key`] without copying the pixmap out.
     pub fn touch_key(&self, key: Key) -> bool {
-        self.lookup(KeyRef::Id(key.to_raw()), |_| ()).is_some()
+        self.lookup(KeyRef::Id(key.to_raw()), |_| ())
+            .hit()
+            .is_some()
     }
 
     /// Finds the pixmap under a string key and makes `out` share it, as `QPixmapCache::find(key,
@@ -298,44 +334,54 @@ impl Cache {
     /// nothing is copied (no reference-count traffic); otherwise what `out` held before is dropped
     /// after the lock is released.
     pub fn find_into(&self, key: &str, out: &mut Pixmap) -> bool {
-        self.find_into_ref(KeyRef::Name(key.as_bytes()), out)
+        self.find_into_counted(KeyRef::Name(key.as_bytes()), out, true)
+            .hit()
+            .is_some()
     }
 
-    /// [`Cache::find_into`] with the key as bytes (the C API's view of a key): every stored key is
-    /// UTF-8, so bytes that are not simply find nothing (and do not count as a miss in
-    /// [`Cache::stats`]: such a call is an invalid argument, for the caller to report).
-    pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> bool {
-        self.find_into_ref(KeyRef::Name(key), out)
+    /// [`Cache::find_into`] with the key as bytes (the C API's view of a key). `None` when the
+    /// bytes are not UTF-8: no stored key is, so nothing was found, and such a call is an invalid
+    /// argument for the caller to report (it does not count as a miss in [`Cache::stats`]).
+    pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> Option<bool> {
+        Self::found(self.find_into_counted(KeyRef::Name(key), out, true))
     }
 
     /// [`Cache::touch`] with the key as bytes (see [`Cache::find_bytes_into`]).
-    pub fn touch_bytes(&self, key: &[u8]) -> bool {
-        self.lookup(KeyRef::Name(key), |_| ()).is_some()
+    pub fn touch_bytes(&self, key: &[u8]) -> Option<bool> {
+        Self::found(self.lookup(KeyRef::Name(key), |_| ()))
+    }
+
+    fn found<R>(lookup: Lookup<R>) -> Option<bool> {
+        match lookup {
+            Lookup::Hit(_) => Some(true),
+            Lookup::Miss => Some(false),
+            Lookup::NotUtf8 => None,
+        }
     }
 
     /// [`Cache::find_into`] for a generated key.
     pub fn find_key_into(&self, key: Key, out: &mut Pixmap) -> bool {
-        self.find_into_ref(KeyRef::Id(key.to_raw()), out)
+        self.find_into_counted(KeyRef::Id(key.to_raw()), out, true)
+            .hit()
+            .is_some()
     }
 
-    fn find_into_ref(&self, key: KeyRef<'_>, out: &mut Pixmap) -> bool {
-        self.find_into_counted(key, out, true)
-    }
-
-    fn find_into_counted(&self, key: KeyRef<'_>, out: &mut Pixmap, count: bool) -> bool {
-        // What `out` held before is dropped here, after the lock is released.
+    /// A lookup that makes `out` share what it finds; what `out` held before is dropped after
+    /// the lock is released.
+    fn find_into_counted(&self, key: KeyRef<'_>, out: &mut Pixmap, count: bool) -> Lookup<()> {
         match self.lookup_counted(key, count, |pm| {
             (!out.shares_pixels_with(pm)).then(|| std::mem::replace(out, pm.clone()))
         }) {
-            Some(previous) => {
+            Lookup::Hit(previous) => {
                 drop(previous);
-                true
+                Lookup::Hit(())
             }
-            None => false,
+            Lookup::Miss => Lookup::Miss,
+            Lookup::NotUtf8 => Lookup::NotUtf8,
         }
     }
 
-    fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Option<R> {
+    fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Lookup<R> {
         self.lookup_counted(key, true, read)
     }
 
@@ -355,7 +401,7 @@ impl Cache {
         key: KeyRef<'_>,
         count: bool,
         read: impl FnOnce(&Pixmap) -> R,
-    ) -> Option<R> {
+    ) -> Lookup<R> {
         let count = u64::from(count);
         let hash = self.hash(key);
         let me = lock::me();
@@ -374,10 +420,7 @@ impl Cache {
             } else {
                 let state = &locked.state;
                 match state.lru.peek(hash, key) {
-                    None => {
-                        log.misses += count & counts_as_miss(key);
-                        return None;
-                    }
+                    None => return Lookup::missed(key, count, &mut log.misses),
                     Some((slot, pm)) => {
                         match state.order.record(&self.clock.0, my_slot, log, slot) {
                             Record::Done => {
@@ -395,7 +438,7 @@ impl Cache {
             self.with_state_only(|_| ());
         }
         match read {
-            None => result,
+            None => result.map_or(Lookup::Miss, Lookup::Hit),
             // Not done under the reader slot: do it under the write lock.
             Some(read) => self.with_state_only(|s| {
                 s.order.admit(my_slot);
@@ -421,7 +464,9 @@ impl Cache {
             return Ok(Source::Cached);
         }
         let role = self.flights.join(key, || {
-            !self.find_into_counted(KeyRef::Name(key.as_bytes()), out, false)
+            self.find_into_counted(KeyRef::Name(key.as_bytes()), out, false)
+                .hit()
+                .is_none()
         });
         match role {
             None => Ok(Source::Cached),
@@ -608,17 +653,6 @@ fn copy_key(key: &str) -> Result<Box<str>> {
     Ok(copy.into_boxed_str())
 }
 
-/// 1 if a lookup of `key` that found nothing counts as a miss, 0 if it was not a lookup at all:
-/// a name that is not UTF-8 is an invalid argument (the C API reports it as such). Lookups do
-/// not check names before looking them up (every stored name is UTF-8, so such bytes can only
-/// miss), so only misses pay for the check.
-fn counts_as_miss(key: KeyRef<'_>) -> u64 {
-    match key {
-        KeyRef::Name(bytes) => u64::from(bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()),
-        KeyRef::Id(_) => 1,
-    }
-}
-
 /// Generated keys are already uniformly scrambled (see key.rs): they are their own hash.
 fn id_hash(key: Key) -> u64 {
     key.to_raw()
@@ -671,13 +705,15 @@ mod tests {
         for round in 0..2 {
             let before = lookups(&c);
             for _ in 0..2 * lock::BIAS_AFTER {
-                assert!(!c.find_bytes_into(b"ok\xff", &mut out));
-                assert!(!c.touch_bytes(b"\xc3"));
+                assert_eq!(c.find_bytes_into(b"ok\xff", &mut out), None);
+                assert_eq!(c.touch_bytes(b"\xc3"), None);
+                assert_eq!(c.touch_bytes(b"icon:/theme/\xff12@2x.png"), None);
             }
             assert_eq!(lookups(&c), before, "round {round}");
-            assert!(!c.touch_bytes(b"absent"));
-            assert!(c.find_bytes_into(b"ok", &mut out));
-            assert_eq!(lookups(&c), (before.0 + 1, before.1 + 1), "round {round}");
+            assert_eq!(c.touch_bytes(b"absent"), Some(false));
+            assert_eq!(c.touch_bytes("\u{e9}t\u{e9}".as_bytes()), Some(false));
+            assert_eq!(c.find_bytes_into(b"ok", &mut out), Some(true));
+            assert_eq!(lookups(&c), (before.0 + 1, before.1 + 2), "round {round}");
             // Another thread's lookup takes any bias away: the next round reads through a slot.
             std::thread::scope(|s| {
                 s.spawn(|| c.touch("ok"));

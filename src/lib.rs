@@ -12,6 +12,8 @@
 /// cbindgen:ignore
 pub mod barrier;
 /// cbindgen:ignore
+pub mod bytes;
+/// cbindgen:ignore
 pub mod cache;
 /// cbindgen:ignore
 pub mod clock;

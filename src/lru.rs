@@ -18,6 +18,7 @@
 
 use hashbrown::HashTable;
 
+use crate::bytes;
 use crate::garbage::Garbage;
 
 /// The key an entry is stored under: a string or a generated id. Both kinds share one table.
@@ -39,11 +40,11 @@ pub enum KeyRef<'a> {
 }
 
 impl EntryKey {
-    /// Whether this is `key` (the table's hottest comparison: see [`bytes_eq`]).
+    /// Whether this is `key` (the table's hottest comparison: see [`bytes::eq`]).
     #[inline]
     fn matches(&self, key: KeyRef<'_>) -> bool {
         match (self, key) {
-            (EntryKey::Name(a), KeyRef::Name(b)) => bytes_eq(a.as_bytes(), b),
+            (EntryKey::Name(a), KeyRef::Name(b)) => bytes::eq(a.as_bytes(), b),
             (EntryKey::Id(a), KeyRef::Id(b)) => *a == b,
             _ => false,
         }
@@ -53,33 +54,6 @@ impl EntryKey {
             EntryKey::Name(s) => KeyRef::Name(s.as_bytes()),
             EntryKey::Id(id) => KeyRef::Id(*id),
         }
-    }
-}
-
-/// `a == b` for byte strings, with keys of 8 to 32 bytes (icon names, file paths' tails)
-/// compared as two overlapping words inline instead of through a call to `memcmp`: a string
-/// hit 1 ns faster (docs/PERFORMANCE.md §6).
-#[inline]
-fn bytes_eq(a: &[u8], b: &[u8]) -> bool {
-    let n = a.len();
-    if n != b.len() {
-        return false;
-    }
-    // The first and the last `W` bytes, as one integer each: together they cover all `n` bytes
-    // when `W <= n <= 2W`.
-    macro_rules! ends_equal {
-        ($int:ty) => {{
-            const W: usize = std::mem::size_of::<$int>();
-            let word = |s: &[u8], at: usize| {
-                <$int>::from_ne_bytes(s[at..at + W].try_into().expect("W bytes"))
-            };
-            word(a, 0) == word(b, 0) && word(a, n - W) == word(b, n - W)
-        }};
-    }
-    match n {
-        8..=16 => ends_equal!(u64),
-        17..=32 => ends_equal!(u128),
-        _ => a == b,
     }
 }
 
@@ -438,30 +412,6 @@ impl<V> Lru<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The word-wise compare agrees with `==` at every length around its cases (0 to 40 bytes),
-    /// for equal strings and for strings that differ in any one byte, by a low or a high bit.
-    #[test]
-    fn bytes_eq_is_equality_at_every_length_and_position() {
-        for n in 0..=40usize {
-            let a: Vec<u8> = (0..n).map(|i| (i * 7 + n) as u8).collect();
-            assert!(bytes_eq(&a, &a.clone()), "equal, n = {n}");
-            for at in 0..n {
-                for bit in [0x01, 0x80] {
-                    let mut b = a.clone();
-                    b[at] ^= bit;
-                    assert!(!bytes_eq(&a, &b), "n = {n}, differs at {at}");
-                    assert!(!bytes_eq(&b, &a), "n = {n}, differs at {at}");
-                }
-            }
-            let mut longer = a.clone();
-            longer.push(0);
-            assert!(
-                !bytes_eq(&a, &longer) && !bytes_eq(&longer, &a),
-                "prefix, n = {n}"
-            );
-        }
-    }
 
     fn name(s: &str) -> (u64, EntryKey) {
         // A deliberately weak hash, so collisions are exercised.
