@@ -2,7 +2,7 @@
 //! well-known Rust caches and a bare map, to show what exact LRU and thread safety cost:
 //!
 //! - `pixcache`: `pixcache::Cache` (one lock, exact LRU, Qt's rules);
-//! - `floor/map`: a `Mutex<HashMap<String, Pixmap>>` with foldhash: hash + probe + clone, no
+//! - `floor/map`: a `Mutex<HashMap<String, Pixmap>>` with rapidhash (pixcache's hasher): hash + probe + clone, no
 //!   recency at all (the floor for a locked cache);
 //! - `lru`: `lru::LruCache` (exact LRU, bounded by entry count) behind a `Mutex`;
 //! - `quick_cache`: `quick_cache::sync::Cache` with a weighter (approximate S3-FIFO-like policy,
@@ -68,7 +68,7 @@ fn bench_find_hit(c: &mut Criterion) {
         })
     });
 
-    let map: Mutex<HashMap<String, Pixmap, foldhash::fast::RandomState>> =
+    let map: Mutex<HashMap<String, Pixmap, rapidhash::fast::RandomState>> =
         Mutex::new(hot.iter().map(|k| (k.clone(), pm.clone())).collect());
     g.bench_function("floor/map", |b| {
         b.iter(|| {
@@ -79,7 +79,7 @@ fn bench_find_hit(c: &mut Criterion) {
 
     let lru = Mutex::new(lru::LruCache::with_hasher(
         NonZeroUsize::new(640).unwrap(),
-        foldhash::fast::RandomState::default(),
+        rapidhash::fast::RandomState::default(),
     ));
     for k in &hot {
         lru.lock().unwrap().put(k.clone(), pm.clone());
@@ -153,9 +153,9 @@ fn bench_misc(c: &mut Criterion) {
             black_box(cache.find_key_into(ks[i], &mut out))
         })
     });
-    // The yardstick of the performance target: a bare HashMap lookup (foldhash, no lock, no
+    // The yardstick of the performance target: a bare HashMap lookup (rapidhash, no lock, no
     // recency), returning a share as a cache must.
-    let bare: HashMap<u64, Pixmap, foldhash::fast::RandomState> =
+    let bare: HashMap<u64, Pixmap, rapidhash::fast::RandomState> =
         ks.iter().map(|k| (k.to_raw(), pm.clone())).collect();
     g.bench_function("bare HashMap get + clone", |b| {
         b.iter(|| {
@@ -186,7 +186,7 @@ fn bench_zipf(c: &mut Criterion) {
 
     let lru = Mutex::new(lru::LruCache::with_hasher(
         NonZeroUsize::new(640).unwrap(),
-        foldhash::fast::RandomState::default(),
+        rapidhash::fast::RandomState::default(),
     ));
     g.bench_function("lru", |b| {
         b.iter(|| {

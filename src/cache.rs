@@ -1,7 +1,7 @@
 //! The thread-safe pixmap cache: `QPixmapCache`'s operations on one [`Lru`] behind one lock.
 //!
 //! Responsibilities, and where each lives:
-//! - hashing string keys (foldhash, random seed per cache) *before* taking the lock;
+//! - hashing string keys (rapidhash, random seed per cache) *before* taking the lock;
 //! - the lock (`lock.rs`): lookups share it through their thread's reader slot and record their
 //!   hits there (`recency.rs`); everything else takes it whole and first replays those hits, so
 //!   the order is exactly the one of doing each hit at once;
@@ -192,7 +192,7 @@ pub struct Cache {
     state: BrLock<Locked, ReaderLog>,
     /// Stamps for hits while several threads look things up (recency.rs), on its own line.
     clock: PaddedClock,
-    hasher: foldhash::fast::RandomState,
+    hasher: rapidhash::fast::RandomState,
     flights: Flights,
 }
 
@@ -211,7 +211,7 @@ impl Cache {
                 ReaderLog::default,
             ),
             clock: PaddedClock(Clock::new()),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: rapidhash::fast::RandomState::default(),
             flights: Flights::default(),
         }
     }
@@ -342,6 +342,7 @@ impl Cache {
     /// [`Cache::find_into`] with the key as bytes (the C API's view of a key). `None` when the
     /// bytes are not UTF-8: no stored key is, so nothing was found, and such a call is an invalid
     /// argument for the caller to report (it does not count as a miss in [`Cache::stats`]).
+    #[inline(always)]
     pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> Option<bool> {
         Self::found(self.find_into_counted(KeyRef::Name(key), out, true))
     }
@@ -368,6 +369,7 @@ impl Cache {
 
     /// A lookup that makes `out` share what it finds; what `out` held before is dropped after
     /// the lock is released.
+    #[inline(always)]
     fn find_into_counted(&self, key: KeyRef<'_>, out: &mut Pixmap, count: bool) -> Lookup<()> {
         match self.lookup_counted(key, count, |pm| {
             (!out.shares_pixels_with(pm)).then(|| std::mem::replace(out, pm.clone()))
