@@ -23,6 +23,7 @@ use crate::garbage::Garbage;
 use crate::key::{Key, KeySource};
 use crate::lock::{self, Access, BrLock, WriteGuard, READER_SLOTS};
 use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason};
+use crate::name::Name;
 use crate::pixmap::Pixmap;
 use crate::recency::{replay, Order, ReaderLog, Record};
 
@@ -495,7 +496,10 @@ impl Cache {
     pub fn insert(&self, key: &str, pm: &Pixmap) -> Result<()> {
         let hash = self.hash(KeyRef::Name(key.as_bytes()));
         // Allocate the stored key before locking (no allocation under the lock), fallibly.
-        let stored = EntryKey::Name(copy_key(key)?);
+        let stored = EntryKey::Name(
+            Name::new(key)
+                .map_err(|_| Error::new(ErrorKind::OutOfMemory, "cannot allocate the key"))?,
+        );
         self.with_state(|s, garbage| {
             if let Some(old) = s.lru.remove(hash, KeyRef::Name(key.as_bytes())) {
                 garbage.push(old);
@@ -632,7 +636,7 @@ impl Cache {
                 .keys_by_recency()
                 .into_iter()
                 .map(|k| match k {
-                    EntryKey::Name(n) => Some(n.into_string()),
+                    EntryKey::Name(n) => Some(n.as_str().to_owned()),
                     EntryKey::Id(_) => None,
                 })
                 .collect()
@@ -644,15 +648,6 @@ impl Default for Cache {
     fn default() -> Self {
         Cache::new(DEFAULT_LIMIT_KB)
     }
-}
-
-/// A heap copy of a string key, reporting allocation failure instead of aborting.
-fn copy_key(key: &str) -> Result<Box<str>> {
-    let mut copy = String::new();
-    copy.try_reserve_exact(key.len())
-        .map_err(|_| Error::new(ErrorKind::OutOfMemory, "cannot allocate the key"))?;
-    copy.push_str(key);
-    Ok(copy.into_boxed_str())
 }
 
 /// Generated keys are already uniformly scrambled (see key.rs): they are their own hash.

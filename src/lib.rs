@@ -39,6 +39,8 @@ pub mod lock;
 /// cbindgen:ignore
 pub mod lru;
 /// cbindgen:ignore
+pub mod name;
+/// cbindgen:ignore
 pub mod pixmap;
 /// cbindgen:ignore
 pub mod recency;

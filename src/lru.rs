@@ -20,12 +20,13 @@ use hashbrown::HashTable;
 
 use crate::bytes;
 use crate::garbage::Garbage;
+use crate::name::Name;
 
 /// The key an entry is stored under: a string or a generated id. Both kinds share one table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EntryKey {
     /// A string key (`QPixmapCache::insert(QString, ...)`).
-    Name(Box<str>),
+    Name(Name),
     /// A generated key's raw value (`QPixmapCache::insert(QPixmap)`).
     Id(u64),
 }
@@ -416,7 +417,7 @@ mod tests {
     fn name(s: &str) -> (u64, EntryKey) {
         // A deliberately weak hash, so collisions are exercised.
         let h = s.bytes().map(u64::from).sum::<u64>();
-        (h, EntryKey::Name(s.into()))
+        (h, EntryKey::Name(Name::new(s).unwrap()))
     }
 
     fn put(lru: &mut Lru<&'static str>, k: &'static str, cost: i64) -> Vec<&'static str> {
