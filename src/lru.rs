@@ -18,7 +18,6 @@
 
 use hashbrown::HashTable;
 
-use crate::bytes;
 use crate::garbage::Garbage;
 use crate::name::Name;
 
@@ -41,15 +40,6 @@ pub enum KeyRef<'a> {
 }
 
 impl EntryKey {
-    /// Whether this is `key` (the table's hottest comparison: see [`bytes::eq`]).
-    #[inline]
-    fn matches(&self, key: KeyRef<'_>) -> bool {
-        match (self, key) {
-            (EntryKey::Name(a), KeyRef::Name(b)) => bytes::eq(a.as_bytes(), b),
-            (EntryKey::Id(a), KeyRef::Id(b)) => *a == b,
-            _ => false,
-        }
-    }
     fn as_key_ref(&self) -> KeyRef<'_> {
         match self {
             EntryKey::Name(s) => KeyRef::Name(s.as_bytes()),
@@ -143,14 +133,19 @@ impl<V> Lru<V> {
 
     #[inline]
     fn find_slot(&self, hash: u64, key: KeyRef<'_>) -> Option<u32> {
+        // One probe loop per kind of key, each with the smallest compare, so that the compiler
+        // keeps inlining the lookup into its callers (one loop comparing both kinds did not).
         let slots = &self.slots;
-        self.table
-            .find(hash, |&i| {
-                slots[i as usize]
-                    .as_ref()
-                    .is_some_and(|n| n.key.matches(key))
-            })
-            .copied()
+        let node = |i: u32| slots[i as usize].as_ref();
+        match key {
+            KeyRef::Id(id) => self.table.find(hash, |&i| {
+                node(i).is_some_and(|n| matches!(n.key, EntryKey::Id(k) if k == id))
+            }),
+            KeyRef::Name(name) => self.table.find(hash, |&i| {
+                node(i).is_some_and(|n| matches!(&n.key, EntryKey::Name(k) if k.is(name)))
+            }),
+        }
+        .copied()
     }
 
     fn node(&self, slot: u32) -> &Node<V> {

@@ -8,6 +8,8 @@
 
 use std::collections::TryReserveError;
 
+use crate::bytes;
+
 /// The longest name kept inline: what fits beside its length and the enum tag in the 24 bytes a
 /// boxed `str` takes anyway.
 pub const INLINE: usize = 22;
@@ -49,6 +51,18 @@ impl Name {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
             Repr::Heap(name) => name.as_bytes(),
+        }
+    }
+
+    /// Whether this is the name `probe` (the lookup's compare).
+    #[inline]
+    pub fn is(&self, probe: &[u8]) -> bool {
+        match &self.0 {
+            Repr::Inline { len, bytes } => {
+                let n = probe.len();
+                n <= INLINE && usize::from(*len) == n && bytes::eq(&bytes[..n], probe)
+            }
+            Repr::Heap(name) => bytes::eq(name.as_bytes(), probe),
         }
     }
 
