@@ -169,6 +169,23 @@ impl<R> Lookup<R> {
             Lookup::Miss | Lookup::NotUtf8 => None,
         }
     }
+
+    /// Whether something was found; `None` when the key was not UTF-8.
+    fn found(&self) -> Option<bool> {
+        match self {
+            Lookup::Hit(_) => Some(true),
+            Lookup::Miss => Some(false),
+            Lookup::NotUtf8 => None,
+        }
+    }
+
+    fn map<S>(self, f: impl FnOnce(R) -> S) -> Lookup<S> {
+        match self {
+            Lookup::Hit(r) => Lookup::Hit(f(r)),
+            Lookup::Miss => Lookup::Miss,
+            Lookup::NotUtf8 => Lookup::NotUtf8,
+        }
+    }
 }
 
 /// The lock's contents: the state, and whether an operation on it was interrupted by a panic.
@@ -345,20 +362,12 @@ impl Cache {
     /// argument for the caller to report (it does not count as a miss in [`Cache::stats`]).
     #[inline(always)]
     pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> Option<bool> {
-        Self::found(self.find_into_counted(KeyRef::Name(key), out, true))
+        self.find_into_counted(KeyRef::Name(key), out, true).found()
     }
 
     /// [`Cache::touch`] with the key as bytes (see [`Cache::find_bytes_into`]).
     pub fn touch_bytes(&self, key: &[u8]) -> Option<bool> {
-        Self::found(self.lookup(KeyRef::Name(key), |_| ()))
-    }
-
-    fn found<R>(lookup: Lookup<R>) -> Option<bool> {
-        match lookup {
-            Lookup::Hit(_) => Some(true),
-            Lookup::Miss => Some(false),
-            Lookup::NotUtf8 => None,
-        }
+        self.lookup(KeyRef::Name(key), |_| ()).found()
     }
 
     /// [`Cache::find_into`] for a generated key.
@@ -372,16 +381,10 @@ impl Cache {
     /// the lock is released.
     #[inline(always)]
     fn find_into_counted(&self, key: KeyRef<'_>, out: &mut Pixmap, count: bool) -> Lookup<()> {
-        match self.lookup_counted(key, count, |pm| {
+        self.lookup_counted(key, count, |pm| {
             (!out.shares_pixels_with(pm)).then(|| std::mem::replace(out, pm.clone()))
-        }) {
-            Lookup::Hit(previous) => {
-                drop(previous);
-                Lookup::Hit(())
-            }
-            Lookup::Miss => Lookup::Miss,
-            Lookup::NotUtf8 => Lookup::NotUtf8,
-        }
+        })
+        .map(drop)
     }
 
     fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Lookup<R> {

@@ -25,7 +25,7 @@
 //! slices behind a descheduled holder.
 
 use std::cell::{Cell, UnsafeCell};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::barrier;
 
@@ -96,25 +96,14 @@ pub fn me() -> Me {
 }
 
 impl Me {
-    /// This thread's reader slot, `0..READER_SLOTS`: assigned round robin on the thread's first
-    /// shared read, then fixed for its life.
+    /// This thread's reader slot, `0..READER_SLOTS`: round robin in the order threads first
+    /// ask (the thread's counted token), then fixed for its life.
     #[inline]
     pub fn slot(self) -> usize {
         if self.slot != SLOT_UNKNOWN {
             return self.slot;
         }
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        thread_local! {
-            static SLOT: Cell<usize> = const { Cell::new(SLOT_UNKNOWN) };
-        }
-        SLOT.with(|cell| {
-            let mut slot = cell.get();
-            if slot == SLOT_UNKNOWN {
-                slot = NEXT.fetch_add(1, Ordering::Relaxed) % READER_SLOTS;
-                cell.set(slot);
-            }
-            slot
-        })
+        ((counted_token() - 1) % READER_SLOTS as u64) as usize
     }
 }
 
@@ -151,8 +140,8 @@ fn thread_pointer() -> u64 {
     tp
 }
 
-/// A token from a counter, kept in a thread-local (compiled everywhere, so it is tested here too).
-#[cfg_attr(all(target_arch = "x86_64", target_os = "linux"), allow(dead_code))]
+/// A number from a counter, 1, 2, 3… in the order threads first ask, kept in a thread-local:
+/// the token where the thread pointer is not used, and the reader slot everywhere.
 fn counted_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
