@@ -798,6 +798,69 @@ static void test_refused(void) {
 
 /* ---- last-error rules ---------------------------------------------------------------------- */
 
+/* Success clears the error whatever happened in between: frees that keep it, several errors in a
+ * row, and errors on other threads (held when the thread exits, or cleared before). A success
+ * skips clearing while no thread can hold an error, so this checks that the library's count of
+ * threads holding one never drops to zero while this thread holds one. It runs before any other
+ * test makes a thread that exits holding an error, when that count can still reach zero. */
+static void *fail_and_exit(void *cleared) {
+    make_an_error();
+    if (cleared) {
+        PixcachePixmap *n = pixcache_pixmap_new_null();
+        expect_ok();
+        pixcache_pixmap_free(n);
+    }
+    return NULL;
+}
+
+static void run_in_a_thread(void *cleared) {
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, fail_and_exit, cleared) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+}
+
+static void test_success_clears_after_anything(void) {
+    printf("/errors/last_error/success_clears_after_anything\n");
+    PixcachePixmap *pm = raster(2, 2);
+
+    make_an_error();
+    make_an_error();
+    CHECK(pixcache_pixmap_width(pm) == 2);
+    expect_ok();
+
+    make_an_error();
+    pixcache_pixmap_free(pixcache_pixmap_clone(pm)); /* the clone clears; the free keeps Ok */
+    expect_ok();
+
+    PixcachePixmap *clone = pixcache_pixmap_clone(pm);
+    make_an_error();
+    pixcache_pixmap_free(clone); /* keeps the error... */
+    pixcache_pixmap_free(NULL);
+    expect_error(PIXCACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(pixcache_pixmap_width(pm) == 2); /* ...which the next success clears */
+    expect_ok();
+
+    run_in_a_thread((void *)1); /* another thread fails, then succeeds */
+    make_an_error();
+    CHECK(pixcache_pixmap_width(pm) == 2);
+    expect_ok();
+
+    make_an_error();
+    run_in_a_thread((void *)1); /* ...while this one holds an error */
+    CHECK(pixcache_pixmap_width(pm) == 2);
+    expect_ok();
+
+    make_an_error();
+    run_in_a_thread(NULL); /* another thread exits holding an error */
+    CHECK(pixcache_pixmap_width(pm) == 2);
+    expect_ok();
+    make_an_error();
+    CHECK(pixcache_pixmap_width(pm) == 2);
+    expect_ok();
+
+    pixcache_pixmap_free(pm);
+}
+
 static void test_success_clears(void) {
     printf("/errors/last_error/success_clears\n");
     PixcacheCache *c = pixcache_cache_new(100);
@@ -1133,6 +1196,7 @@ int main(void) {
     test_invalid_keys();
     test_refused();
     test_success_clears();
+    test_success_clears_after_anything();
     test_getters_do_not_clear();
     test_errors_are_per_thread();
     test_result_strings();

@@ -18,12 +18,24 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Runs `body` at the C boundary; see the module documentation.
 ///
-/// The last error is settled once, *after* `body` returns (one thread-local access per call):
+/// The last error is settled once, *after* `body` returns (a success touches the thread-local
+/// only while some thread may hold an error; see `error.rs`):
 /// `body` may run foreign release callbacks that make pixcache calls of their own, and whatever
 /// those left behind, the caller sees the outcome of its own call.
 #[inline(always)]
 pub(crate) fn call<T>(failure: T, body: impl FnOnce() -> Result<T>) -> T {
-    call_reporting(failure, || body().map(|value| (value, None)))
+    // Not written as `call_reporting` with no report: carrying the `(T, Option<Error>)` pair
+    // through made LLVM copy its padding through overlapping stack slots on the success path
+    // (a store-forwarding stall, +1.5 ns on a key hit).
+    clear_upper_halves();
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(value)) => {
+            clear_last_error();
+            value
+        }
+        Ok(Err(error)) => fail(&error, failure),
+        Err(payload) => fail(&panic_error(payload.as_ref()), failure),
+    }
 }
 
 /// Like [`call`] for functions that return a value *and* may report an error with it (a refused
@@ -42,15 +54,14 @@ pub(crate) fn call_reporting<T>(
             }
             value
         }
-        Ok(Err(error)) => {
-            set_last_error(&error);
-            failure
-        }
-        Err(payload) => {
-            set_last_error(&panic_error(payload.as_ref()));
-            failure
-        }
+        Ok(Err(error)) => fail(&error, failure),
+        Err(payload) => fail(&panic_error(payload.as_ref()), failure),
     }
+}
+
+fn fail<T>(error: &Error, failure: T) -> T {
+    set_last_error(error);
+    failure
 }
 
 /// Like [`call`] for functions that cannot fail (the `*_free` functions): it still catches

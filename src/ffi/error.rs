@@ -9,6 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, CStr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::error::{Error, ErrorKind};
 
@@ -106,15 +107,55 @@ thread_local! {
     static LAST_MESSAGE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How many threads may hold a result code other than `Ok`: an upper bound, never too low.
+///
+/// Clearing the code on success is the one thing every call does, and a thread-local in a
+/// shared library costs a call to `__tls_get_addr`. While this is zero, no thread holds an
+/// error, so a successful call has nothing to clear and skips the thread-local altogether.
+///
+/// Why a relaxed load is enough: a thread asks only about its own code. It counted itself in
+/// (by the increment in [`set_code`]) before its code left `Ok`, in its own program order, so its
+/// later load sees that increment or a later value; and every decrement is some thread counting
+/// *itself* out after its own increment, so no value this thread can load drops below its own
+/// contribution while its code is not `Ok`. A thread that exits holding an error never counts
+/// itself out: the bound then stays above zero and successful calls take the thread-local path
+/// (correct, about a nanosecond slower), as they did before this counter existed.
+static THREADS_WITH_ERROR: AtomicUsize = AtomicUsize::new(0);
+
+/// Sets this thread's code, keeping [`THREADS_WITH_ERROR`] true.
+fn set_code(code: PixcacheResult) -> PixcacheResult {
+    let old = LAST_CODE.replace(code);
+    match (old == PixcacheResult::Ok, code == PixcacheResult::Ok) {
+        (true, false) => {
+            THREADS_WITH_ERROR.fetch_add(1, Ordering::Relaxed);
+        }
+        (false, true) => {
+            THREADS_WITH_ERROR.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+    old
+}
+
+#[inline(always)]
 pub(crate) fn clear_last_error() {
-    LAST_CODE.set(PixcacheResult::Ok);
+    if THREADS_WITH_ERROR.load(Ordering::Relaxed) != 0 {
+        clear_code();
+    }
+}
+
+/// Kept out of line: each call site then holds just the load and the branch.
+#[cold]
+#[inline(never)]
+fn clear_code() {
+    set_code(PixcacheResult::Ok);
 }
 
 /// The thread's last error, taken out (for [`restore_last_error`]).
 pub(crate) struct SavedError(PixcacheResult, Vec<u8>);
 
 pub(crate) fn take_last_error() -> SavedError {
-    let code = LAST_CODE.replace(PixcacheResult::Ok);
+    let code = set_code(PixcacheResult::Ok);
     let message = LAST_MESSAGE
         .try_with(|m| m.try_borrow_mut().map(|mut m| std::mem::take(&mut *m)))
         .ok()
@@ -124,7 +165,7 @@ pub(crate) fn take_last_error() -> SavedError {
 }
 
 pub(crate) fn restore_last_error(saved: SavedError) {
-    LAST_CODE.set(saved.0);
+    set_code(saved.0);
     let _ = LAST_MESSAGE.try_with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
             *m = saved.1;
@@ -133,7 +174,7 @@ pub(crate) fn restore_last_error(saved: SavedError) {
 }
 
 pub(crate) fn set_last_error(error: &Error) {
-    LAST_CODE.set(PixcacheResult::from_kind(error.kind()));
+    set_code(PixcacheResult::from_kind(error.kind()));
     let _ = LAST_MESSAGE.try_with(|m| {
         if let Ok(mut message) = m.try_borrow_mut() {
             message.clear();
