@@ -411,6 +411,23 @@ impl Cache {
         let count = u64::from(count);
         let hash = self.hash(key);
         let me = lock::me();
+        match self.state.enter_biased(me) {
+            Some(guard) => self.with_guard(guard, |s, _| s.get(hash, key, count, read)),
+            None => self.lookup_shared(me, hash, key, count, read),
+        }
+    }
+
+    /// The shared half of [`Cache::lookup_counted`], out of line so that the biased half, alone
+    /// in its function, needs fewer registers and less stack.
+    #[inline(never)]
+    fn lookup_shared<R>(
+        &self,
+        me: lock::Me,
+        hash: u64,
+        key: KeyRef<'_>,
+        count: u64,
+        read: impl FnOnce(&Pixmap) -> R,
+    ) -> Lookup<R> {
         let mut guard = match self.state.read(me) {
             Access::Exclusive(guard) => {
                 return self.with_guard(guard, |s, _| s.get(hash, key, count, read))

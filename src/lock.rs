@@ -302,9 +302,10 @@ impl<T, R> BrLock<T, R> {
         self.bias.revocations.load(Ordering::Relaxed)
     }
 
-    /// Enters through the bias if the lock is biased to `me`.
+    /// Enters through the bias if the lock is biased to `me` (the first thing [`BrLock::read`]
+    /// and [`BrLock::write`] try; a caller may try it alone to keep its fast path small).
     #[inline]
-    fn enter_biased(&self, me: Me) -> Option<WriteGuard<'_, T, R>> {
+    pub fn enter_biased(&self, me: Me) -> Option<WriteGuard<'_, T, R>> {
         if self.bias.owner.load(Ordering::Relaxed) != me.token {
             return None;
         }
