@@ -376,8 +376,10 @@ mod tests {
             seed % n
         };
         for round in 0..500 {
-            let mut order = Order::default();
-            order.stamped = true;
+            let mut order = Order {
+                stamped: true,
+                ..Order::default()
+            };
             let mut logs = logs();
             let mut expected = Vec::new();
             let mut stamp = 0;
