@@ -78,6 +78,7 @@ impl State {
 
     /// A lookup with the state to itself: moves the entry to the front; counts it if `count` is
     /// 1.
+    #[inline(always)]
     fn get<R>(
         &mut self,
         hash: u64,
