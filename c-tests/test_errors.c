@@ -799,10 +799,12 @@ static void test_refused(void) {
 /* ---- last-error rules ---------------------------------------------------------------------- */
 
 /* Success clears the error whatever happened in between: frees that keep it, several errors in a
- * row, and errors on other threads (held when the thread exits, or cleared before). A success
- * skips clearing while no thread can hold an error, so this checks that the library's count of
- * threads holding one never drops to zero while this thread holds one. It runs before any other
- * test makes a thread that exits holding an error, when that count can still reach zero. */
+ * row, and errors on other threads (cleared before the thread exits, or held when it does). A
+ * success skips clearing while no thread can hold an error, so each block ends with a success
+ * that must clear: if the library's count of threads holding an error ever reached zero while
+ * this thread held one, that success would leave the error in place. It runs first in main, in
+ * a fresh process (no count is off yet), and its last block is the one that leaves a thread
+ * exited holding an error (after which the count never returns to zero and cannot be tested). */
 static void *fail_and_exit(void *cleared) {
     make_an_error();
     if (cleared) {
@@ -823,38 +825,48 @@ static void test_success_clears_after_anything(void) {
     printf("/errors/last_error/success_clears_after_anything\n");
     PixcachePixmap *pm = raster(2, 2);
 
+    /* Two errors in a row (counted once), then a success. */
     make_an_error();
     make_an_error();
     CHECK(pixcache_pixmap_width(pm) == 2);
     expect_ok();
 
-    make_an_error();
-    pixcache_pixmap_free(pixcache_pixmap_clone(pm)); /* the clone clears; the free keeps Ok */
-    expect_ok();
-
+    /* A free takes the error out and puts it back (it must be counted again), then a success. */
     PixcachePixmap *clone = pixcache_pixmap_clone(pm);
     make_an_error();
-    pixcache_pixmap_free(clone); /* keeps the error... */
-    pixcache_pixmap_free(NULL);
+    pixcache_pixmap_free(clone);
     expect_error(PIXCACHE_RESULT_INVALID_ARGUMENT);
-    CHECK(pixcache_pixmap_width(pm) == 2); /* ...which the next success clears */
+    CHECK(pixcache_pixmap_width(pm) == 2);
     expect_ok();
 
-    run_in_a_thread((void *)1); /* another thread fails, then succeeds */
+    /* The same with two frees in a row, one of them of NULL. */
+    clone = pixcache_pixmap_clone(pm);
+    make_an_error();
+    pixcache_pixmap_free(NULL);
+    pixcache_pixmap_free(clone);
+    expect_error(PIXCACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(pixcache_pixmap_width(pm) == 2);
+    expect_ok();
+
+    /* A free while no error is held keeps Ok. */
+    pixcache_pixmap_free(pixcache_pixmap_clone(pm));
+    expect_ok();
+
+    /* Another thread fails, then succeeds; then this one fails and succeeds. */
+    run_in_a_thread((void *)1);
     make_an_error();
     CHECK(pixcache_pixmap_width(pm) == 2);
     expect_ok();
 
+    /* Another thread fails and succeeds while this one holds an error. */
     make_an_error();
-    run_in_a_thread((void *)1); /* ...while this one holds an error */
+    run_in_a_thread((void *)1);
     CHECK(pixcache_pixmap_width(pm) == 2);
     expect_ok();
 
+    /* Last: another thread exits holding an error; this one still clears. */
     make_an_error();
-    run_in_a_thread(NULL); /* another thread exits holding an error */
-    CHECK(pixcache_pixmap_width(pm) == 2);
-    expect_ok();
-    make_an_error();
+    run_in_a_thread(NULL);
     CHECK(pixcache_pixmap_width(pm) == 2);
     expect_ok();
 
@@ -1172,6 +1184,7 @@ int main(void) {
     CHECK(pixcache_last_result() == PIXCACHE_RESULT_OK);
     CHECK(pixcache_last_error() != NULL && pixcache_last_error()[0] == '\0');
 
+    test_success_clears_after_anything(); /* first: see its comment */
     test_null_cache_functions();
     test_null_find();
     test_null_find_key();
@@ -1196,7 +1209,6 @@ int main(void) {
     test_invalid_keys();
     test_refused();
     test_success_clears();
-    test_success_clears_after_anything();
     test_getters_do_not_clear();
     test_errors_are_per_thread();
     test_result_strings();

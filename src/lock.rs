@@ -303,7 +303,8 @@ impl<T, R> BrLock<T, R> {
     }
 
     /// Enters through the bias if the lock is biased to `me` (the first thing [`BrLock::read`]
-    /// and [`BrLock::write`] try; a caller may try it alone to keep its fast path small).
+    /// and [`BrLock::write`] try; a caller may try it alone to keep its fast path small). Never
+    /// call it while holding a guard of the same lock.
     #[inline]
     pub fn enter_biased(&self, me: Me) -> Option<WriteGuard<'_, T, R>> {
         if self.bias.owner.load(Ordering::Relaxed) != me.token {

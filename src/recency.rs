@@ -365,7 +365,8 @@ mod tests {
 
     /// Logs with runs of any length, interleaved, with equal stamps across logs (two cores may
     /// read the same time-stamp counter value), in any subset of slots: replay gives every hit
-    /// once, by stamp, ties broken by slot number. Compared with a sort, over many shapes.
+    /// once, by stamp, ties broken by log (reader slot) number. Compared with a sort, over many
+    /// shapes.
     #[test]
     fn the_merge_matches_a_sort_by_stamp_then_slot() {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
@@ -387,7 +388,7 @@ mod tests {
             for hit in 0..next(200) as u32 {
                 // Mostly long runs in one log; sometimes a stamp shared with the previous hit.
                 let reader = if next(4) == 0 {
-                    next(8)
+                    next(crate::lock::READER_SLOTS as u64)
                 } else {
                     u64::from(hit) / 37 % 3
                 } as usize;

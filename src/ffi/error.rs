@@ -94,7 +94,8 @@ impl PixcacheResult {
 }
 
 // This thread's last error, in two thread-locals:
-// - the result code, written by every call: a `Cell` with no destructor is the cheapest
+// - the result code, settled by every call (a success while no thread holds an error has
+//   nothing to settle and skips it, see `THREADS_WITH_ERROR`): a `Cell` with no destructor is the cheapest
 //   thread-local there is (no lazy destructor registration to check on each access), and it
 //   stays usable while the thread's destructors run (a C++ `thread_local` whose destructor frees
 //   a pixmap must not make pixcache panic);
@@ -120,32 +121,43 @@ thread_local! {
 /// contribution while its code is not `Ok`. A thread that exits holding an error never counts
 /// itself out: the bound then stays above zero and successful calls take the thread-local path
 /// (correct, about a nanosecond slower), as they did before this counter existed.
-static THREADS_WITH_ERROR: AtomicUsize = AtomicUsize::new(0);
+///
+/// On a cache line of its own: other threads write their counters (live pixmaps, key serials)
+/// often, and this is read on every successful call.
+static THREADS_WITH_ERROR: Padded = Padded(AtomicUsize::new(0));
 
-/// Sets this thread's code, keeping [`THREADS_WITH_ERROR`] true.
+#[repr(align(64))]
+struct Padded(AtomicUsize);
+
+/// Sets this thread's code, keeping [`THREADS_WITH_ERROR`] true: counted in before the code
+/// leaves `Ok`, counted out after it is back.
 fn set_code(code: PixcacheResult) -> PixcacheResult {
-    let old = LAST_CODE.replace(code);
+    let old = LAST_CODE.get();
+    let counter = &THREADS_WITH_ERROR.0;
     match (old == PixcacheResult::Ok, code == PixcacheResult::Ok) {
         (true, false) => {
-            THREADS_WITH_ERROR.fetch_add(1, Ordering::Relaxed);
+            counter.fetch_add(1, Ordering::Relaxed);
+            LAST_CODE.set(code);
         }
         (false, true) => {
-            THREADS_WITH_ERROR.fetch_sub(1, Ordering::Relaxed);
+            LAST_CODE.set(code);
+            let before = counter.fetch_sub(1, Ordering::Relaxed);
+            debug_assert!(before != 0, "a thread counted out that was not counted in");
         }
-        _ => {}
+        _ => LAST_CODE.set(code),
     }
     old
 }
 
 #[inline(always)]
 pub(crate) fn clear_last_error() {
-    if THREADS_WITH_ERROR.load(Ordering::Relaxed) != 0 {
+    if THREADS_WITH_ERROR.0.load(Ordering::Relaxed) != 0 {
         clear_code();
     }
 }
 
-/// Kept out of line: each call site then holds just the load and the branch.
-#[cold]
+/// Kept out of line, so each call site holds just the load and the branch. Not `#[cold]`: once
+/// a thread has exited holding an error, every success comes here.
 #[inline(never)]
 fn clear_code() {
     set_code(PixcacheResult::Ok);
