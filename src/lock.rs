@@ -26,6 +26,8 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::barrier;
 
@@ -51,9 +53,15 @@ pub const READER_SLOTS: usize = 8;
 /// `membarrier`), about what 256 writes take. A bias revoked before it served
 /// [`PROFITABLE_USES`] operations doubles this for the next one (up to
 /// `BIAS_AFTER << MAX_BIAS_DOUBLINGS`), so threads that keep alternating stop paying for it; a
-/// bias that did serve that many resets it, so a thread that is alone again after a busy spell
-/// (a GUI thread once its start-up workers are done) soon gets the bias back.
+/// bias that did serve that many resets it, and so does [`BIAS_DECAY`] without a revocation, so
+/// a thread that is alone again after a busy spell (a GUI thread once its start-up workers are
+/// done) soon gets the bias back.
 pub const BIAS_AFTER: u32 = 256;
+
+/// How long without a revocation makes the lock forget its doublings (see [`BIAS_AFTER`]):
+/// threads alternating more slowly than this pay at most one revocation (a few microseconds)
+/// per period, nothing next to it.
+pub const BIAS_DECAY: Duration = Duration::from_secs(1);
 
 /// How many operations a bias must serve for its revocation to have been worth it (at ~10–50 ns
 /// an operation, a millisecond or more of work against a revocation's few microseconds).
@@ -206,6 +214,19 @@ struct Bias {
     doublings: AtomicU32,
     /// How many times a bias was revoked (for tests and diagnostics).
     revocations: AtomicU32,
+    /// When the last revocation ended, in nanoseconds since [`epoch`]. Written by the revoker
+    /// (while it holds [`REVOKING`]), read by the granter, like `doublings`.
+    revoked_at: AtomicU64,
+}
+
+/// The time base of [`Bias::revoked_at`]: the first time it is asked for.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn nanos_since_epoch() -> u64 {
+    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A big-reader lock around a `T`, with per-slot data `R`, biased to a thread that is alone.
@@ -231,6 +252,8 @@ pub struct BrLock<T, R> {
     /// and revocations).
     bias_after: u32,
     max_doublings: u32,
+    /// [`BIAS_DECAY`] in nanoseconds (shorter in tests).
+    decay_nanos: u64,
     writer: WriterSide,
     bias: Bias,
     value: UnsafeCell<T>,
@@ -271,6 +294,7 @@ impl<T, R> BrLock<T, R> {
         BrLock {
             bias_after,
             max_doublings,
+            decay_nanos: u64::try_from(BIAS_DECAY.as_nanos()).unwrap_or(u64::MAX),
             writer: WriterSide {
                 busy: AtomicBool::new(false),
                 streak: UnsafeCell::new(Streak::default()),
@@ -281,6 +305,7 @@ impl<T, R> BrLock<T, R> {
                 uses: AtomicU64::new(0),
                 doublings: AtomicU32::new(0),
                 revocations: AtomicU32::new(0),
+                revoked_at: AtomicU64::new(0),
             },
             value: UnsafeCell::new(value),
             slots: std::array::from_fn(|_| ReaderSlot {
@@ -290,6 +315,13 @@ impl<T, R> BrLock<T, R> {
                 data: UnsafeCell::new(slot()),
             }),
         }
+    }
+
+    /// The same lock with doublings forgotten after `decay` instead of [`BIAS_DECAY`] (tests).
+    #[cfg(test)]
+    fn with_decay(mut self, decay: Duration) -> Self {
+        self.decay_nanos = u64::try_from(decay.as_nanos()).unwrap_or(u64::MAX);
+        self
     }
 
     /// True while the lock is biased to the calling thread `me` (for tests and statistics).
@@ -376,6 +408,9 @@ impl<T, R> BrLock<T, R> {
                 self.bias.doublings.load(Ordering::Relaxed) + 1
             };
             self.bias.doublings.store(doublings, Ordering::Relaxed);
+            self.bias
+                .revoked_at
+                .store(nanos_since_epoch(), Ordering::Relaxed);
             // Release: the owner's last section (acquired above) happens-before whoever sees 0.
             self.bias.owner.store(0, Ordering::Release);
             return;
@@ -488,11 +523,22 @@ impl<T, R> BrLock<T, R> {
         }
         // Saturating: without `membarrier` no bias is ever granted and the run never resets.
         streak.run = streak.run.saturating_add(1);
-        let doublings = self
+        let mut doublings = self
             .bias
             .doublings
             .load(Ordering::Relaxed)
             .min(self.max_doublings);
+        // A doubled streak long past the base one: forget the doublings if no revocation came
+        // for a while (one clock read per base streak, and only while doubled).
+        if doublings > 0
+            && self.bias_after > 0
+            && streak.run % self.bias_after == 0
+            && nanos_since_epoch().saturating_sub(self.bias.revoked_at.load(Ordering::Relaxed))
+                >= self.decay_nanos
+        {
+            doublings = 0;
+            self.bias.doublings.store(0, Ordering::Relaxed);
+        }
         if self.bias_after > 0 && streak.run >= self.bias_after << doublings && barrier::available()
         {
             streak.run = 0;
@@ -751,6 +797,55 @@ mod tests {
         assert!(!lock.is_biased_to(me));
         write(1);
         assert!(lock.is_biased_to(me));
+    }
+
+    /// Quick revocations make the next bias take longer and longer to earn; once none has come
+    /// for the decay period, a thread alone earns it in the base streak again.
+    #[test]
+    fn doublings_are_forgotten_after_a_quiet_spell() {
+        if !barrier::available() {
+            eprintln!("membarrier(2) is not available here: the lock never biases");
+            return;
+        }
+        let decay = Duration::from_millis(200);
+        let lock = BrLock::with_bias_after(4, MAX_BIAS_DOUBLINGS, 0u64, || 0u64).with_decay(decay);
+        let me = me();
+        let write = |n: u32| {
+            for _ in 0..n {
+                *lock.write(me).parts().0 += 1;
+            }
+        };
+        let revoke = || {
+            std::thread::scope(|s| {
+                s.spawn(|| drop(lock.read(super::me())));
+            })
+        };
+        // Earn the bias and lose it at once, four times: 4, 8, 16 and 32 writes after the first.
+        let start = Instant::now();
+        for doublings in 0..4 {
+            write(1 + (4 << doublings));
+            assert!(
+                lock.is_biased_to(me),
+                "earned after {} writes",
+                4 << doublings
+            );
+            revoke();
+        }
+        assert!(
+            start.elapsed() < decay,
+            "the machine is too slow for this test's timing"
+        );
+        // Now it takes 64 writes: 8 are not enough...
+        write(1 + 8);
+        assert!(!lock.is_biased_to(me));
+        // ...until a quiet spell: then the next base streak earns it.
+        std::thread::sleep(decay + Duration::from_millis(50));
+        write(4);
+        assert!(
+            lock.is_biased_to(me),
+            "doublings forgotten after the quiet spell"
+        );
+        assert_eq!(lock.revocations(), 4);
     }
 
     /// The owner writes through the bias (two numbers with a gap between them) while other
