@@ -376,6 +376,9 @@ impl<T, R> BrLock<T, R> {
 
     #[cold]
     fn revoke_slow(&self) {
+        // Read before this thread can hold `REVOKING`: nothing that could panic runs while it
+        // does (a panic there would leave every other thread waiting for the revocation).
+        let now = nanos_since_epoch();
         let mut spins = 0;
         loop {
             let owner = self.bias.owner.load(Ordering::SeqCst);
@@ -405,12 +408,13 @@ impl<T, R> BrLock<T, R> {
             let doublings = if self.bias.uses.load(Ordering::Relaxed) >= PROFITABLE_USES {
                 0
             } else {
-                self.bias.doublings.load(Ordering::Relaxed) + 1
+                self.bias
+                    .doublings
+                    .load(Ordering::Relaxed)
+                    .saturating_add(1)
             };
             self.bias.doublings.store(doublings, Ordering::Relaxed);
-            self.bias
-                .revoked_at
-                .store(nanos_since_epoch(), Ordering::Relaxed);
+            self.bias.revoked_at.store(now, Ordering::Relaxed);
             // Release: the owner's last section (acquired above) happens-before whoever sees 0.
             self.bias.owner.store(0, Ordering::Release);
             return;
@@ -491,11 +495,14 @@ impl<T, R> BrLock<T, R> {
                 backoff(&mut spins);
             }
         }
-        self.consider_bias(me);
-        WriteGuard {
+        // The guard first: should `consider_bias` ever panic (it reads the clock), unwinding
+        // releases the lock instead of leaving it held forever.
+        let guard = WriteGuard {
             lock: self,
             biased: false,
-        }
+        };
+        self.consider_bias(me);
+        guard
     }
 
     /// Under the write lock (not biased): counts how long `me` has been the only thread using the
