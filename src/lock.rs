@@ -26,7 +26,6 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use crate::barrier;
@@ -184,6 +183,18 @@ struct WriterSide {
     busy: AtomicBool,
     /// Touched only by the holder of `busy`.
     streak: UnsafeCell<Streak>,
+    /// Touched only by the holder of `busy`.
+    quiet: UnsafeCell<Quiet>,
+}
+
+/// Since when no revocation has been seen (for [`BIAS_DECAY`]): the revocation count the
+/// granter last saw, and when it first saw it. Kept by the granter under the write lock, with
+/// its guard alive (reading the clock could panic, in theory: unwinding then releases the lock),
+/// so the revoker, which holds [`REVOKING`] with no guard, never reads a clock.
+#[derive(Default)]
+struct Quiet {
+    revocations: u32,
+    since: Option<Instant>,
 }
 
 /// Which thread took the write lock last, and how many times in a row with no other thread
@@ -212,21 +223,8 @@ struct Bias {
     /// (while it holds [`REVOKING`]), read by the granter (under the write lock, after every
     /// revocation ended).
     doublings: AtomicU32,
-    /// How many times a bias was revoked (for tests and diagnostics).
+    /// How many times a bias was revoked (also how the granter notices new revocations).
     revocations: AtomicU32,
-    /// When the last revocation ended, in nanoseconds since [`epoch`]. Written by the revoker
-    /// (while it holds [`REVOKING`]), read by the granter, like `doublings`.
-    revoked_at: AtomicU64,
-}
-
-/// The time base of [`Bias::revoked_at`]: the first time it is asked for.
-fn epoch() -> Instant {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    *EPOCH.get_or_init(Instant::now)
-}
-
-fn nanos_since_epoch() -> u64 {
-    u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A big-reader lock around a `T`, with per-slot data `R`, biased to a thread that is alone.
@@ -253,7 +251,7 @@ pub struct BrLock<T, R> {
     bias_after: u32,
     max_doublings: u32,
     /// [`BIAS_DECAY`] in nanoseconds (shorter in tests).
-    decay_nanos: u64,
+    decay: Duration,
     writer: WriterSide,
     bias: Bias,
     value: UnsafeCell<T>,
@@ -294,10 +292,11 @@ impl<T, R> BrLock<T, R> {
         BrLock {
             bias_after,
             max_doublings,
-            decay_nanos: u64::try_from(BIAS_DECAY.as_nanos()).unwrap_or(u64::MAX),
+            decay: BIAS_DECAY,
             writer: WriterSide {
                 busy: AtomicBool::new(false),
                 streak: UnsafeCell::new(Streak::default()),
+                quiet: UnsafeCell::new(Quiet::default()),
             },
             bias: Bias {
                 owner: AtomicU64::new(0),
@@ -305,7 +304,6 @@ impl<T, R> BrLock<T, R> {
                 uses: AtomicU64::new(0),
                 doublings: AtomicU32::new(0),
                 revocations: AtomicU32::new(0),
-                revoked_at: AtomicU64::new(0),
             },
             value: UnsafeCell::new(value),
             slots: std::array::from_fn(|_| ReaderSlot {
@@ -320,7 +318,7 @@ impl<T, R> BrLock<T, R> {
     /// The same lock with doublings forgotten after `decay` instead of [`BIAS_DECAY`] (tests).
     #[cfg(test)]
     fn with_decay(mut self, decay: Duration) -> Self {
-        self.decay_nanos = u64::try_from(decay.as_nanos()).unwrap_or(u64::MAX);
+        self.decay = decay;
         self
     }
 
@@ -376,9 +374,6 @@ impl<T, R> BrLock<T, R> {
 
     #[cold]
     fn revoke_slow(&self) {
-        // Read before this thread can hold `REVOKING`: nothing that could panic runs while it
-        // does (a panic there would leave every other thread waiting for the revocation).
-        let now = nanos_since_epoch();
         let mut spins = 0;
         loop {
             let owner = self.bias.owner.load(Ordering::SeqCst);
@@ -414,7 +409,6 @@ impl<T, R> BrLock<T, R> {
                     .saturating_add(1)
             };
             self.bias.doublings.store(doublings, Ordering::Relaxed);
-            self.bias.revoked_at.store(now, Ordering::Relaxed);
             // Release: the owner's last section (acquired above) happens-before whoever sees 0.
             self.bias.owner.store(0, Ordering::Release);
             return;
@@ -509,8 +503,8 @@ impl<T, R> BrLock<T, R> {
     /// lock, and biases the lock to it when that is long enough.
     fn consider_bias(&self, me: Me) {
         // SAFETY: the caller holds the write lock and every reader slot is free, so nothing
-        // else touches the streak or any slot's `last_reader`.
-        let (streak, alone) = unsafe {
+        // else touches the streak, the quiet spell or any slot's `last_reader`.
+        let (streak, quiet, alone) = unsafe {
             let mut alone = true;
             for s in &self.slots {
                 let last = &mut *s.last_reader.get();
@@ -519,8 +513,21 @@ impl<T, R> BrLock<T, R> {
                     *last = 0;
                 }
             }
-            (&mut *self.writer.streak.get(), alone)
+            (
+                &mut *self.writer.streak.get(),
+                &mut *self.writer.quiet.get(),
+                alone,
+            )
         };
+        // A new revocation starts a new quiet spell (the first write section after it notices:
+        // one clock read per revocation).
+        let revocations = self.bias.revocations.load(Ordering::Relaxed);
+        if quiet.since.is_none() || quiet.revocations != revocations {
+            *quiet = Quiet {
+                revocations,
+                since: Some(Instant::now()),
+            };
+        }
         if streak.token != me.token || !alone {
             *streak = Streak {
                 token: me.token,
@@ -535,13 +542,14 @@ impl<T, R> BrLock<T, R> {
             .doublings
             .load(Ordering::Relaxed)
             .min(self.max_doublings);
-        // A doubled streak long past the base one: forget the doublings if no revocation came
-        // for a while (one clock read per base streak, and only while doubled).
+        // A doubled streak at a multiple of the base one: forget the doublings once the quiet
+        // spell is long enough (one clock read per base streak, only while doubled).
         if doublings > 0
             && self.bias_after > 0
             && streak.run % self.bias_after == 0
-            && nanos_since_epoch().saturating_sub(self.bias.revoked_at.load(Ordering::Relaxed))
-                >= self.decay_nanos
+            && quiet
+                .since
+                .is_some_and(|since| since.elapsed() >= self.decay)
         {
             doublings = 0;
             self.bias.doublings.store(0, Ordering::Relaxed);
