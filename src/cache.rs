@@ -418,8 +418,8 @@ impl Cache {
         }
     }
 
-    /// The shared half of [`Cache::lookup_counted`], out of line so that the biased half, alone
-    /// in its function, needs fewer registers and less stack.
+    /// The shared half of [`Cache::lookup_counted`] (whose bias check just failed), out of line
+    /// so that the biased half, alone in its function, needs fewer registers and less stack.
     #[inline(never)]
     fn lookup_shared<R>(
         &self,
@@ -429,7 +429,7 @@ impl Cache {
         count: u64,
         read: impl FnOnce(&Pixmap) -> R,
     ) -> Lookup<R> {
-        let mut guard = match self.state.read(me) {
+        let mut guard = match self.state.read_unbiased(me) {
             Access::Exclusive(guard) => {
                 return self.with_guard(guard, |s, _| s.get(hash, key, count, read))
             }

@@ -250,7 +250,7 @@ pub struct BrLock<T, R> {
     /// and revocations).
     bias_after: u32,
     max_doublings: u32,
-    /// [`BIAS_DECAY`] in nanoseconds (shorter in tests).
+    /// [`BIAS_DECAY`] (shorter in tests).
     decay: Duration,
     writer: WriterSide,
     bias: Bias,
@@ -420,9 +420,16 @@ impl<T, R> BrLock<T, R> {
     /// holding a guard of the same lock.
     #[inline]
     pub fn read(&self, me: Me) -> Access<'_, T, R> {
-        if let Some(guard) = self.enter_biased(me) {
-            return Access::Exclusive(guard);
+        match self.enter_biased(me) {
+            Some(guard) => Access::Exclusive(guard),
+            None => self.read_unbiased(me),
         }
+    }
+
+    /// [`BrLock::read`] for a caller that has just tried [`BrLock::enter_biased`] and was
+    /// refused (the bias is only ever granted by its owner to itself, under the write lock, so
+    /// it cannot have become `me`'s since). Never call it while holding a guard of the same lock.
+    pub fn read_unbiased(&self, me: Me) -> Access<'_, T, R> {
         let index = me.slot() % READER_SLOTS;
         let s = &self.slots[index];
         let mut spins = 0;

@@ -95,8 +95,8 @@ impl PixcacheResult {
 
 // This thread's last error, in two thread-locals:
 // - the result code, settled by every call (a success while no thread holds an error has
-//   nothing to settle and skips it, see `THREADS_WITH_ERROR`): a `Cell` with no destructor is the cheapest
-//   thread-local there is (no lazy destructor registration to check on each access), and it
+//   nothing to settle and skips it, see `THREADS_WITH_ERROR`): a `Cell` with no destructor is
+//   the cheapest thread-local there is (no lazy destructor registration to check on each access), and it
 //   stays usable while the thread's destructors run (a C++ `thread_local` whose destructor frees
 //   a pixmap must not make pixcache panic);
 // - the message and its terminating NUL, meaningful only while the code is not `Ok`, touched
@@ -132,19 +132,16 @@ struct Padded(AtomicUsize);
 /// Sets this thread's code, keeping [`THREADS_WITH_ERROR`] true: counted in before the code
 /// leaves `Ok`, counted out after it is back.
 fn set_code(code: PixcacheResult) -> PixcacheResult {
-    let old = LAST_CODE.get();
     let counter = &THREADS_WITH_ERROR.0;
-    match (old == PixcacheResult::Ok, code == PixcacheResult::Ok) {
-        (true, false) => {
-            counter.fetch_add(1, Ordering::Relaxed);
-            LAST_CODE.set(code);
-        }
-        (false, true) => {
-            LAST_CODE.set(code);
-            let before = counter.fetch_sub(1, Ordering::Relaxed);
-            debug_assert!(before != 0, "a thread counted out that was not counted in");
-        }
-        _ => LAST_CODE.set(code),
+    let old = LAST_CODE.get();
+    let (was_ok, is_ok) = (old == PixcacheResult::Ok, code == PixcacheResult::Ok);
+    if was_ok && !is_ok {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    LAST_CODE.set(code);
+    if !was_ok && is_ok {
+        let before = counter.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(before != 0, "a thread counted out that was not counted in");
     }
     old
 }
