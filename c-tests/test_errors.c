@@ -980,8 +980,8 @@ static void test_errors_are_per_thread(void) {
 
 static void test_result_strings(void) {
     printf("/errors/result_str\n");
-    const char *s[12];
-    for (int code = 0; code <= 11; ++code) {
+    const char *s[13];
+    for (int code = 0; code <= 12; ++code) {
         s[code] = pixcache_result_str(code);
         CHECK(s[code] != NULL);
         CHECK(s[code][0] != '\0');
@@ -990,7 +990,8 @@ static void test_result_strings(void) {
         for (int j = 0; j < code; ++j) CHECK(strcmp(s[code], s[j]) != 0);
     }
     CHECK(pixcache_result_str(PIXCACHE_RESULT_PANIC) == s[11]);
-    const int unknown[] = {-1, 12, 13, 100, INT_MAX, INT_MIN};
+    CHECK(pixcache_result_str(PIXCACHE_RESULT_REENTRANT) == s[12]);
+    const int unknown[] = {-1, 13, 14, 100, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; ++i) {
         const char *u = pixcache_result_str(unknown[i]);
         CHECK(u != NULL);

@@ -96,6 +96,11 @@ typedef enum PixcacheResult {
    * A bug in pixcache panicked; the panic was caught at the boundary.
    */
   PIXCACHE_RESULT_PANIC = 11,
+  /**
+   * A cache function was called from inside a visit callback (`pixcache_find_visit` and the
+   * like) on the same cache, which the callback's thread holds locked; the call did nothing.
+   */
+  PIXCACHE_RESULT_REENTRANT = 12,
 } PixcacheResult;
 
 /**
@@ -133,6 +138,24 @@ typedef struct PixcacheKey {
    */
   uint64_t id;
 } PixcacheKey;
+
+/**
+ * What the `pixcache_find_*_visit` functions call with the pixmap they found, while the cache
+ * is locked. `user_data` is the caller's pointer, passed through. `found` is the cached pixmap
+ * itself, borrowed for the length of the call: read it with the `pixcache_pixmap_*` query
+ * functions, or take a share of it with `pixcache_pixmap_clone`; never free, assign to or
+ * write through it, or keep it after returning. `foreign_data` is
+ * `pixcache_pixmap_user_data(found)`, passed to save that call (NULL unless `found` is foreign).
+ *
+ * The callback runs with the cache locked: keep it short (copy a handle, read a few fields).
+ * It must not throw a C++ exception or `longjmp` out, and must not let go of a pixmap's last
+ * share (that would run its release callback there). Calling this cache from inside it fails
+ * with `PIXCACHE_RESULT_REENTRANT` (the call does nothing) instead of deadlocking; calling
+ * another cache from inside it may deadlock if that cache's own visit calls back into this one.
+ */
+typedef void (*PixcacheVisitFn)(void *user_data,
+                                const struct PixcachePixmap *found,
+                                void *foreign_data);
 
 /**
  * Counters and sizes of a cache, read together in one consistent snapshot.
@@ -289,6 +312,41 @@ bool pixcache_find_n(struct PixcacheCache *cache,
 bool pixcache_find_key(struct PixcacheCache *cache,
                        struct PixcacheKey key,
                        struct PixcachePixmap *out);
+
+/**
+ * Looks up a string key like `pixcache_find`, but on a hit, instead of making a share of the
+ * cached pixmap, calls `visit(user_data, found, foreign_data)` with the cached pixmap itself
+ * while the cache is locked (see `PixcacheVisitFn` for what it may do). Returns true on a hit
+ * (after `visit` returns), false on a miss (`visit` is not called; not an error) or with the
+ * last error set on a bad argument. The entry becomes the most recently used and the lookup is
+ * counted, exactly as with `pixcache_find`.
+ *
+ * Made for adapters that keep their own object in a foreign pixmap (the Qt adapter keeps a
+ * `QPixmap`): copying it out inside `visit` costs no reference count of pixcache's at all,
+ * where `pixcache_find` takes a share (an atomic increment, and a decrement when it is let go).
+ */
+bool pixcache_find_visit(struct PixcacheCache *cache,
+                         const char *key,
+                         PixcacheVisitFn visit,
+                         void *user_data);
+
+/**
+ * `pixcache_find_visit` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+ */
+bool pixcache_find_visit_n(struct PixcacheCache *cache,
+                           const char *key,
+                           size_t len,
+                           PixcacheVisitFn visit,
+                           void *user_data);
+
+/**
+ * `pixcache_find_visit` for a generated key. A key that is not valid in this cache returns
+ * false with `PIXCACHE_RESULT_INVALID_KEY`, as `pixcache_find_key` does.
+ */
+bool pixcache_find_key_visit(struct PixcacheCache *cache,
+                             struct PixcacheKey key,
+                             PixcacheVisitFn visit,
+                             void *user_data);
 
 /**
  * Inserts `pm` under a string key (`QPixmapCache::insert(QString, QPixmap)`), as the most

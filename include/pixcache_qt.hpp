@@ -114,6 +114,12 @@ inline PixcacheCache *global() noexcept {
     return cache;
 }
 
+// The visit callback of a lookup: copies the cached QPixmap (the foreign pixmap's user data)
+// into the QPixmap `out` points to, while the cache is locked, as QPixmapCache::find assigns.
+extern "C" inline void pixcache_qt_copy_found(void *out, const PixcachePixmap *, void *cached) noexcept {
+    if (cached) *static_cast<QPixmap *>(out) = *static_cast<const QPixmap *>(cached);
+}
+
 // Copies what a lookup found into `out`, then lets go of the scratch share.
 inline void takeFound(QPixmap *out) noexcept {
     Scratch &s = scratch();
@@ -163,16 +169,12 @@ public:
     static bool find(const QString &key, QPixmap *pixmap) {
         const detail::Utf8Key utf8(key);
         if (!pixmap) return pixcache_find_n(detail::global(), utf8.data(), utf8.size(), nullptr);
-        if (!pixcache_find_n(detail::global(), utf8.data(), utf8.size(), detail::scratch().p)) return false;
-        detail::takeFound(pixmap);
-        return true;
+        return pixcache_find_visit_n(detail::global(), utf8.data(), utf8.size(), &detail::pixcache_qt_copy_found, pixmap);
     }
 
     static bool find(const Key &key, QPixmap *pixmap) {
         if (!pixmap) return pixcache_find_key(detail::global(), key.k_, nullptr);
-        if (!pixcache_find_key(detail::global(), key.k_, detail::scratch().p)) return false;
-        detail::takeFound(pixmap);
-        return true;
+        return pixcache_find_key_visit(detail::global(), key.k_, &detail::pixcache_qt_copy_found, pixmap);
     }
 
     static bool insert(const QString &key, const QPixmap &pixmap) {

@@ -378,6 +378,30 @@ impl Cache {
             .is_some()
     }
 
+    /// Finds the pixmap under a string key (as bytes, see [`Cache::find_bytes_into`]), makes it
+    /// the most recently used, and calls `visit` with it *while the cache is locked*: no share is
+    /// made (no reference count is touched), so reading the cached pixmap this way costs less
+    /// than [`Cache::find_bytes_into`]. `Some(Some(r))` on a hit, `Some(None)` on a miss, `None`
+    /// when the bytes are not UTF-8.
+    ///
+    /// `visit` holds up every writer (and, on a thread that has the lock's bias, everything)
+    /// while it runs: keep it short. It must not use this cache: a call on it from inside
+    /// `visit` unwinds with an [`ErrorKind::Reentrant`](crate::ErrorKind) error instead of
+    /// waiting for itself forever (`lock.rs`).
+    pub fn visit_bytes<R>(
+        &self,
+        key: &[u8],
+        visit: impl FnOnce(&Pixmap) -> R,
+    ) -> Option<Option<R>> {
+        let lookup = self.lookup(KeyRef::Name(key), visit);
+        lookup.found().map(|_| lookup.hit())
+    }
+
+    /// [`Cache::visit_bytes`] for a generated key: `Some(r)` on a hit.
+    pub fn visit_key<R>(&self, key: Key, visit: impl FnOnce(&Pixmap) -> R) -> Option<R> {
+        self.lookup(KeyRef::Id(key.to_raw()), visit).hit()
+    }
+
     /// A lookup that makes `out` share what it finds; what `out` held before is dropped after
     /// the lock is released.
     #[inline(always)]

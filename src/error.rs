@@ -28,6 +28,9 @@ pub enum ErrorKind {
     Decode,
     /// A panic was caught before it could cross the C boundary (a bug in pixcache).
     Panic,
+    /// The cache was called from code running under its own lock (a lookup's visit callback);
+    /// the call did nothing.
+    Reentrant,
 }
 
 /// An error with a one-line message for `pixcache_last_error`.

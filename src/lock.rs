@@ -29,6 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::barrier;
+use crate::error::{Error, ErrorKind};
 
 /// Spins (with `spin_loop` hints) this many times before yielding.
 const SPINS_BEFORE_YIELD: u32 = 64;
@@ -174,6 +175,10 @@ struct ReaderSlot<R> {
     /// Reads through this slot since the last write probe ([`READS_PER_WRITE_PROBE`]); touched
     /// only by the slot's holder.
     reads: UnsafeCell<u32>,
+    /// The token of the thread holding `busy` as a reader, 0 when none: set after taking the
+    /// slot, cleared before leaving it, so a thread that finds its own token here while waiting
+    /// for the slot is waiting for itself (see [`reentered`]).
+    holder: AtomicU64,
     data: UnsafeCell<R>,
 }
 
@@ -181,6 +186,8 @@ struct ReaderSlot<R> {
 #[repr(align(128))]
 struct WriterSide {
     busy: AtomicBool,
+    /// The token of the thread holding `busy`, 0 when none (as [`ReaderSlot::holder`]).
+    holder: AtomicU64,
     /// Touched only by the holder of `busy`.
     streak: UnsafeCell<Streak>,
     /// Touched only by the holder of `busy`.
@@ -212,8 +219,9 @@ struct Bias {
     /// away; 0 when none. Set (to its own token) only by a thread holding the write lock, and
     /// only from 0.
     owner: AtomicU64,
-    /// Set by the owner while it is inside through the bias.
-    busy: AtomicBool,
+    /// The owner's token while it is inside through the bias, 0 otherwise (a token rather than a
+    /// flag, so that a thread waiting for the owner to leave can tell that it is the owner).
+    busy: AtomicU64,
     /// Operations the owner made through the bias since it was granted. Written only by the
     /// owner while inside (a plain load and store: no read-modify-write), read by the revoker
     /// after the owner left, reset by the granter.
@@ -295,12 +303,13 @@ impl<T, R> BrLock<T, R> {
             decay: BIAS_DECAY,
             writer: WriterSide {
                 busy: AtomicBool::new(false),
+                holder: AtomicU64::new(0),
                 streak: UnsafeCell::new(Streak::default()),
                 quiet: UnsafeCell::new(Quiet::default()),
             },
             bias: Bias {
                 owner: AtomicU64::new(0),
-                busy: AtomicBool::new(false),
+                busy: AtomicU64::new(0),
                 uses: AtomicU64::new(0),
                 doublings: AtomicU32::new(0),
                 revocations: AtomicU32::new(0),
@@ -310,6 +319,7 @@ impl<T, R> BrLock<T, R> {
                 busy: AtomicBool::new(false),
                 last_reader: UnsafeCell::new(0),
                 reads: UnsafeCell::new(0),
+                holder: AtomicU64::new(0),
                 data: UnsafeCell::new(slot()),
             }),
         }
@@ -340,7 +350,12 @@ impl<T, R> BrLock<T, R> {
         if self.bias.owner.load(Ordering::Relaxed) != me.token {
             return None;
         }
-        self.bias.busy.store(true, Ordering::Relaxed);
+        // Only the owner sets `busy`: finding it set, the owner is inside already, and this call
+        // comes from code running under its own guard.
+        if self.bias.busy.load(Ordering::Relaxed) != 0 {
+            reentered();
+        }
+        self.bias.busy.store(me.token, Ordering::Relaxed);
         // Pairs with the revoker's `barrier::heavy` (see `barrier.rs`): either the revoker sees
         // `busy` set and waits, or this load sees the owner cleared.
         barrier::light();
@@ -350,9 +365,10 @@ impl<T, R> BrLock<T, R> {
             return Some(WriteGuard {
                 lock: self,
                 biased: true,
+                grant: 0,
             });
         }
-        self.bias.busy.store(false, Ordering::Release);
+        self.bias.busy.store(0, Ordering::Release);
         None
     }
 
@@ -366,14 +382,14 @@ impl<T, R> BrLock<T, R> {
     /// bias owner is inside or can enter (a reader that merely saw the owner's token replaced
     /// could otherwise go in while the owner was still inside).
     #[inline]
-    fn revoke(&self) {
+    fn revoke(&self, me: Me) {
         if self.bias.owner.load(Ordering::SeqCst) != 0 {
-            self.revoke_slow();
+            self.revoke_slow(me);
         }
     }
 
     #[cold]
-    fn revoke_slow(&self) {
+    fn revoke_slow(&self, me: Me) {
         let mut spins = 0;
         loop {
             let owner = self.bias.owner.load(Ordering::SeqCst);
@@ -387,7 +403,8 @@ impl<T, R> BrLock<T, R> {
                     .compare_exchange(owner, REVOKING, Ordering::SeqCst, Ordering::SeqCst)
                     .is_err()
             {
-                backoff(&mut spins);
+                // Another thread is revoking, and may be waiting for this one to leave.
+                self.wait(me, &mut spins);
                 continue;
             }
             if !barrier::heavy() {
@@ -396,7 +413,9 @@ impl<T, R> BrLock<T, R> {
                 // be promised; stop rather than race.
                 std::process::abort();
             }
-            while self.bias.busy.load(Ordering::Acquire) {
+            // The owner inside is never this thread: an owner calling again is stopped in
+            // `enter_biased` before it gets here.
+            while self.bias.busy.load(Ordering::Acquire) != 0 {
                 backoff(&mut spins);
             }
             self.bias.revocations.fetch_add(1, Ordering::Relaxed);
@@ -444,12 +463,18 @@ impl<T, R> BrLock<T, R> {
                 s.busy.store(false, Ordering::Release);
             }
             while s.busy.load(Ordering::Relaxed) || self.writer.busy.load(Ordering::Relaxed) {
-                backoff(&mut spins);
+                self.wait(me, &mut spins);
             }
         }
+        // The guard first: it leaves the slot if anything below unwinds.
+        let guard = ReadGuard {
+            slot: s,
+            lock: self,
+            index,
+        };
         // Not biased to `me`: the bias is only ever granted by its owner to itself, and
         // `enter_biased` found it was not `me` (or saw it revoked).
-        self.revoke();
+        self.revoke(me);
         // SAFETY: this thread holds the slot (see `ReadGuard::parts`), and unbiased writers, the
         // only other users of `last_reader`, are excluded; `reads` is only the holder's.
         let probe = unsafe {
@@ -462,14 +487,30 @@ impl<T, R> BrLock<T, R> {
             }
         };
         if probe && self.bias_after > 0 {
-            s.busy.store(false, Ordering::Release);
+            drop(guard);
             return Access::Exclusive(self.write(me));
         }
-        Access::Shared(ReadGuard {
-            slot: s,
-            lock: self,
-            index,
-        })
+        s.holder.store(me.token, Ordering::Relaxed);
+        Access::Shared(guard)
+    }
+
+    /// One step of waiting for another thread to leave the lock, by a thread that holds nothing
+    /// of this call yet. If it holds a guard of this lock from an outer call (code running under
+    /// a guard, such as a visit callback, called the lock again), it would wait for itself,
+    /// directly or through a thread that waits for it: it gives up instead ([`reentered`]).
+    /// Checked only after the spins, so an uncontended wait pays nothing for it.
+    fn wait(&self, me: Me, spins: &mut u32) {
+        if *spins >= SPINS_BEFORE_YIELD
+            && (self.writer.holder.load(Ordering::Relaxed) == me.token
+                || self.bias.busy.load(Ordering::Relaxed) == me.token
+                || self.slots[me.slot() % READER_SLOTS]
+                    .holder
+                    .load(Ordering::Relaxed)
+                    == me.token)
+        {
+            reentered();
+        }
+        backoff(spins);
     }
 
     /// Locks the whole lock (through the bias if it is biased to `me`), waiting for the other
@@ -487,28 +528,34 @@ impl<T, R> BrLock<T, R> {
             .is_err()
         {
             while self.writer.busy.load(Ordering::Relaxed) {
-                backoff(&mut spins);
+                self.wait(me, &mut spins);
             }
         }
-        self.revoke();
-        for s in &self.slots {
-            while s.busy.load(Ordering::SeqCst) {
-                backoff(&mut spins);
-            }
-        }
-        // The guard first: should `consider_bias` ever panic (it reads the clock), unwinding
-        // releases the lock instead of leaving it held forever.
-        let guard = WriteGuard {
+        // The guard first: it releases the lock if anything below unwinds (`consider_bias` reads
+        // the clock; a thread that would wait for itself gives up).
+        let mut guard = WriteGuard {
             lock: self,
             biased: false,
+            grant: 0,
         };
-        self.consider_bias(me);
+        self.revoke(me);
+        for s in &self.slots {
+            while s.busy.load(Ordering::SeqCst) {
+                self.wait(me, &mut spins);
+            }
+        }
+        // Only now: `wait` above must not take this call's own flag for an outer call's.
+        self.writer.holder.store(me.token, Ordering::Relaxed);
+        if self.consider_bias(me) {
+            guard.grant = me.token;
+        }
         guard
     }
 
     /// Under the write lock (not biased): counts how long `me` has been the only thread using the
-    /// lock, and biases the lock to it when that is long enough.
-    fn consider_bias(&self, me: Me) {
+    /// lock, and says when that is long enough to bias the lock to it. The guard grants the bias
+    /// as it leaves (see [`WriteGuard::grant`]).
+    fn consider_bias(&self, me: Me) -> bool {
         // SAFETY: the caller holds the write lock and every reader slot is free, so nothing
         // else touches the streak, the quiet spell or any slot's `last_reader`.
         let (streak, quiet, alone) = unsafe {
@@ -540,7 +587,7 @@ impl<T, R> BrLock<T, R> {
                 token: me.token,
                 run: 0,
             };
-            return;
+            return false;
         }
         // Saturating: without `membarrier` no bias is ever granted and the run never resets.
         streak.run = streak.run.saturating_add(1);
@@ -565,10 +612,24 @@ impl<T, R> BrLock<T, R> {
         {
             streak.run = 0;
             self.bias.uses.store(0, Ordering::Relaxed);
-            // Published by the release of the write lock: every thread that gets in later sees it.
-            self.bias.owner.store(me.token, Ordering::Relaxed);
+            return true;
         }
+        false
     }
+}
+
+/// Gives up a call made by a thread that already holds this lock (from code that runs under one
+/// of its guards, such as a lookup's visit callback): waiting would never end, and entering again
+/// would give two guards at once. Unwinds with an [`ErrorKind::Reentrant`] error as the payload,
+/// without the panic hook (nothing is printed); the C boundary reports it as that error. Called
+/// before the call holds anything, or with only a guard that unwinding releases.
+#[cold]
+#[inline(never)]
+fn reentered() -> ! {
+    std::panic::resume_unwind(Box::new(Error::new(
+        ErrorKind::Reentrant,
+        "called the cache from code running under its own lock (a visit callback); nothing was done",
+    )))
 }
 
 /// Shared access to a [`BrLock`]'s value and exclusive access to one slot's data; leaves the
@@ -598,6 +659,7 @@ impl<T, R> ReadGuard<'_, T, R> {
 
 impl<T, R> Drop for ReadGuard<'_, T, R> {
     fn drop(&mut self) {
+        self.slot.holder.store(0, Ordering::Relaxed);
         self.slot.busy.store(false, Ordering::Release);
     }
 }
@@ -607,6 +669,11 @@ pub struct WriteGuard<'a, T, R> {
     lock: &'a BrLock<T, R>,
     /// Entered through the bias (then `bias.busy` is what it holds).
     biased: bool,
+    /// The token to bias the lock to when this guard leaves (0: none). Granted on the way out,
+    /// not when decided, so that while a write guard is held the lock is never biased, not even
+    /// to its holder: code running under the guard that calls the lock again finds the writer's
+    /// flag held by itself (and gives up) instead of entering through a fresh bias.
+    grant: u64,
 }
 
 impl<T, R> WriteGuard<'_, T, R> {
@@ -641,8 +708,13 @@ impl<T, R> Drop for WriteGuard<'_, T, R> {
     fn drop(&mut self) {
         // Release: every write made under the lock happens-before the next holder's acquire.
         if self.biased {
-            self.lock.bias.busy.store(false, Ordering::Release);
+            self.lock.bias.busy.store(0, Ordering::Release);
         } else {
+            if self.grant != 0 {
+                // Published by the release below: every thread that gets in later sees it.
+                self.lock.bias.owner.store(self.grant, Ordering::Relaxed);
+            }
+            self.lock.writer.holder.store(0, Ordering::Relaxed);
             self.lock.writer.busy.store(false, Ordering::Release);
         }
     }
@@ -956,6 +1028,80 @@ mod tests {
             assert!(revocations >= 100, "only {revocations} revocations");
             assert!(biased > 0);
         }
+    }
+
+    /// What a call that re-enters the lock unwinds with, or `None` if it did not unwind.
+    fn reentry(f: impl FnOnce()) -> Option<ErrorKind> {
+        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+        Some(
+            payload
+                .downcast_ref::<Error>()
+                .expect("an Error payload")
+                .kind(),
+        )
+    }
+
+    /// Code running under a guard (a lookup's visit callback) that calls the lock again gives up
+    /// with a `Reentrant` error, whatever the guard: never a second guard, never a wait for itself.
+    /// Afterwards the outer guard still works and the lock is free again once it leaves. A lock
+    /// without these checks fails this test by hanging (the waits) or by handing out a second
+    /// biased guard (the `Exclusive` arm).
+    #[test]
+    fn a_call_from_under_its_own_guard_gives_up() {
+        let lock = BrLock::with_bias_after(4, 0, 7u64, || 0u64);
+        let me = on_slot(3);
+        let inner_calls = |lock: &BrLock<u64, u64>| {
+            assert_eq!(reentry(|| drop(lock.read(me))), Some(ErrorKind::Reentrant));
+            assert_eq!(reentry(|| drop(lock.write(me))), Some(ErrorKind::Reentrant));
+            assert_eq!(
+                reentry(|| drop(lock.enter_biased(me))),
+                None,
+                "not biased to me: nothing to enter, nothing to wait for"
+            );
+        };
+
+        // Under a shared read guard.
+        let mut access = lock.read(me);
+        assert!(matches!(access, Access::Shared(_)));
+        inner_calls(&lock);
+        assert_eq!(*shared(&mut access, me).0, 7);
+        drop(access);
+
+        // Under an unbiased write guard, including the one that decides to grant the bias: the
+        // grant waits until the guard leaves, so code under it cannot enter through the bias.
+        for n in 0..5 {
+            let mut guard = lock.write(me);
+            assert!(!guard.is_biased());
+            assert!(
+                !lock.is_biased_to(me),
+                "biased while a write guard is held ({n})"
+            );
+            inner_calls(&lock);
+            *guard.parts().0 += 1;
+        }
+        if barrier::available() {
+            assert!(
+                lock.is_biased_to(me),
+                "granted when the fifth write guard left"
+            );
+            // Under the biased guard: entering through the bias again is refused too.
+            let mut guard = lock.write(me);
+            assert!(guard.is_biased());
+            assert_eq!(
+                reentry(|| drop(lock.enter_biased(me))),
+                Some(ErrorKind::Reentrant)
+            );
+            assert_eq!(reentry(|| drop(lock.read(me))), Some(ErrorKind::Reentrant));
+            assert_eq!(reentry(|| drop(lock.write(me))), Some(ErrorKind::Reentrant));
+            *guard.parts().0 += 1;
+        }
+        // Everything was released: another thread gets in (revoking any bias) and sees every write.
+        let seen = std::thread::scope(|s| {
+            s.spawn(|| *lock.write(super::me()).parts().0)
+                .join()
+                .unwrap()
+        });
+        assert_eq!(seen, if barrier::available() { 13 } else { 12 });
     }
 
     #[test]

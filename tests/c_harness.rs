@@ -174,5 +174,6 @@ c_tests! {
     c_fork => "test_fork.c",
     cpp_thread_exit => "test_thread_exit.cpp",
     c_flight => "test_flight.c",
+    c_visit => "test_visit.c",
     cpp_api => "test_cpp_api.cpp",
 }

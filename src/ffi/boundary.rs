@@ -78,6 +78,11 @@ pub(crate) fn call_keeping_error(body: impl FnOnce()) {
 }
 
 fn panic_error(payload: &(dyn Any + Send)) -> Error {
+    // The core unwinds with an `Error` (not a panic: no hook runs) when a call cannot go on at
+    // all, e.g. a cache called from its own visit callback (`lock.rs`, `reentered`).
+    if let Some(error) = payload.downcast_ref::<Error>() {
+        return error.clone();
+    }
     let text = payload
         .downcast_ref::<&str>()
         .copied()

@@ -236,6 +236,126 @@ pub unsafe extern "C" fn pixcache_find_key(
     })
 }
 
+/// What the `pixcache_find_*_visit` functions call with the pixmap they found, while the cache
+/// is locked. `user_data` is the caller's pointer, passed through. `found` is the cached pixmap
+/// itself, borrowed for the length of the call: read it with the `pixcache_pixmap_*` query
+/// functions, or take a share of it with `pixcache_pixmap_clone`; never free, assign to or
+/// write through it, or keep it after returning. `foreign_data` is
+/// `pixcache_pixmap_user_data(found)`, passed to save that call (NULL unless `found` is foreign).
+///
+/// The callback runs with the cache locked: keep it short (copy a handle, read a few fields).
+/// It must not throw a C++ exception or `longjmp` out, and must not let go of a pixmap's last
+/// share (that would run its release callback there). Calling this cache from inside it fails
+/// with `PIXCACHE_RESULT_REENTRANT` (the call does nothing) instead of deadlocking; calling
+/// another cache from inside it may deadlock if that cache's own visit calls back into this one.
+pub type PixcacheVisitFn = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        found: *const PixcachePixmap,
+        foreign_data: *mut c_void,
+    ),
+>;
+
+/// Looks up a string key like `pixcache_find`, but on a hit, instead of making a share of the
+/// cached pixmap, calls `visit(user_data, found, foreign_data)` with the cached pixmap itself
+/// while the cache is locked (see `PixcacheVisitFn` for what it may do). Returns true on a hit
+/// (after `visit` returns), false on a miss (`visit` is not called; not an error) or with the
+/// last error set on a bad argument. The entry becomes the most recently used and the lookup is
+/// counted, exactly as with `pixcache_find`.
+///
+/// Made for adapters that keep their own object in a foreign pixmap (the Qt adapter keeps a
+/// `QPixmap`): copying it out inside `visit` costs no reference count of pixcache's at all,
+/// where `pixcache_find` takes a share (an atomic increment, and a decrement when it is let go).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_visit(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    visit: PixcacheVisitFn,
+    user_data: *mut c_void,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe {
+        visit_str(cache, try_bytes(key, "key")?, visit, user_data)
+    })
+}
+
+/// `pixcache_find_visit` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_visit_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    visit: PixcacheVisitFn,
+    user_data: *mut c_void,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || unsafe {
+        visit_str(cache, try_bytes_n(key, len, "key")?, visit, user_data)
+    })
+}
+
+/// `pixcache_find_visit` for a generated key. A key that is not valid in this cache returns
+/// false with `PIXCACHE_RESULT_INVALID_KEY`, as `pixcache_find_key` does.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_key_visit(
+    cache: *mut PixcacheCache,
+    key: PixcacheKey,
+    visit: PixcacheVisitFn,
+    user_data: *mut c_void,
+) -> bool {
+    call(false, || {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+        let cache = unsafe { self::cache(cache) }?;
+        let visit = visit.ok_or_else(|| super::boundary::null_error("visit"))?;
+        let key = Key::from(key);
+        // SAFETY: the caller promised `visit` may be called with `user_data`; `found` is valid
+        // for the length of the call (the cache is locked meanwhile).
+        match cache.visit_key(key, |pm| unsafe { call_visit(visit, user_data, pm) }) {
+            Some(()) => Ok(true),
+            None => Err(invalid_key_error(key)),
+        }
+    })
+}
+
+/// # Safety
+/// `cache` as in the module contract; `visit` callable with `user_data`.
+#[inline(always)]
+unsafe fn visit_str(
+    cache: *mut PixcacheCache,
+    key: &[u8],
+    visit: PixcacheVisitFn,
+    user_data: *mut c_void,
+) -> Result<bool, Error> {
+    // SAFETY: forwarded to the caller.
+    let cache = unsafe { self::cache(cache) }?;
+    let visit = visit.ok_or_else(|| super::boundary::null_error("visit"))?;
+    // SAFETY: forwarded to the caller; `found` is valid while the cache is locked.
+    match cache.visit_bytes(key, |pm| unsafe { call_visit(visit, user_data, pm) }) {
+        Some(found) => Ok(found.is_some()),
+        None => utf8(key, "key").map(|_| false),
+    }
+}
+
+/// Calls a visit callback with a cached pixmap, borrowed for the call.
+///
+/// # Safety
+/// `visit` must be callable with `user_data` (the caller's promise).
+#[inline(always)]
+unsafe fn call_visit(
+    visit: unsafe extern "C" fn(*mut c_void, *const PixcachePixmap, *mut c_void),
+    user_data: *mut c_void,
+    pm: &Pixmap,
+) {
+    let foreign = pm
+        .foreign_token()
+        .map_or(ptr::null_mut(), |t| t as *mut c_void);
+    let found = ptr::from_ref(pm).cast::<PixcachePixmap>();
+    // SAFETY: forwarded to the caller. `found` points to a live `Pixmap` (what handles point
+    // to) for the length of the call, which the visit contract limits it to, and only for
+    // reading.
+    unsafe { visit(user_data, found, foreign) }
+}
+
 /// Inserts `pm` under a string key (`QPixmapCache::insert(QString, QPixmap)`), as the most
 /// recently used entry, sharing its pixels (writes to `pm` afterwards detach it). Any previous
 /// entry under `key` is removed first; then least recently used entries are evicted until the

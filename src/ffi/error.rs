@@ -41,10 +41,13 @@ pub enum PixcacheResult {
     Decode = 10,
     /// A bug in pixcache panicked; the panic was caught at the boundary.
     Panic = 11,
+    /// A cache function was called from inside a visit callback (`pixcache_find_visit` and the
+    /// like) on the same cache, which the callback's thread holds locked; the call did nothing.
+    Reentrant = 12,
 }
 
 impl PixcacheResult {
-    const ALL: [PixcacheResult; 12] = [
+    const ALL: [PixcacheResult; 13] = [
         PixcacheResult::Ok,
         PixcacheResult::NullArgument,
         PixcacheResult::InvalidUtf8,
@@ -57,6 +60,7 @@ impl PixcacheResult {
         PixcacheResult::Io,
         PixcacheResult::Decode,
         PixcacheResult::Panic,
+        PixcacheResult::Reentrant,
     ];
 
     fn from_kind(kind: ErrorKind) -> Self {
@@ -72,6 +76,7 @@ impl PixcacheResult {
             ErrorKind::Io => PixcacheResult::Io,
             ErrorKind::Decode => PixcacheResult::Decode,
             ErrorKind::Panic => PixcacheResult::Panic,
+            ErrorKind::Reentrant => PixcacheResult::Reentrant,
         }
     }
 
@@ -89,6 +94,7 @@ impl PixcacheResult {
             PixcacheResult::Io => c"an I/O error occurred",
             PixcacheResult::Decode => c"the data could not be decoded as an image",
             PixcacheResult::Panic => c"internal error (caught panic)",
+            PixcacheResult::Reentrant => c"the cache was called from inside its own visit callback",
         }
     }
 }
