@@ -14,7 +14,13 @@
  *   the cache, on every path that can drop a share; and the last error the caller sees is that
  *   of the call it made (or, for the *_free functions, the one from before), not that of a
  *   call the release function made;
- * - a NULL release function is allowed.
+ * - a NULL release function is allowed;
+ * - pixcache_insert_wrapped_n, pixcache_insert_key_wrapped and pixcache_replace_wrapped (a
+ *   foreign pixmap made on the spot, no handle): the entry is the foreign pixmap (size, cost,
+ *   user data), released exactly once when the cache drops it; on every failure (NULL cache,
+ *   key or key pointer, a depth over 128, refused, an invalid key to replace) the release runs
+ *   exactly once before the call returns, after the cache is unlocked (a release that calls
+ *   the same cache works), with the failure's result code; a NULL release is allowed.
  * A deadlock fails the test through alarm().
  *
  * What it does not test: NULL and out-of-range arguments of wrap (test_errors.c), concurrent
@@ -485,6 +491,93 @@ static void test_cache_refused(void) {
     CHECK(w.releases == 0);
     pixcache_pixmap_free(tiny);
     CHECK(w.releases == 1);
+    pixcache_cache_free(c);
+}
+
+/* A release that also looks a key up in the cache it was dropped from: it must run with the
+ * cache unlocked (else the lookup would fail with PIXCACHE_RESULT_REENTRANT). */
+typedef struct {
+    Tracker t;
+    PixcacheCache *cache;
+    int lookups_ok;
+} Probe;
+
+static void probe_release(void *user_data) {
+    Probe *p = user_data;
+    track_release(&p->t);
+    PixcachePixmap *out = pixcache_pixmap_new_null();
+    (void)pixcache_find(p->cache, "anything", out);
+    if (pixcache_last_result() == PIXCACHE_RESULT_OK) ++p->lookups_ok;
+    pixcache_pixmap_free(out);
+}
+
+static void test_cache_wrapped_inserts(void) {
+    printf("/foreign/cache/wrapped\n");
+    PixcacheCache *c = pixcache_cache_new(64);
+    Probe a = {.cache = c}, k = {.cache = c}, r = {.cache = c};
+
+    /* Inserted: the entry is the foreign pixmap; released once when the cache drops it. */
+    CHECK(pixcache_insert_wrapped_n(c, "a", 1, 64, 64, 32, &a, probe_release));
+    CHECK(pixcache_last_result() == PIXCACHE_RESULT_OK);
+    CHECK(pixcache_total_used(c) == 16);
+    PixcachePixmap *out = pixcache_pixmap_new_null();
+    CHECK(pixcache_find(c, "a", out) && pixcache_pixmap_user_data(out) == &a);
+    CHECK(pixcache_pixmap_width(out) == 64 && pixcache_pixmap_depth(out) == 32);
+    PixcacheKey key = pixcache_insert_key_wrapped(c, 32, 32, 32, &k, probe_release); /* 4 KB */
+    CHECK(pixcache_key_is_valid(c, key));
+    CHECK(pixcache_find_key(c, key, out) && pixcache_pixmap_user_data(out) == &k);
+    pixcache_pixmap_free(out); /* out held k's share last */
+    CHECK(a.t.releases == 0 && k.t.releases == 0);
+    PixcacheKey old = key;
+    CHECK(pixcache_replace_wrapped(c, &key, 16, 16, 32, &r, probe_release));
+    CHECK(!pixcache_key_equal(key, old) && pixcache_key_is_valid(c, key));
+    CHECK(k.t.releases == 1 && k.lookups_ok == 1); /* the replaced entry went, unlocked */
+    CHECK(pixcache_remove(c, "a"));
+    CHECK(a.t.releases == 1 && a.lookups_ok == 1);
+    pixcache_clear(c);
+    CHECK(r.t.releases == 1 && r.lookups_ok == 1);
+
+    /* Every failure releases at once, unlocked, and reports its own code. */
+    struct {
+        const char *what;
+        PixcacheResult code;
+    } failures[] = {
+        {"NULL cache", PIXCACHE_RESULT_NULL_ARGUMENT},       {"NULL key", PIXCACHE_RESULT_NULL_ARGUMENT},
+        {"depth 129", PIXCACHE_RESULT_INVALID_ARGUMENT},     {"refused", PIXCACHE_RESULT_REFUSED},
+        {"key NULL cache", PIXCACHE_RESULT_NULL_ARGUMENT},   {"key depth 129", PIXCACHE_RESULT_INVALID_ARGUMENT},
+        {"key refused", PIXCACHE_RESULT_REFUSED},            {"replace invalid key", PIXCACHE_RESULT_INVALID_KEY},
+        {"replace NULL key", PIXCACHE_RESULT_NULL_ARGUMENT}, {"replace refused", PIXCACHE_RESULT_REFUSED},
+        {"not UTF-8", PIXCACHE_RESULT_INVALID_UTF8},
+    };
+    for (size_t i = 0; i < sizeof failures / sizeof failures[0]; ++i) {
+        Probe f = {.cache = c};
+        PixcacheKey valid = pixcache_insert_key_wrapped(c, 1, 1, 32, NULL, NULL); /* NULL release */
+        CHECK(pixcache_key_is_valid(c, valid));
+        PixcacheKey stale = {12345}, refused = {0};
+        bool ok = true;
+        switch (i) {
+        case 0: ok = pixcache_insert_wrapped_n(NULL, "f", 1, 8, 8, 32, &f, probe_release); break;
+        case 1: ok = pixcache_insert_wrapped_n(c, NULL, 1, 8, 8, 32, &f, probe_release); break;
+        case 2: ok = pixcache_insert_wrapped_n(c, "f", 1, 8, 8, 129, &f, probe_release); break;
+        case 3: ok = pixcache_insert_wrapped_n(c, "f", 1, 1024, 1024, 32, &f, probe_release); break;
+        case 4: ok = pixcache_insert_key_wrapped(NULL, 8, 8, 32, &f, probe_release).id != 0; break;
+        case 5: ok = pixcache_insert_key_wrapped(c, 8, 8, 129, &f, probe_release).id != 0; break;
+        case 6: refused = pixcache_insert_key_wrapped(c, 1024, 1024, 32, &f, probe_release); ok = false; break;
+        case 7: ok = pixcache_replace_wrapped(c, &stale, 8, 8, 32, &f, probe_release); break;
+        case 8: ok = pixcache_replace_wrapped(c, NULL, 8, 8, 32, &f, probe_release); break;
+        case 9: ok = pixcache_replace_wrapped(c, &valid, 1024, 1024, 32, &f, probe_release); break;
+        case 10: ok = pixcache_insert_wrapped_n(c, "\xff", 1, 8, 8, 32, &f, probe_release); break;
+        }
+        PixcacheResult code = pixcache_last_result();
+        if (i == 6) CHECK(refused.id != 0 && !pixcache_key_is_valid(c, refused)); /* as Qt: fresh, never valid */
+        if (code != failures[i].code || f.t.releases != 1)
+            fprintf(stderr, "%s: result %d, %d releases\n", failures[i].what, (int)code, f.t.releases);
+        CHECK(!ok);
+        CHECK(code == failures[i].code);
+        CHECK(f.t.releases == 1);
+        CHECK(f.lookups_ok == 1); /* released with the cache unlocked */
+        CHECK(!pixcache_find(c, "f", NULL));
+    }
     pixcache_cache_free(c);
 }
 
@@ -1039,6 +1132,7 @@ int main(void) {
     test_cache_reinsert();
     test_cache_clear();
     test_cache_refused();
+    test_cache_wrapped_inserts();
     test_cache_lowered_limit();
     test_cache_flush_and_tick();
     test_cache_free();

@@ -158,6 +158,13 @@ typedef void (*PixcacheVisitFn)(void *user_data,
                                 void *foreign_data);
 
 /**
+ * A release function for a foreign pixmap's pixels. It runs exactly once, on whichever thread
+ * drops the last share, outside every lock of pixcache (it may call pixcache). It must not
+ * throw a C++ exception or `longjmp` out: unwinding into pixcache is undefined behaviour.
+ */
+typedef void (*PixcacheReleaseFn)(void *user_data);
+
+/**
  * Counters and sizes of a cache, read together in one consistent snapshot.
  */
 typedef struct PixcacheStats {
@@ -208,13 +215,6 @@ typedef bool (*PixcacheProduceFn)(void *user_data, struct PixcachePixmap *pixmap
  * unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
  */
 typedef uint32_t PixcacheFormat;
-
-/**
- * A release function for a foreign pixmap's pixels. It runs exactly once, on whichever thread
- * drops the last share, outside every lock of pixcache (it may call pixcache). It must not
- * throw a C++ exception or `longjmp` out: unwinding into pixcache is undefined behaviour.
- */
-typedef void (*PixcacheReleaseFn)(void *user_data);
 
 /**
  * Not a raster format: what `pixcache_pixmap_format` reports for the null pixmap.
@@ -368,6 +368,25 @@ bool pixcache_insert_n(struct PixcacheCache *cache,
                        const struct PixcachePixmap *pm);
 
 /**
+ * `pixcache_insert_n` of a foreign pixmap made on the spot, as `pixcache_pixmap_wrap(width,
+ * height, depth, user_data, release)` makes it, without a handle: for adapters that wrap each
+ * toolkit pixmap they insert (the Qt adapter wraps a `QPixmap` copy), it saves allocating,
+ * sharing and freeing the handle, and two calls.
+ *
+ * Ownership of `user_data` passes to pixcache in every case: `release(user_data)` runs exactly
+ * once, when the entry is dropped, or before this returns if it fails (bad argument, refused,
+ * out of memory). Returns what `pixcache_insert_n` returns.
+ */
+bool pixcache_insert_wrapped_n(struct PixcacheCache *cache,
+                               const char *key,
+                               size_t len,
+                               uint32_t width,
+                               uint32_t height,
+                               uint32_t depth,
+                               void *user_data,
+                               PixcacheReleaseFn release);
+
+/**
  * Inserts `pm` under a new generated key (`QPixmapCache::insert(QPixmap)`) and returns it.
  *
  * When the pixmap costs more than the whole limit it is refused (`PIXCACHE_RESULT_REFUSED`) and,
@@ -377,6 +396,32 @@ bool pixcache_insert_n(struct PixcacheCache *cache,
  */
 struct PixcacheKey pixcache_insert_key(struct PixcacheCache *cache,
                                        const struct PixcachePixmap *pm);
+
+/**
+ * `pixcache_insert_key` of a foreign pixmap made on the spot, without a handle, as
+ * `pixcache_insert_wrapped_n` (and with the same ownership: `release(user_data)` runs exactly
+ * once, when the entry is dropped or before this returns if it fails).
+ */
+struct PixcacheKey pixcache_insert_key_wrapped(struct PixcacheCache *cache,
+                                               uint32_t width,
+                                               uint32_t height,
+                                               uint32_t depth,
+                                               void *user_data,
+                                               PixcacheReleaseFn release);
+
+/**
+ * `pixcache_replace` with a foreign pixmap made on the spot, without a handle, as
+ * `pixcache_insert_wrapped_n` (and with the same ownership: `release(user_data)` runs exactly
+ * once, when the entry is dropped or before this returns if it fails, `*key` not valid
+ * included).
+ */
+bool pixcache_replace_wrapped(struct PixcacheCache *cache,
+                              struct PixcacheKey *key,
+                              uint32_t width,
+                              uint32_t height,
+                              uint32_t depth,
+                              void *user_data,
+                              PixcacheReleaseFn release);
 
 /**
  * Replaces the pixmap of a valid generated key (`QPixmapCache::replace`): the old entry is

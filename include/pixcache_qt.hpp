@@ -40,14 +40,20 @@ namespace detail {
 
 extern "C" inline void pixcache_qt_release_qpixmap(void *copy) noexcept { delete static_cast<QPixmap *>(copy); }
 
+// A heap shallow copy of `pm` for the cache to own (nullptr if out of memory), and the size Qt
+// costs it by. The *_wrapped calls take the copy in every case: pixcache deletes it (through
+// pixcache_qt_release_qpixmap) when the entry goes, or at once if the insert fails.
+inline QPixmap *copy(const QPixmap &pm) noexcept { return new (std::nothrow) QPixmap(pm); }
+inline uint32_t width(const QPixmap &pm) noexcept { return static_cast<uint32_t>(pm.width()); }
+inline uint32_t height(const QPixmap &pm) noexcept { return static_cast<uint32_t>(pm.height()); }
+inline uint32_t depth(const QPixmap &pm) noexcept { return static_cast<uint32_t>(pm.depth()); }
+
 // A foreign pixcache pixmap owning a shallow copy of `pm` (nullptr if out of memory).
 inline PixcachePixmap *wrap(const QPixmap &pm) noexcept {
-    QPixmap *copy = new (std::nothrow) QPixmap(pm);
+    QPixmap *copy = detail::copy(pm);
     if (!copy) return nullptr;
-    PixcachePixmap *wrapped =
-        pixcache_pixmap_wrap(static_cast<uint32_t>(pm.width()), static_cast<uint32_t>(pm.height()),
-                             static_cast<uint32_t>(pm.depth()), copy, &pixcache_qt_release_qpixmap);
-    if (!wrapped) delete copy;  // on failure pixcache never calls release
+    PixcachePixmap *wrapped = pixcache_pixmap_wrap(width(pm), height(pm), depth(pm), copy, &pixcache_qt_release_qpixmap);
+    if (!wrapped) delete copy;  // on failure pixcache_pixmap_wrap never calls release
     return wrapped;
 }
 
@@ -179,18 +185,23 @@ public:
 
     static bool insert(const QString &key, const QPixmap &pixmap) {
         const detail::Utf8Key utf8(key);
-        detail::Wrapped w(pixmap);
-        return w.p && pixcache_insert_n(detail::global(), utf8.data(), utf8.size(), w.p);
+        QPixmap *copy = detail::copy(pixmap);
+        return copy && pixcache_insert_wrapped_n(detail::global(), utf8.data(), utf8.size(), detail::width(pixmap),
+                                                 detail::height(pixmap), detail::depth(pixmap), copy,
+                                                 &detail::pixcache_qt_release_qpixmap);
     }
 
     static Key insert(const QPixmap &pixmap) {
-        detail::Wrapped w(pixmap);
-        return w.p ? Key(pixcache_insert_key(detail::global(), w.p)) : Key();
+        QPixmap *copy = detail::copy(pixmap);
+        return copy ? Key(pixcache_insert_key_wrapped(detail::global(), detail::width(pixmap), detail::height(pixmap),
+                                                      detail::depth(pixmap), copy, &detail::pixcache_qt_release_qpixmap))
+                    : Key();
     }
 
     static bool replace(const Key &key, const QPixmap &pixmap) {
-        detail::Wrapped w(pixmap);
-        return w.p && pixcache_replace(detail::global(), &key.k_, w.p);
+        QPixmap *copy = detail::copy(pixmap);
+        return copy && pixcache_replace_wrapped(detail::global(), &key.k_, detail::width(pixmap), detail::height(pixmap),
+                                                detail::depth(pixmap), copy, &detail::pixcache_qt_release_qpixmap);
     }
 
     static void remove(const QString &key) {

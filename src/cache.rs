@@ -104,12 +104,12 @@ impl State {
         &mut self,
         hash: u64,
         key: EntryKey,
-        pm: &Pixmap,
+        pm: Pixmap,
         garbage: &mut Garbage<Pixmap>,
     ) -> Result<()> {
         let cost = pm.cost_kb();
         let before = garbage.len();
-        let result = self.lru.insert(hash, key, pm.clone(), cost, garbage);
+        let result = self.lru.insert(hash, key, pm, cost, garbage);
         self.evicted(garbage.len() - before);
         match result {
             Ok(()) => {
@@ -538,7 +538,11 @@ impl Cache {
     /// Inserts `pm` under a string key. Any previous entry under `key` is removed first, so a
     /// refused insert leaves the key empty (as in Qt). Refused ([`ErrorKind::Refused`]) when the
     /// pixmap costs more than the limit.
-    pub fn insert(&self, key: &str, pm: &Pixmap) -> Result<()> {
+    ///
+    /// `pm` is a `&Pixmap` (the cache takes a share of it) or a `Pixmap` (the cache takes it, with
+    /// no reference count to touch); so for the other inserts.
+    pub fn insert(&self, key: &str, pm: impl Into<Pixmap>) -> Result<()> {
+        let pm = pm.into();
         let hash = self.hash(KeyRef::Name(key.as_bytes()));
         // Allocate the stored key before locking (no allocation under the lock), fallibly.
         let stored = EntryKey::Name(
@@ -556,7 +560,8 @@ impl Cache {
     /// Inserts `pm` under a new generated key and returns it. When refused, the error comes with
     /// the fresh key that was never valid, which (as in Qt) is still not equal to
     /// [`Key::INVALID`].
-    pub fn insert_key(&self, pm: &Pixmap) -> std::result::Result<Key, (Key, Error)> {
+    pub fn insert_key(&self, pm: impl Into<Pixmap>) -> std::result::Result<Key, (Key, Error)> {
+        let pm = pm.into();
         self.with_state(|s, garbage| {
             let key = s.keys.fresh();
             s.insert(id_hash(key), EntryKey::Id(key.to_raw()), pm, garbage)
@@ -570,13 +575,19 @@ impl Cache {
     /// Fails with [`ErrorKind::InvalidKey`] (inserting nothing) when `*key` is not valid here, and
     /// with [`ErrorKind::Refused`] when `pm` is too costly: the old entry is then gone and `*key`
     /// is left as it was, invalid.
-    pub fn replace(&self, key: &mut Key, pm: &Pixmap) -> Result<()> {
+    pub fn replace(&self, key: &mut Key, pm: impl Into<Pixmap>) -> Result<()> {
+        let pm = pm.into();
         let old = *key;
         *key = self.with_state(|s, garbage| {
-            if old.is_invalid() {
-                return Err(invalid_key_error(old));
-            }
-            let Some(previous) = s.lru.remove(id_hash(old), KeyRef::Id(old.to_raw())) else {
+            let previous = if old.is_invalid() {
+                None
+            } else {
+                s.lru.remove(id_hash(old), KeyRef::Id(old.to_raw()))
+            };
+            let Some(previous) = previous else {
+                // Dropped after unlocking, like everything the cache lets go of: it may be the
+                // last share of a foreign pixmap, whose release may call the cache.
+                garbage.push(pm);
                 return Err(invalid_key_error(old));
             };
             garbage.push(previous);
@@ -742,7 +753,7 @@ mod tests {
     fn bytes_that_are_not_utf8_are_not_lookups() {
         let c = Cache::new(1024);
         let mut out = Pixmap::null();
-        c.insert("ok", &pm(1, 1)).unwrap();
+        c.insert("ok", pm(1, 1)).unwrap();
         let lookups = |c: &Cache| (c.stats().hits, c.stats().misses);
         for round in 0..2 {
             let before = lookups(&c);
@@ -766,8 +777,8 @@ mod tests {
     #[test]
     fn failed_string_insert_empties_the_key() {
         let c = Cache::new(20);
-        c.insert("x", &pm(10, 10)).unwrap();
-        let e = c.insert("x", &pm(256, 256)).unwrap_err();
+        c.insert("x", pm(10, 10)).unwrap();
+        let e = c.insert("x", pm(256, 256)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
         assert!(c.find("x").is_none());
     }
@@ -775,14 +786,14 @@ mod tests {
     #[test]
     fn replace_rekeys_and_invalidates_copies() {
         let c = Cache::default();
-        let mut k = c.insert_key(&pm(64, 64)).unwrap();
+        let mut k = c.insert_key(pm(64, 64)).unwrap();
         let copy = k;
-        c.replace(&mut k, &pm(10, 10)).unwrap();
+        c.replace(&mut k, pm(10, 10)).unwrap();
         assert_ne!(k, copy);
         assert!(!c.key_is_valid(copy));
         assert_eq!(c.find_key(k).unwrap().width(), 10);
         assert_eq!(
-            c.replace(&mut Key::INVALID.clone(), &pm(1, 1))
+            c.replace(&mut Key::INVALID.clone(), pm(1, 1))
                 .unwrap_err()
                 .kind(),
             ErrorKind::InvalidKey
@@ -793,7 +804,7 @@ mod tests {
     #[test]
     fn refused_key_insert_gives_a_never_valid_non_default_key() {
         let c = Cache::new(0);
-        let (k, e) = c.insert_key(&pm(1, 1)).unwrap_err();
+        let (k, e) = c.insert_key(pm(1, 1)).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Refused);
         assert_ne!(k, Key::INVALID);
         assert!(!c.key_is_valid(k));
@@ -803,8 +814,8 @@ mod tests {
     fn keys_belong_to_their_cache() {
         let a = Cache::default();
         let b = Cache::default();
-        let k = a.insert_key(&pm(1, 1)).unwrap();
-        b.insert_key(&pm(1, 1)).unwrap();
+        let k = a.insert_key(pm(1, 1)).unwrap();
+        b.insert_key(pm(1, 1)).unwrap();
         assert!(a.key_is_valid(k));
         assert!(!b.key_is_valid(k));
         assert!(b.find_key(k).is_none());
@@ -980,13 +991,13 @@ mod tests {
     #[test]
     fn poisoned_lock_resets_instead_of_wedging() {
         let c = Cache::default();
-        c.insert("a", &pm(1, 1)).unwrap();
+        c.insert("a", pm(1, 1)).unwrap();
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             c.with_state(|_, _| panic!("boom"));
         }));
         assert!(r.is_err());
         assert!(c.find("a").is_none());
-        c.insert("b", &pm(1, 1)).unwrap();
+        c.insert("b", pm(1, 1)).unwrap();
         assert!(c.find("b").is_some());
     }
 }

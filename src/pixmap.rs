@@ -26,6 +26,45 @@ pub const MAX_PIXMAP_BYTES: usize = 1 << 40;
 /// A release function for foreign pixels, run once when the last share is dropped.
 pub type ReleaseFn = Box<dyn FnOnce() + Send + Sync>;
 
+/// What a foreign pixmap runs once when its last share is dropped: a [`ReleaseFn`] closure, or
+/// a function and a word ([`Release::call`]), which costs no allocation (how the C API passes
+/// a C function and its `user_data` through: a boxed closure was a `malloc` and a `free` for
+/// every foreign pixmap).
+pub struct Release(ReleaseKind);
+
+enum ReleaseKind {
+    Closure(ReleaseFn),
+    Call {
+        call: unsafe fn(usize, usize),
+        data: usize,
+    },
+}
+
+impl Release {
+    /// Runs `call(data, token)`, with the foreign pixmap's token, when the last share is dropped.
+    ///
+    /// # Safety
+    /// `call(data, token)` must be sound to run once, from any thread.
+    pub unsafe fn call(call: unsafe fn(usize, usize), data: usize) -> Self {
+        Release(ReleaseKind::Call { call, data })
+    }
+
+    fn run(self, token: usize) {
+        match self.0 {
+            ReleaseKind::Closure(f) => f(),
+            // SAFETY: `Release::call`'s caller promised this call is sound once, from any
+            // thread; `self` is consumed, so it runs at most once.
+            ReleaseKind::Call { call, data } => unsafe { call(data, token) },
+        }
+    }
+}
+
+impl From<ReleaseFn> for Release {
+    fn from(f: ReleaseFn) -> Self {
+        Release(ReleaseKind::Closure(f))
+    }
+}
+
 /// Source of [`Pixmap::cache_key`] values: every distinct pixel buffer gets a new serial.
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
@@ -45,7 +84,10 @@ pub struct Pixmap {
 }
 
 struct PixelData {
-    serial: u64,
+    /// The [`Pixmap::cache_key`], drawn from [`NEXT_SERIAL`] when first asked for (0 until
+    /// then): most pixmaps are never asked, and drawing it at creation was a shared atomic
+    /// increment for every pixmap made.
+    serial: AtomicU64,
     width: u32,
     height: u32,
     storage: Storage,
@@ -60,16 +102,16 @@ enum Storage {
     Foreign {
         depth: u32,
         token: usize,
-        release: Option<ReleaseFn>,
+        release: Option<Release>,
     },
 }
 
 impl Drop for PixelData {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::SeqCst);
-        if let Storage::Foreign { release, .. } = &mut self.storage {
+        if let Storage::Foreign { release, token, .. } = &mut self.storage {
             if let Some(release) = release.take() {
-                release();
+                release.run(*token);
             }
         }
     }
@@ -106,6 +148,13 @@ pub fn cost_kb(width: u32, height: u32, depth: u32) -> i64 {
     kb.clamp(1, i64::MAX as u128) as i64
 }
 
+/// A share of the same pixels (what inserting a `&Pixmap` stores).
+impl From<&Pixmap> for Pixmap {
+    fn from(pm: &Pixmap) -> Self {
+        pm.clone()
+    }
+}
+
 impl Pixmap {
     /// The null pixmap: no pixels, 0 x 0, depth 0. It costs 1 KB and can be cached, as in Qt.
     pub fn null() -> Self {
@@ -131,7 +180,7 @@ impl Pixmap {
         LIVE.fetch_add(1, Ordering::SeqCst);
         Ok(Pixmap {
             data: Some(Arc::new(PixelData {
-                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+                serial: AtomicU64::new(0),
                 width,
                 height,
                 storage,
@@ -214,6 +263,17 @@ impl Pixmap {
         depth: u32,
         token: usize,
         release: Option<ReleaseFn>,
+    ) -> Result<Self> {
+        Self::foreign_with(width, height, depth, token, release.map(Release::from))
+    }
+
+    /// [`Pixmap::foreign`] with any [`Release`].
+    pub fn foreign_with(
+        width: u32,
+        height: u32,
+        depth: u32,
+        token: usize,
+        release: Option<Release>,
     ) -> Result<Self> {
         if depth > MAX_FOREIGN_DEPTH {
             return Err(Error::new(
@@ -351,7 +411,22 @@ impl Pixmap {
     /// Identifies the shared pixels, like `QPixmap::cacheKey`: two pixmaps have the same key
     /// exactly when they share pixels. 0 for the null pixmap. Never reused within a process.
     pub fn cache_key(&self) -> u64 {
-        self.data.as_ref().map_or(0, |d| d.serial)
+        self.data.as_ref().map_or(0, |d| {
+            let serial = d.serial.load(Ordering::Relaxed);
+            if serial != 0 {
+                return serial;
+            }
+            // First asked: draw one; if another thread drew one for the same pixels meanwhile,
+            // theirs is the key (a drawn serial that is not kept is simply never used).
+            let fresh = NEXT_SERIAL.fetch_add(1, Ordering::Relaxed);
+            match d
+                .serial
+                .compare_exchange(0, fresh, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => fresh,
+                Err(winner) => winner,
+            }
+        })
     }
 
     /// True when both share the same pixels (or both are the plain null pixmap).

@@ -9,7 +9,7 @@ use super::boundary::{
     try_ref, try_str, try_str_n, utf8, Handle,
 };
 use super::key::PixcacheKey;
-use super::pixmap::PixcachePixmap;
+use super::pixmap::{foreign_owned, PixcachePixmap, PixcacheReleaseFn};
 use crate::cache::{invalid_key_error, Cache, Stats};
 use crate::error::Error;
 use crate::global::global;
@@ -400,6 +400,37 @@ unsafe fn insert_str(
     Ok(true)
 }
 
+/// `pixcache_insert_n` of a foreign pixmap made on the spot, as `pixcache_pixmap_wrap(width,
+/// height, depth, user_data, release)` makes it, without a handle: for adapters that wrap each
+/// toolkit pixmap they insert (the Qt adapter wraps a `QPixmap` copy), it saves allocating,
+/// sharing and freeing the handle, and two calls.
+///
+/// Ownership of `user_data` passes to pixcache in every case: `release(user_data)` runs exactly
+/// once, when the entry is dropped, or before this returns if it fails (bad argument, refused,
+/// out of memory). Returns what `pixcache_insert_n` returns.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn pixcache_insert_wrapped_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    width: u32,
+    height: u32,
+    depth: u32,
+    user_data: *mut c_void,
+    release: PixcacheReleaseFn,
+) -> bool {
+    call(false, || {
+        // SAFETY: C API contract (`release` callable once with `user_data`). Made first: every
+        // failure below drops it, running `release`.
+        let pm = unsafe { foreign_owned(width, height, depth, user_data, release) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` bytes.
+        let (cache, key) = unsafe { (self::cache(cache)?, try_str_n(key, len, "key")?) };
+        cache.insert(key, pm)?;
+        Ok(true)
+    })
+}
+
 /// Inserts `pm` under a new generated key (`QPixmapCache::insert(QPixmap)`) and returns it.
 ///
 /// When the pixmap costs more than the whole limit it is refused (`PIXCACHE_RESULT_REFUSED`) and,
@@ -422,6 +453,52 @@ pub unsafe extern "C" fn pixcache_insert_key(
     })
 }
 
+/// `pixcache_insert_key` of a foreign pixmap made on the spot, without a handle, as
+/// `pixcache_insert_wrapped_n` (and with the same ownership: `release(user_data)` runs exactly
+/// once, when the entry is dropped or before this returns if it fails).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_insert_key_wrapped(
+    cache: *mut PixcacheCache,
+    width: u32,
+    height: u32,
+    depth: u32,
+    user_data: *mut c_void,
+    release: PixcacheReleaseFn,
+) -> PixcacheKey {
+    call_reporting(PixcacheKey { id: 0 }, || {
+        // SAFETY: as in `pixcache_insert_wrapped_n`.
+        let pm = unsafe { foreign_owned(width, height, depth, user_data, release) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or a live handle.
+        let cache = unsafe { self::cache(cache) }?;
+        Ok(match cache.insert_key(pm) {
+            Ok(key) => (key.into(), None),
+            Err((never_valid, error)) => (never_valid.into(), Some(error)),
+        })
+    })
+}
+
+/// `pixcache_replace` with a foreign pixmap made on the spot, without a handle, as
+/// `pixcache_insert_wrapped_n` (and with the same ownership: `release(user_data)` runs exactly
+/// once, when the entry is dropped or before this returns if it fails, `*key` not valid
+/// included).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_replace_wrapped(
+    cache: *mut PixcacheCache,
+    key: *mut PixcacheKey,
+    width: u32,
+    height: u32,
+    depth: u32,
+    user_data: *mut c_void,
+    release: PixcacheReleaseFn,
+) -> bool {
+    call(false, || {
+        // SAFETY: as in `pixcache_insert_wrapped_n`.
+        let pm = unsafe { foreign_owned(width, height, depth, user_data, release) }?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; see `replace`.
+        unsafe { replace(cache, key, pm) }
+    })
+}
+
 /// Replaces the pixmap of a valid generated key (`QPixmapCache::replace`): the old entry is
 /// removed, `pm` is inserted under a new key, and `*key` is updated to that key. Copies of the
 /// old key become invalid and no longer equal `*key`.
@@ -436,18 +513,30 @@ pub unsafe extern "C" fn pixcache_replace(
     pm: *const PixcachePixmap,
 ) -> bool {
     call(false, || {
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let cache = unsafe { self::cache(cache) }?;
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let pm = unsafe { pixmap(pm) }?;
-        // SAFETY: C API contract: `key` is NULL or points to a `PixcacheKey` the caller owns.
-        // `PixcacheKey` is a plain `u64` (any bit pattern is valid).
-        let key = unsafe { key.as_mut() }.ok_or_else(|| super::boundary::null_error("key"))?;
-        let mut k = Key::from(*key);
-        cache.replace(&mut k, pm)?;
-        *key = k.into();
-        Ok(true)
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings. The
+        // arguments are checked in their order: `cache` first.
+        unsafe {
+            self::cache(cache)?;
+            replace(cache, key, pixmap(pm)?)
+        }
     })
+}
+
+/// # Safety
+/// `cache` as in the module contract; `key` NULL or pointing to a `PixcacheKey` the caller owns.
+unsafe fn replace(
+    cache: *mut PixcacheCache,
+    key: *mut PixcacheKey,
+    pm: impl Into<Pixmap>,
+) -> Result<bool, Error> {
+    // SAFETY: forwarded to the caller.
+    let cache = unsafe { self::cache(cache) }?;
+    // SAFETY: forwarded to the caller. `PixcacheKey` is a plain `u64` (any bit is valid).
+    let key = unsafe { key.as_mut() }.ok_or_else(|| super::boundary::null_error("key"))?;
+    let mut k = Key::from(*key);
+    cache.replace(&mut k, pm)?;
+    *key = k.into();
+    Ok(true)
 }
 
 /// Removes the entry under a string key (`QPixmapCache::remove(QString)`). Returns whether there

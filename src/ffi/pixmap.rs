@@ -11,7 +11,7 @@ use super::boundary::{
 use crate::decode;
 use crate::error::{Error, ErrorKind};
 use crate::format::Format;
-use crate::pixmap::Pixmap;
+use crate::pixmap::{Pixmap, Release};
 
 /// A pixmap value, like `QPixmap`: owned by exactly one owner, freed with
 /// `pixcache_pixmap_free`. Behind the handle is a Rust `Box<Pixmap>`, itself a reference-counted
@@ -271,15 +271,63 @@ pub unsafe extern "C" fn pixcache_pixmap_wrap(
     release: PixcacheReleaseFn,
 ) -> *mut PixcachePixmap {
     call(ptr::null_mut(), || {
-        let token = user_data as usize;
-        let release = release.map(|f| {
-            Box::new(move || {
-                // SAFETY: the caller promised `release` may be called once with `user_data`,
-                // from any thread; `Pixmap` guarantees it runs at most once.
-                unsafe { f(token as *mut c_void) }
-            }) as Box<dyn FnOnce() + Send + Sync>
-        });
-        into_raw(Pixmap::foreign(width, height, depth, token, release)?)
+        // SAFETY: forwarded to the caller.
+        into_raw(unsafe { foreign(width, height, depth, user_data, release) }?)
+    })
+}
+
+/// A foreign pixmap of `user_data` (see `pixcache_pixmap_wrap`). On failure `release` is not
+/// called.
+///
+/// # Safety
+/// `release`, if any, must be callable once with `user_data`, from any thread.
+unsafe fn foreign(
+    width: u32,
+    height: u32,
+    depth: u32,
+    user_data: *mut c_void,
+    release: PixcacheReleaseFn,
+) -> Result<Pixmap, Error> {
+    let token = user_data as usize;
+    // SAFETY: `call_release(f, token)` calls `f(user_data)`, which the caller promised may be
+    // called once, from any thread.
+    let release = release.map(|f| unsafe { Release::call(call_release, f as usize) });
+    Pixmap::foreign_with(width, height, depth, token, release)
+}
+
+/// Runs a C release function, passed through `Release` as a word, with its `user_data`.
+///
+/// # Safety
+/// `f` must be a `unsafe extern "C" fn(*mut c_void)` turned into a `usize` (as `foreign` does),
+/// callable with `user_data`.
+unsafe fn call_release(f: usize, user_data: usize) {
+    // SAFETY: the caller's promise: `f` is a non-null function pointer of this type, as a word
+    // of the same size.
+    let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(f) };
+    // SAFETY: the caller's promise.
+    unsafe { f(user_data as *mut c_void) }
+}
+
+/// A foreign pixmap of `user_data` that owns it whatever happens: if it cannot be made,
+/// `release(user_data)` runs before this returns the error. (The `*_wrapped` cache functions
+/// make it first, so that every later failure drops it, which runs `release` too.)
+///
+/// # Safety
+/// As [`foreign`].
+pub(crate) unsafe fn foreign_owned(
+    width: u32,
+    height: u32,
+    depth: u32,
+    user_data: *mut c_void,
+    release: PixcacheReleaseFn,
+) -> Result<Pixmap, Error> {
+    // SAFETY: forwarded to the caller.
+    unsafe { foreign(width, height, depth, user_data, release) }.inspect_err(|_| {
+        if let Some(f) = release {
+            // SAFETY: as for `foreign`; the failed pixmap never took `release`, so this is
+            // its one call.
+            unsafe { f(user_data) }
+        }
     })
 }
 
