@@ -749,6 +749,42 @@ mod tests {
 
     /// Names that are not UTF-8 find nothing and are not counted, from a thread alone (through
     /// the bias) or next to another one (through a reader slot); real misses are counted.
+    /// A visit sees the cached pixmap itself (no share is made), counts and refreshes as a find
+    /// does, and tells a miss from bytes that are not UTF-8; a visit that calls the cache again
+    /// gets a `Reentrant` error instead of a deadlock, and the cache is intact afterwards.
+    #[test]
+    fn visits_read_in_place_and_refuse_reentry() {
+        let c = Cache::new(3);
+        let (a, b) = (pm(10, 10), pm(10, 10));
+        c.insert("a", &a).unwrap();
+        c.insert("b", &b).unwrap();
+        let k = c.insert_key(&a).unwrap();
+        let shares = |p: &Pixmap| !p.is_detached();
+        assert_eq!(
+            c.visit_bytes(b"a", |found| (found.shares_pixels_with(&a), shares(found))),
+            Some(Some((true, true)))
+        );
+        assert_eq!(c.visit_bytes(b"zz", |_| ()), Some(None));
+        assert_eq!(c.visit_bytes(b"\xff", |_| ()), None);
+        assert_eq!(
+            c.visit_key(k, |found| found.shares_pixels_with(&a)),
+            Some(true)
+        );
+        let stats = c.stats();
+        assert_eq!((stats.hits, stats.misses), (2, 1));
+        // Visited last, "a" and the key entry outlive "b" when "c" needs room.
+        c.insert("c", &b).unwrap();
+        assert!(c.touch("a") && c.key_is_valid(k) && !c.touch("b"));
+
+        let reentry = c.visit_bytes(b"a", |_| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| c.touch("a")))
+                .err()
+                .and_then(|payload| payload.downcast_ref::<Error>().map(Error::kind))
+        });
+        assert_eq!(reentry, Some(Some(Some(ErrorKind::Reentrant))));
+        assert!(c.touch("a") && c.touch("c") && c.key_is_valid(k));
+    }
+
     #[test]
     fn bytes_that_are_not_utf8_are_not_lookups() {
         let c = Cache::new(1024);
