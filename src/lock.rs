@@ -212,16 +212,19 @@ struct Streak {
     run: u32,
 }
 
-/// The bias, on its own line: which thread has it, and whether it is inside through it.
+/// How many threads can hold a [`BiasCell`] of one lock, and so be granted its bias. A cell is
+/// claimed by a thread's token for good (a new thread given a dead one's token reuses it), so a
+/// program whose threads keep changing tokens (only where tokens are counted, not thread
+/// pointers) stops getting the bias once they are used up: slower, never wrong.
+pub const BIAS_CELLS: usize = 16;
+
+/// The bias, on its own line: which thread has it.
 #[repr(align(128))]
 struct Bias {
-    /// The token of the thread the lock is biased to; [`REVOKING`] while a thread takes it
-    /// away; 0 when none. Set (to its own token) only by a thread holding the write lock, and
-    /// only from 0.
+    /// Which [`BiasCell`] the lock is biased to, as its index + 1; [`REVOKING`] while a thread
+    /// takes it away; 0 when none. Set only by a thread holding the write lock, to its own cell,
+    /// and only from 0.
     owner: AtomicU64,
-    /// The owner's token while it is inside through the bias, 0 otherwise (a token rather than a
-    /// flag, so that a thread waiting for the owner to leave can tell that it is the owner).
-    busy: AtomicU64,
     /// Operations the owner made through the bias since it was granted. Written only by the
     /// owner while inside (a plain load and store: no read-modify-write), read by the revoker
     /// after the owner left, reset by the granter.
@@ -233,6 +236,19 @@ struct Bias {
     doublings: AtomicU32,
     /// How many times a bias was revoked (also how the granter notices new revocations).
     revocations: AtomicU32,
+}
+
+/// Where one thread says that it is inside through the bias, on its own line: written only by
+/// the thread whose token it holds. A shared flag would not do: a thread that read the owner
+/// just before losing the bias, then slept through its revocation and a new grant, would set and
+/// clear the new owner's flag while the new owner was inside, letting a revoker in beside it.
+/// With a cell per thread it sets and clears its own, which nobody is waiting for.
+#[repr(align(128))]
+struct BiasCell {
+    /// The token of the thread that claimed it, 0 while unclaimed. Set once, under the write lock.
+    token: AtomicU64,
+    /// Set while that thread is inside through the bias.
+    inside: AtomicBool,
 }
 
 /// A big-reader lock around a `T`, with per-slot data `R`, biased to a thread that is alone.
@@ -248,9 +264,10 @@ struct Bias {
 /// never inside together; readers in different slots never write the same line. Writers are
 /// preferred: a reader that sees the writer's flag set steps back out of its slot and waits.
 ///
-/// The bias is the same handshake with asymmetric barriers: the owner sets `bias.busy`, then
-/// (after a compiler fence only) checks that it still owns the bias; a revoker replaces
-/// `bias.owner`, runs `membarrier`, waits for `bias.busy` to clear, then clears `bias.owner`.
+/// The bias is the same handshake with asymmetric barriers: the owner sets its [`BiasCell`]'s
+/// `inside`, then (after a compiler fence only) checks that it still owns the bias; a revoker
+/// replaces `bias.owner`, runs `membarrier`, waits for the owner's cell to clear, then clears
+/// `bias.owner`.
 /// Every thread that gets in without the bias (reader or writer) first revokes it, or waits for
 /// the revocation under way to end, so the owner's exclusive access excludes everyone.
 pub struct BrLock<T, R> {
@@ -264,6 +281,7 @@ pub struct BrLock<T, R> {
     bias: Bias,
     value: UnsafeCell<T>,
     slots: [ReaderSlot<R>; READER_SLOTS],
+    cells: [BiasCell; BIAS_CELLS],
 }
 
 // SAFETY: readers on different slots share `&T` concurrently (hence `T: Sync`); a writer, the
@@ -309,7 +327,6 @@ impl<T, R> BrLock<T, R> {
             },
             bias: Bias {
                 owner: AtomicU64::new(0),
-                busy: AtomicU64::new(0),
                 uses: AtomicU64::new(0),
                 doublings: AtomicU32::new(0),
                 revocations: AtomicU32::new(0),
@@ -321,6 +338,10 @@ impl<T, R> BrLock<T, R> {
                 reads: UnsafeCell::new(0),
                 holder: AtomicU64::new(0),
                 data: UnsafeCell::new(slot()),
+            }),
+            cells: std::array::from_fn(|_| BiasCell {
+                token: AtomicU64::new(0),
+                inside: AtomicBool::new(false),
             }),
         }
     }
@@ -334,7 +355,15 @@ impl<T, R> BrLock<T, R> {
 
     /// True while the lock is biased to the calling thread `me` (for tests and statistics).
     pub fn is_biased_to(&self, me: Me) -> bool {
-        self.bias.owner.load(Ordering::Relaxed) == me.token
+        self.owned_cell(self.bias.owner.load(Ordering::Relaxed), me)
+            .is_some()
+    }
+
+    /// The cell `owner` (a value of `bias.owner`) names, if it is `me`'s.
+    #[inline(always)]
+    fn owned_cell(&self, owner: u64, me: Me) -> Option<&BiasCell> {
+        let cell = self.cells.get((owner as usize).wrapping_sub(1))?;
+        (cell.token.load(Ordering::Relaxed) == me.token).then_some(cell)
     }
 
     /// How many times a bias was revoked.
@@ -347,28 +376,29 @@ impl<T, R> BrLock<T, R> {
     /// call it while holding a guard of the same lock.
     #[inline]
     pub fn enter_biased(&self, me: Me) -> Option<WriteGuard<'_, T, R>> {
-        if self.bias.owner.load(Ordering::Relaxed) != me.token {
-            return None;
-        }
-        // Only the owner sets `busy`: finding it set, the owner is inside already, and this call
-        // comes from code running under its own guard.
-        if self.bias.busy.load(Ordering::Relaxed) != 0 {
+        let owner = self.bias.owner.load(Ordering::Relaxed);
+        let cell = self.owned_cell(owner, me)?;
+        // Only this thread sets its cell: finding it set, this thread is inside already, and
+        // this call comes from code running under its own guard.
+        if cell.inside.load(Ordering::Relaxed) {
             reentered();
         }
-        self.bias.busy.store(me.token, Ordering::Relaxed);
+        #[cfg(test)]
+        tests::before_entering_through_the_bias();
+        cell.inside.store(true, Ordering::Relaxed);
         // Pairs with the revoker's `barrier::heavy` (see `barrier.rs`): either the revoker sees
-        // `busy` set and waits, or this load sees the owner cleared.
+        // `inside` set and waits, or this load sees the owner changed.
         barrier::light();
-        if self.bias.owner.load(Ordering::Relaxed) == me.token {
+        if self.bias.owner.load(Ordering::Relaxed) == owner {
             let uses = &self.bias.uses;
             uses.store(uses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return Some(WriteGuard {
                 lock: self,
-                biased: true,
-                grant: 0,
+                biased: Some(cell),
+                grant: None,
             });
         }
-        self.bias.busy.store(0, Ordering::Release);
+        cell.inside.store(false, Ordering::Release);
         None
     }
 
@@ -414,8 +444,10 @@ impl<T, R> BrLock<T, R> {
                 std::process::abort();
             }
             // The owner inside is never this thread: an owner calling again is stopped in
-            // `enter_biased` before it gets here.
-            while self.bias.busy.load(Ordering::Acquire) != 0 {
+            // `enter_biased` before it gets here. `owner` names a cell: it is neither 0 nor
+            // `REVOKING`, and only cell numbers are granted.
+            let cell = &self.cells[owner as usize - 1];
+            while cell.inside.load(Ordering::Acquire) {
                 backoff(&mut spins);
             }
             self.bias.revocations.fetch_add(1, Ordering::Relaxed);
@@ -502,7 +534,9 @@ impl<T, R> BrLock<T, R> {
     fn wait(&self, me: Me, spins: &mut u32) {
         if *spins >= SPINS_BEFORE_YIELD
             && (self.writer.holder.load(Ordering::Relaxed) == me.token
-                || self.bias.busy.load(Ordering::Relaxed) == me.token
+                || self.cells.iter().any(|c| {
+                    c.token.load(Ordering::Relaxed) == me.token && c.inside.load(Ordering::Relaxed)
+                })
                 || self.slots[me.slot() % READER_SLOTS]
                     .holder
                     .load(Ordering::Relaxed)
@@ -535,8 +569,8 @@ impl<T, R> BrLock<T, R> {
         // the clock; a thread that would wait for itself gives up).
         let mut guard = WriteGuard {
             lock: self,
-            biased: false,
-            grant: 0,
+            biased: None,
+            grant: None,
         };
         self.revoke(me);
         for s in &self.slots {
@@ -546,16 +580,14 @@ impl<T, R> BrLock<T, R> {
         }
         // Only now: `wait` above must not take this call's own flag for an outer call's.
         self.writer.holder.store(me.token, Ordering::Relaxed);
-        if self.consider_bias(me) {
-            guard.grant = me.token;
-        }
+        guard.grant = self.consider_bias(me);
         guard
     }
 
     /// Under the write lock (not biased): counts how long `me` has been the only thread using the
-    /// lock, and says when that is long enough to bias the lock to it. The guard grants the bias
-    /// as it leaves (see [`WriteGuard::grant`]).
-    fn consider_bias(&self, me: Me) -> bool {
+    /// lock, and when that is long enough returns the cell to bias the lock to (`me`'s, claimed
+    /// now if need be). The guard grants the bias as it leaves (see [`WriteGuard::grant`]).
+    fn consider_bias(&self, me: Me) -> Option<usize> {
         // SAFETY: the caller holds the write lock and every reader slot is free, so nothing
         // else touches the streak, the quiet spell or any slot's `last_reader`.
         let (streak, quiet, alone) = unsafe {
@@ -587,7 +619,7 @@ impl<T, R> BrLock<T, R> {
                 token: me.token,
                 run: 0,
             };
-            return false;
+            return None;
         }
         // Saturating: without `membarrier` no bias is ever granted and the run never resets.
         streak.run = streak.run.saturating_add(1);
@@ -610,11 +642,24 @@ impl<T, R> BrLock<T, R> {
         }
         if self.bias_after > 0 && streak.run >= self.bias_after << doublings && barrier::available()
         {
+            // `me`'s cell, or a free one (claimed under the write lock, which this thread holds).
+            let cell = self
+                .cells
+                .iter()
+                .position(|c| c.token.load(Ordering::Relaxed) == me.token)
+                .or_else(|| {
+                    let free = self
+                        .cells
+                        .iter()
+                        .position(|c| c.token.load(Ordering::Relaxed) == 0)?;
+                    self.cells[free].token.store(me.token, Ordering::Relaxed);
+                    Some(free)
+                })?;
             streak.run = 0;
             self.bias.uses.store(0, Ordering::Relaxed);
-            return true;
+            return Some(cell);
         }
-        false
+        None
     }
 }
 
@@ -667,13 +712,14 @@ impl<T, R> Drop for ReadGuard<'_, T, R> {
 /// Exclusive access to a [`BrLock`]'s value and to every slot's data; unlocks when dropped.
 pub struct WriteGuard<'a, T, R> {
     lock: &'a BrLock<T, R>,
-    /// Entered through the bias (then `bias.busy` is what it holds).
-    biased: bool,
-    /// The token to bias the lock to when this guard leaves (0: none). Granted on the way out,
-    /// not when decided, so that while a write guard is held the lock is never biased, not even
-    /// to its holder: code running under the guard that calls the lock again finds the writer's
-    /// flag held by itself (and gives up) instead of entering through a fresh bias.
-    grant: u64,
+    /// The cell it entered through, if it came in through the bias (then the cell's `inside`
+    /// is what it holds, not the writer's flag).
+    biased: Option<&'a BiasCell>,
+    /// The cell to bias the lock to when this guard leaves. Granted on the way out, not when
+    /// decided, so that while a write guard is held the lock is never biased, not even to its
+    /// holder: code running under the guard that calls the lock again finds the writer's flag
+    /// held by itself (and gives up) instead of entering through a fresh bias.
+    grant: Option<usize>,
 }
 
 impl<T, R> WriteGuard<'_, T, R> {
@@ -681,7 +727,7 @@ impl<T, R> WriteGuard<'_, T, R> {
     /// bias was granted (every other thread revokes it first, and its owner reads through
     /// write guards), so the slots' data is as the last unbiased write guard left it.
     pub fn is_biased(&self) -> bool {
-        self.biased
+        self.biased.is_some()
     }
 
     /// The value, and every slot's data (in slot order).
@@ -707,12 +753,15 @@ impl<T, R> WriteGuard<'_, T, R> {
 impl<T, R> Drop for WriteGuard<'_, T, R> {
     fn drop(&mut self) {
         // Release: every write made under the lock happens-before the next holder's acquire.
-        if self.biased {
-            self.lock.bias.busy.store(0, Ordering::Release);
+        if let Some(cell) = self.biased {
+            cell.inside.store(false, Ordering::Release);
         } else {
-            if self.grant != 0 {
+            if let Some(cell) = self.grant {
                 // Published by the release below: every thread that gets in later sees it.
-                self.lock.bias.owner.store(self.grant, Ordering::Relaxed);
+                self.lock
+                    .bias
+                    .owner
+                    .store(cell as u64 + 1, Ordering::Relaxed);
             }
             self.lock.writer.holder.store(0, Ordering::Relaxed);
             self.lock.writer.busy.store(false, Ordering::Release);
@@ -725,6 +774,102 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::sync::Arc;
+
+    thread_local! {
+        /// Run by `enter_biased` on this thread between finding the bias its own and saying it
+        /// is inside: where a thread can be descheduled for as long as the scheduler likes.
+        static BEFORE_ENTERING: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+            const { std::cell::RefCell::new(None) };
+    }
+
+    pub(super) fn before_entering_through_the_bias() {
+        BEFORE_ENTERING.with(|hook| {
+            if let Some(hook) = hook.borrow_mut().as_mut() {
+                hook();
+            }
+        });
+    }
+
+    /// A thread that found the bias its own, then slept while the bias was revoked and granted
+    /// to another thread that went in, must not break that thread's exclusion when it wakes up:
+    /// a third thread must still wait for the new owner to leave. With one `busy` flag for every
+    /// owner (before this test), the sleeper set and cleared the new owner's flag, and the third
+    /// thread got in beside it.
+    #[test]
+    fn an_owner_that_slept_through_losing_the_bias_excludes_nobody() {
+        use std::sync::mpsc::channel;
+        if !barrier::available() {
+            eprintln!("membarrier(2) is not available here: the lock never biases");
+            return;
+        }
+        let lock = Arc::new(BrLock::with_bias_after(4, 0, 0u64, || 0u64));
+        let earn = |lock: &BrLock<u64, u64>, me: Me| {
+            for _ in 0..5 {
+                *lock.write(me).parts().0 += 1;
+            }
+            assert!(lock.is_biased_to(me));
+        };
+        let (in_window, window) = channel::<()>();
+        let (wake, woken) = channel::<()>();
+        let sleeper = {
+            let lock = Arc::clone(&lock);
+            std::thread::spawn(move || {
+                let me = super::me();
+                earn(&lock, me);
+                let mut once = Some((in_window, woken));
+                BEFORE_ENTERING.with(|hook| {
+                    *hook.borrow_mut() = Some(Box::new(move || {
+                        if let Some((in_window, woken)) = once.take() {
+                            in_window.send(()).unwrap();
+                            woken.recv().unwrap();
+                        }
+                    }));
+                });
+                // Finds the bias its own, then sleeps in the window; when it wakes, the bias is
+                // another thread's: it must back out and wait like anyone else.
+                *lock.write(me).parts().0 += 100;
+            })
+        };
+        window.recv().unwrap();
+        // The new owner: takes the bias away from the sleeper, earns it, and goes in.
+        let (owner_in, owner_is_in) = channel::<()>();
+        let (leave, told_to_leave) = channel::<()>();
+        let owner = {
+            let lock = Arc::clone(&lock);
+            std::thread::spawn(move || {
+                let me = super::me();
+                earn(&lock, me);
+                let mut guard = lock.write(me);
+                assert!(guard.is_biased());
+                owner_in.send(()).unwrap();
+                told_to_leave.recv().unwrap();
+                *guard.parts().0 += 1000;
+            })
+        };
+        owner_is_in.recv().unwrap();
+        wake.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        // A third thread must wait for the owner inside.
+        let got_in = Arc::new(AtomicBool::new(false));
+        let third = {
+            let (lock, got_in) = (Arc::clone(&lock), Arc::clone(&got_in));
+            std::thread::spawn(move || {
+                let value = *lock.write(super::me()).parts().0;
+                got_in.store(true, Ordering::SeqCst);
+                value
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !got_in.load(Ordering::SeqCst),
+            "a third thread got in while the bias owner was inside"
+        );
+        leave.send(()).unwrap();
+        owner.join().unwrap();
+        sleeper.join().unwrap();
+        third.join().unwrap();
+        assert_eq!(*lock.write(me()).parts().0, 5 + 5 + 100 + 1000);
+    }
 
     /// The calling thread as if its reader slot were `slot`.
     fn on_slot(slot: usize) -> Me {
@@ -969,7 +1114,7 @@ mod tests {
                         reads += 1;
                     }
                     let mut g = lock.write(me);
-                    biased += u64::from(g.biased);
+                    biased += u64::from(g.is_biased());
                     let (value, _) = g.parts();
                     value.0 += 1;
                     // Some sections outlast a revoker's membarrier (microseconds), so revokers
