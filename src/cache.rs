@@ -388,18 +388,35 @@ impl Cache {
     /// while it runs: keep it short. It must not use this cache: a call on it from inside
     /// `visit` unwinds with an [`ErrorKind::Reentrant`](crate::ErrorKind) error instead of
     /// waiting for itself forever (`lock.rs`).
+    ///
+    /// If `visit` panics, the panic goes on after the cache is unlocked, and the cache is intact.
     pub fn visit_bytes<R>(
         &self,
         key: &[u8],
         visit: impl FnOnce(&Pixmap) -> R,
     ) -> Option<Option<R>> {
-        let lookup = self.lookup(KeyRef::Name(key), visit);
+        let lookup = self.visit_lookup(KeyRef::Name(key), visit);
         lookup.found().map(|_| lookup.hit())
     }
 
     /// [`Cache::visit_bytes`] for a generated key: `Some(r)` on a hit.
     pub fn visit_key<R>(&self, key: Key, visit: impl FnOnce(&Pixmap) -> R) -> Option<R> {
-        self.lookup(KeyRef::Id(key.to_raw()), visit).hit()
+        self.visit_lookup(KeyRef::Id(key.to_raw()), visit).hit()
+    }
+
+    /// A lookup running `visit` on what it finds, with a panic in `visit` carried out of the
+    /// lock and resumed there: the lookup itself completes (the entry refreshed, the state not
+    /// left marked as interrupted), so one panicking visitor does not cost everyone the cache.
+    fn visit_lookup<R>(&self, key: KeyRef<'_>, visit: impl FnOnce(&Pixmap) -> R) -> Lookup<R> {
+        let lookup = self.lookup(key, |pm| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| visit(pm)))
+        });
+        match lookup {
+            Lookup::Hit(Ok(r)) => Lookup::Hit(r),
+            Lookup::Hit(Err(payload)) => std::panic::resume_unwind(payload),
+            Lookup::Miss => Lookup::Miss,
+            Lookup::NotUtf8 => Lookup::NotUtf8,
+        }
     }
 
     /// A lookup that makes `out` share what it finds; what `out` held before is dropped after
@@ -783,6 +800,33 @@ mod tests {
         });
         assert_eq!(reentry, Some(Some(Some(ErrorKind::Reentrant))));
         assert!(c.touch("a") && c.touch("c") && c.key_is_valid(k));
+
+        // A visitor that panics (here the re-entry's error, not caught) costs nobody the cache,
+        // on the path this thread alone takes (the lock's bias) as through a reader slot.
+        for biased in [true, false] {
+            if biased {
+                for _ in 0..4 * lock::BIAS_AFTER {
+                    c.total_used(); // a write section: a thread alone earns the bias
+                }
+            } else {
+                // Another thread's lookup takes the bias away: this visit reads through a slot.
+                std::thread::scope(|s| {
+                    s.spawn(|| c.touch("c"));
+                });
+            }
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                c.visit_bytes(b"a", |_| c.touch("a"))
+            }));
+            let payload = outcome.expect_err("the inner call unwinds through the visit");
+            assert_eq!(
+                payload.downcast_ref::<Error>().map(Error::kind),
+                Some(ErrorKind::Reentrant)
+            );
+            assert!(
+                c.touch("a") && c.touch("c") && c.key_is_valid(k),
+                "cache intact"
+            );
+        }
     }
 
     #[test]

@@ -3,8 +3,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// What went wrong, in a form a caller can branch on.
+/// What went wrong, in a form a caller can branch on. New kinds may be added (`Reentrant` was).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A required pointer argument was NULL (raised by the FFI layer only).
     NullArgument,

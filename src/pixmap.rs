@@ -10,6 +10,7 @@
 //!   their size and depth (for the cost) and an opaque token, and runs a release function exactly
 //!   once when the last share is dropped.
 
+use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -27,34 +28,32 @@ pub const MAX_PIXMAP_BYTES: usize = 1 << 40;
 pub type ReleaseFn = Box<dyn FnOnce() + Send + Sync>;
 
 /// What a foreign pixmap runs once when its last share is dropped: a [`ReleaseFn`] closure, or
-/// a function and a word ([`Release::call`]), which costs no allocation (how the C API passes
-/// a C function and its `user_data` through: a boxed closure was a `malloc` and a `free` for
-/// every foreign pixmap).
+/// a C function called with the token as its pointer argument ([`Release::c_function`]), which
+/// costs no allocation (a boxed closure around the C API's release function was a `malloc` and
+/// a `free` for every foreign pixmap).
 pub struct Release(ReleaseKind);
 
 enum ReleaseKind {
     Closure(ReleaseFn),
-    Call {
-        call: unsafe fn(usize, usize),
-        data: usize,
-    },
+    CFunction(unsafe extern "C" fn(*mut c_void)),
 }
 
 impl Release {
-    /// Runs `call(data, token)`, with the foreign pixmap's token, when the last share is dropped.
+    /// Runs `f(token as *mut c_void)`, with the foreign pixmap's token, when the last share is
+    /// dropped.
     ///
     /// # Safety
-    /// `call(data, token)` must be sound to run once, from any thread.
-    pub unsafe fn call(call: unsafe fn(usize, usize), data: usize) -> Self {
-        Release(ReleaseKind::Call { call, data })
+    /// That call must be sound once, from any thread.
+    pub unsafe fn c_function(f: unsafe extern "C" fn(*mut c_void)) -> Self {
+        Release(ReleaseKind::CFunction(f))
     }
 
     fn run(self, token: usize) {
         match self.0 {
             ReleaseKind::Closure(f) => f(),
-            // SAFETY: `Release::call`'s caller promised this call is sound once, from any
+            // SAFETY: `Release::c_function`'s caller promised this call is sound once, from any
             // thread; `self` is consumed, so it runs at most once.
-            ReleaseKind::Call { call, data } => unsafe { call(data, token) },
+            ReleaseKind::CFunction(f) => unsafe { f(token as *mut c_void) },
         }
     }
 }

@@ -246,8 +246,10 @@ pub unsafe extern "C" fn pixcache_find_key(
 /// The callback runs with the cache locked: keep it short (copy a handle, read a few fields).
 /// It must not throw a C++ exception or `longjmp` out, and must not let go of a pixmap's last
 /// share (that would run its release callback there). Calling this cache from inside it fails
-/// with `PIXCACHE_RESULT_REENTRANT` (the call does nothing) instead of deadlocking; calling
-/// another cache from inside it may deadlock if that cache's own visit calls back into this one.
+/// with `PIXCACHE_RESULT_REENTRANT` (the call does nothing) instead of deadlocking; a
+/// `pixcache_*_wrapped` insert failing so runs its `release` right there, still under the lock.
+/// Calling another cache from inside it may deadlock if that cache's own visit calls back into
+/// this one.
 pub type PixcacheVisitFn = Option<
     unsafe extern "C" fn(
         user_data: *mut c_void,

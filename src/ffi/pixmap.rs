@@ -289,23 +289,10 @@ unsafe fn foreign(
     release: PixcacheReleaseFn,
 ) -> Result<Pixmap, Error> {
     let token = user_data as usize;
-    // SAFETY: `call_release(f, token)` calls `f(user_data)`, which the caller promised may be
-    // called once, from any thread.
-    let release = release.map(|f| unsafe { Release::call(call_release, f as usize) });
+    // SAFETY: the release runs `f(token as *mut c_void)`, i.e. `f(user_data)`, which the caller
+    // promised may be called once, from any thread.
+    let release = release.map(|f| unsafe { Release::c_function(f) });
     Pixmap::foreign_with(width, height, depth, token, release)
-}
-
-/// Runs a C release function, passed through `Release` as a word, with its `user_data`.
-///
-/// # Safety
-/// `f` must be a `unsafe extern "C" fn(*mut c_void)` turned into a `usize` (as `foreign` does),
-/// callable with `user_data`.
-unsafe fn call_release(f: usize, user_data: usize) {
-    // SAFETY: the caller's promise: `f` is a non-null function pointer of this type, as a word
-    // of the same size.
-    let f = unsafe { std::mem::transmute::<usize, unsafe extern "C" fn(*mut c_void)>(f) };
-    // SAFETY: the caller's promise.
-    unsafe { f(user_data as *mut c_void) }
 }
 
 /// A foreign pixmap of `user_data` that owns it whatever happens: if it cannot be made,
