@@ -72,8 +72,7 @@ pub const PROFITABLE_USES: u64 = 1 << 16;
 pub const READS_PER_WRITE_PROBE: u32 = 1024;
 const MAX_BIAS_DOUBLINGS: u32 = 12;
 
-/// `Bias::owner` while a thread is revoking the bias (no thread's token: thread pointers are
-/// aligned addresses, counted tokens start from 1).
+/// `Bias::owner` while a thread is revoking the bias (no cell's number).
 const REVOKING: u64 = u64::MAX;
 
 /// Who is calling: a token that no other live thread has, and the thread's reader slot.
@@ -84,12 +83,16 @@ const REVOKING: u64 = u64::MAX;
 /// lock biased to it is simply the one thread the bias admits, and no other live thread can
 /// match it. At worst it inherits a streak or a bias it did not earn, which costs one
 /// revocation, never exclusion.
+///
+/// Not `Send`: a `Me` names the thread that made it, and two threads using one `Me` would both
+/// match the bias (two guards at once).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Me {
-    /// Never 0 or [`REVOKING`].
+    /// Never 0 (which marks an unclaimed [`BiasCell`]).
     token: u64,
     /// [`SLOT_UNKNOWN`] until needed: see [`Me::slot`].
     slot: usize,
+    _not_send: std::marker::PhantomData<*const ()>,
 }
 
 const SLOT_UNKNOWN: usize = usize::MAX;
@@ -100,6 +103,7 @@ pub fn me() -> Me {
     Me {
         token: thread_token(),
         slot: SLOT_UNKNOWN,
+        _not_send: std::marker::PhantomData,
     }
 }
 
@@ -213,10 +217,14 @@ struct Streak {
 }
 
 /// How many threads can hold a [`BiasCell`] of one lock, and so be granted its bias. A cell is
-/// claimed by a thread's token for good (a new thread given a dead one's token reuses it), so a
-/// program whose threads keep changing tokens (only where tokens are counted, not thread
-/// pointers) stops getting the bias once they are used up: slower, never wrong.
-pub const BIAS_CELLS: usize = 16;
+/// claimed by a thread's token for good: a new thread given a dead one's token (glibc reuses
+/// thread control blocks, and with them thread pointers, from its cache of stacks) reuses its
+/// cell, but a process that keeps making threads with new tokens (counted tokens, stacks beyond
+/// glibc's cache, custom stack sizes) and lets more than this many of them earn the bias of one
+/// cache stops getting that cache's bias: slower, never wrong. Cells cannot be recycled: a
+/// thread that found its cell owning the bias just before being descheduled would, on waking,
+/// mark the cell's next thread as inside and then clear it (the bug the cells exist to avoid).
+pub const BIAS_CELLS: usize = 64;
 
 /// The bias, on its own line: which thread has it.
 #[repr(align(128))]
@@ -225,10 +233,7 @@ struct Bias {
     /// takes it away; 0 when none. Set only by a thread holding the write lock, to its own cell,
     /// and only from 0.
     owner: AtomicU64,
-    /// Operations the owner made through the bias since it was granted. Written only by the
-    /// owner while inside (a plain load and store: no read-modify-write), read by the revoker
-    /// after the owner left, reset by the granter.
-    uses: AtomicU64,
+
     /// How many times in a row a bias was revoked before it served [`PROFITABLE_USES`]
     /// operations: the next one takes `2^doublings` times longer to earn. Written by the revoker
     /// (while it holds [`REVOKING`]), read by the granter (under the write lock, after every
@@ -249,6 +254,10 @@ struct BiasCell {
     token: AtomicU64,
     /// Set while that thread is inside through the bias.
     inside: AtomicBool,
+    /// Operations the thread made through the bias since it was granted (on the line it writes
+    /// anyway). Written only by that thread while inside (a plain load and store: no
+    /// read-modify-write), read by the revoker after it left, reset by the granter.
+    uses: AtomicU64,
 }
 
 /// A big-reader lock around a `T`, with per-slot data `R`, biased to a thread that is alone.
@@ -327,7 +336,6 @@ impl<T, R> BrLock<T, R> {
             },
             bias: Bias {
                 owner: AtomicU64::new(0),
-                uses: AtomicU64::new(0),
                 doublings: AtomicU32::new(0),
                 revocations: AtomicU32::new(0),
             },
@@ -342,6 +350,7 @@ impl<T, R> BrLock<T, R> {
             cells: std::array::from_fn(|_| BiasCell {
                 token: AtomicU64::new(0),
                 inside: AtomicBool::new(false),
+                uses: AtomicU64::new(0),
             }),
         }
     }
@@ -390,7 +399,7 @@ impl<T, R> BrLock<T, R> {
         // `inside` set and waits, or this load sees the owner changed.
         barrier::light();
         if self.bias.owner.load(Ordering::Relaxed) == owner {
-            let uses = &self.bias.uses;
+            let uses = &cell.uses;
             uses.store(uses.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
             return Some(WriteGuard {
                 lock: self,
@@ -409,7 +418,7 @@ impl<T, R> BrLock<T, R> {
     /// Several threads may come here at once (readers in different slots): one of them moves
     /// the owner to [`REVOKING`], runs the heavy barrier, waits for the owner to leave, then
     /// clears it; the others wait for it to be cleared. So `owner == 0` always means that no
-    /// bias owner is inside or can enter (a reader that merely saw the owner's token replaced
+    /// bias owner is inside or can enter (a reader that merely saw the owner's cell number replaced
     /// could otherwise go in while the owner was still inside).
     #[inline]
     fn revoke(&self, me: Me) {
@@ -425,6 +434,14 @@ impl<T, R> BrLock<T, R> {
             let owner = self.bias.owner.load(Ordering::SeqCst);
             if owner == 0 {
                 return;
+            }
+            // The owner itself, inside, come here by a path that skipped `enter_biased`'s
+            // check (`read_unbiased` called directly): revoking would wait for itself.
+            if self
+                .owned_cell(owner, me)
+                .is_some_and(|cell| cell.inside.load(Ordering::Relaxed))
+            {
+                reentered();
             }
             if owner == REVOKING
                 || self
@@ -443,15 +460,15 @@ impl<T, R> BrLock<T, R> {
                 // be promised; stop rather than race.
                 std::process::abort();
             }
-            // The owner inside is never this thread: an owner calling again is stopped in
-            // `enter_biased` before it gets here. `owner` names a cell: it is neither 0 nor
-            // `REVOKING`, and only cell numbers are granted.
+            // The owner inside is never this thread (stopped above, or in `enter_biased`).
+            // `owner` names a cell: it is neither 0 nor `REVOKING`, and only cell numbers are
+            // granted.
             let cell = &self.cells[owner as usize - 1];
             while cell.inside.load(Ordering::Acquire) {
                 backoff(&mut spins);
             }
             self.bias.revocations.fetch_add(1, Ordering::Relaxed);
-            let doublings = if self.bias.uses.load(Ordering::Relaxed) >= PROFITABLE_USES {
+            let doublings = if cell.uses.load(Ordering::Relaxed) >= PROFITABLE_USES {
                 0
             } else {
                 self.bias
@@ -642,7 +659,9 @@ impl<T, R> BrLock<T, R> {
         }
         if self.bias_after > 0 && streak.run >= self.bias_after << doublings && barrier::available()
         {
-            // `me`'s cell, or a free one (claimed under the write lock, which this thread holds).
+            streak.run = 0;
+            // `me`'s cell, or a free one (claimed under the write lock, which this thread holds);
+            // none left: no bias (and the streak starts again, so this scan stays rare).
             let cell = self
                 .cells
                 .iter()
@@ -655,8 +674,7 @@ impl<T, R> BrLock<T, R> {
                     self.cells[free].token.store(me.token, Ordering::Relaxed);
                     Some(free)
                 })?;
-            streak.run = 0;
-            self.bias.uses.store(0, Ordering::Relaxed);
+            self.cells[cell].uses.store(0, Ordering::Relaxed);
             return Some(cell);
         }
         None
@@ -788,6 +806,54 @@ mod tests {
                 hook();
             }
         });
+    }
+
+    /// Every live thread that earns the bias claims a cell for good; once all are claimed, later
+    /// threads simply never get the bias (and everything still works), while the threads that
+    /// hold cells still do.
+    #[test]
+    fn threads_beyond_the_cells_work_without_the_bias() {
+        use std::sync::mpsc::channel;
+        if !barrier::available() {
+            eprintln!("membarrier(2) is not available here: the lock never biases");
+            return;
+        }
+        let lock = Arc::new(BrLock::with_bias_after(2, 0, 0u64, || 0u64));
+        let n = BIAS_CELLS + 3;
+        // All alive at once (so no two share a token), each earning the bias in turn.
+        let mut turns = Vec::new();
+        let mut threads = Vec::new();
+        let (done, results) = channel::<(usize, bool, bool)>();
+        for t in 0..n {
+            let (go, turn) = channel::<()>();
+            turns.push(go);
+            let (lock, done) = (Arc::clone(&lock), done.clone());
+            threads.push(std::thread::spawn(move || {
+                let me = super::me();
+                for round in 0..2 {
+                    turn.recv().unwrap();
+                    for _ in 0..3 {
+                        *lock.write(me).parts().0 += 1;
+                    }
+                    let biased = lock.is_biased_to(me);
+                    let through_bias = lock.write(me).is_biased();
+                    done.send((t + round * n, biased, through_bias)).unwrap();
+                }
+            }));
+        }
+        for round in 0..2 {
+            for (t, go) in turns.iter().enumerate() {
+                go.send(()).unwrap();
+                let (who, biased, through_bias) = results.recv().unwrap();
+                assert_eq!(who, t + round * n);
+                assert_eq!(biased, t < BIAS_CELLS, "thread {t}, round {round}");
+                assert_eq!(through_bias, biased);
+            }
+        }
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(*lock.write(me()).parts().0, 2 * 3 * n as u64);
     }
 
     /// A thread that found the bias its own, then slept while the bias was revoked and granted
@@ -1238,6 +1304,12 @@ mod tests {
             );
             assert_eq!(reentry(|| drop(lock.read(me))), Some(ErrorKind::Reentrant));
             assert_eq!(reentry(|| drop(lock.write(me))), Some(ErrorKind::Reentrant));
+            // Even past `enter_biased` (its precondition broken): revoking its own bias would
+            // wait for itself.
+            assert_eq!(
+                reentry(|| drop(lock.read_unbiased(me))),
+                Some(ErrorKind::Reentrant)
+            );
             *guard.parts().0 += 1;
         }
         // Everything was released: another thread gets in (revoking any bias) and sees every write.
