@@ -60,6 +60,9 @@ struct State {
     keys: KeySource,
     /// Whether lookups stamp their hits, and which reader slot may record without (recency.rs).
     order: Order,
+    /// Set while an operation changes the state under the write lock (or the bias): still set
+    /// when the next operation comes, it means a panic interrupted one, and the state is reset.
+    dirty: bool,
 }
 
 impl State {
@@ -73,6 +76,7 @@ impl State {
             tick_total: 0,
             keys: KeySource::new(),
             order: Order::default(),
+            dirty: false,
         }
     }
 
@@ -89,6 +93,9 @@ impl State {
         match self.lru.get(hash, key) {
             Some(pm) => {
                 self.stats.hits += count;
+                // The state is whole again: `read` (a visit callback, perhaps) may panic without
+                // making the next caller throw the cache away.
+                self.dirty = false;
                 Lookup::Hit(read(pm))
             }
             None => Lookup::missed(key, count, &mut self.stats.misses),
@@ -189,10 +196,9 @@ impl<R> Lookup<R> {
     }
 }
 
-/// The lock's contents: the state, and whether an operation on it was interrupted by a panic.
+/// The lock's contents.
 struct Locked {
     state: State,
-    dirty: bool,
 }
 
 /// Where [`Cache::find_or_insert_with`] got its pixmap.
@@ -225,7 +231,6 @@ impl Cache {
             state: BrLock::new(
                 Locked {
                     state: State::new(limit_kb),
-                    dirty: false,
                 },
                 ReaderLog::default,
             ),
@@ -280,14 +285,14 @@ impl Cache {
         let biased = guard.is_biased();
         let result = {
             let (locked, mut logs) = guard.parts();
-            if locked.dirty {
+            if locked.state.dirty {
                 let limit = locked.state.stats.limit_kb;
                 broken_state = Some(std::mem::replace(&mut locked.state, State::new(limit)));
                 // The logs name slots of the old state's LRU, and count its lookups.
                 logs.iter_mut().for_each(|log| log.reset());
             }
-            locked.dirty = true;
             let state = &mut locked.state;
+            state.dirty = true;
             // Through the bias there is nothing to replay: the section that granted it replayed
             // every log, and nothing records while the lock is biased (lock.rs).
             if biased {
@@ -299,7 +304,7 @@ impl Cache {
                 replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
             }
             let result = f(state, &logs);
-            locked.dirty = false;
+            state.dirty = false;
             result
         };
         drop(guard);
@@ -389,34 +394,20 @@ impl Cache {
     /// `visit` unwinds with an [`ErrorKind::Reentrant`](crate::ErrorKind) error instead of
     /// waiting for itself forever (`lock.rs`).
     ///
-    /// If `visit` panics, the panic goes on after the cache is unlocked, and the cache is intact.
+    /// If `visit` panics, the cache is intact (`State::get` marks the state whole before
+    /// calling it).
     pub fn visit_bytes<R>(
         &self,
         key: &[u8],
         visit: impl FnOnce(&Pixmap) -> R,
     ) -> Option<Option<R>> {
-        let lookup = self.visit_lookup(KeyRef::Name(key), visit);
+        let lookup = self.lookup(KeyRef::Name(key), visit);
         lookup.found().map(|_| lookup.hit())
     }
 
     /// [`Cache::visit_bytes`] for a generated key: `Some(r)` on a hit.
     pub fn visit_key<R>(&self, key: Key, visit: impl FnOnce(&Pixmap) -> R) -> Option<R> {
-        self.visit_lookup(KeyRef::Id(key.to_raw()), visit).hit()
-    }
-
-    /// A lookup running `visit` on what it finds, with a panic in `visit` carried out of the
-    /// lock and resumed there: the lookup itself completes (the entry refreshed, the state not
-    /// left marked as interrupted), so one panicking visitor does not cost everyone the cache.
-    fn visit_lookup<R>(&self, key: KeyRef<'_>, visit: impl FnOnce(&Pixmap) -> R) -> Lookup<R> {
-        let lookup = self.lookup(key, |pm| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| visit(pm)))
-        });
-        match lookup {
-            Lookup::Hit(Ok(r)) => Lookup::Hit(r),
-            Lookup::Hit(Err(payload)) => std::panic::resume_unwind(payload),
-            Lookup::Miss => Lookup::Miss,
-            Lookup::NotUtf8 => Lookup::NotUtf8,
-        }
+        self.lookup(KeyRef::Id(key.to_raw()), visit).hit()
     }
 
     /// A lookup that makes `out` share what it finds; what `out` held before is dropped after
@@ -480,7 +471,7 @@ impl Cache {
         let my_slot = guard.slot();
         let (result, full) = {
             let (locked, log) = guard.parts();
-            if locked.dirty {
+            if locked.state.dirty {
                 (None, false)
             } else {
                 let state = &locked.state;
