@@ -12,6 +12,9 @@
 //!   microseconds), and the lock works as above until one thread is alone again for long enough.
 //!   A bias revoked before it paid for itself doubles how long that is, so threads that keep
 //!   alternating stop the lock from biasing at all; one that paid resets it ([`BIAS_AFTER`]).
+//! - A thread that calls the lock again while it holds one of its guards (code running under a
+//!   guard: a lookup's visit callback) gives up with an [`ErrorKind::Reentrant`] error instead
+//!   of waiting for itself or getting a second guard (`wait`, `enter_biased`).
 //!
 //! Why not `std::sync::Mutex`/`RwLock` or `parking_lot`: a mutex makes every lookup write the
 //! same lock word (two threads then move that line between their cores on every call, which
