@@ -407,9 +407,10 @@ unsafe fn insert_str(
 /// toolkit pixmap they insert (the Qt adapter wraps a `QPixmap` copy), it saves allocating,
 /// sharing and freeing the handle, and two calls.
 ///
-/// Ownership of `user_data` passes to pixcache in every case: `release(user_data)` runs exactly
-/// once, when the entry is dropped, or before this returns if it fails (bad argument, refused,
-/// out of memory). Returns what `pixcache_insert_n` returns.
+/// Ownership of `user_data` passes to pixcache in every case: `release(user_data)` (if `release`
+/// is not NULL) runs exactly once, outside every lock of pixcache, when the entry is dropped, or
+/// before this returns if it fails (bad argument, refused, out of memory). Returns what
+/// `pixcache_insert_n` returns.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn pixcache_insert_wrapped_n(
