@@ -196,11 +196,6 @@ impl<R> Lookup<R> {
     }
 }
 
-/// The lock's contents.
-struct Locked {
-    state: State,
-}
-
 /// Where [`Cache::find_or_insert_with`] got its pixmap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -214,7 +209,7 @@ pub enum Source {
 
 /// A size-bounded, exact-LRU pixmap cache, safe to share between threads.
 pub struct Cache {
-    state: BrLock<Locked, ReaderLog>,
+    state: BrLock<State, ReaderLog>,
     /// Stamps for hits while several threads look things up (recency.rs), on its own line.
     clock: PaddedClock,
     hasher: rapidhash::fast::RandomState,
@@ -228,12 +223,7 @@ impl Cache {
     /// An empty cache holding at most `limit_kb` KB (nothing when `limit_kb <= 0`).
     pub fn new(limit_kb: i32) -> Self {
         Cache {
-            state: BrLock::new(
-                Locked {
-                    state: State::new(limit_kb),
-                },
-                ReaderLog::default,
-            ),
+            state: BrLock::new(State::new(limit_kb), ReaderLog::default),
             clock: PaddedClock(Clock::new()),
             hasher: rapidhash::fast::RandomState::default(),
             flights: Flights::default(),
@@ -278,20 +268,19 @@ impl Cache {
     /// [`Cache::with_logs`] under a write guard already taken.
     fn with_guard<R>(
         &self,
-        mut guard: WriteGuard<'_, Locked, ReaderLog>,
+        mut guard: WriteGuard<'_, State, ReaderLog>,
         f: impl FnOnce(&mut State, &[&mut ReaderLog; READER_SLOTS]) -> R,
     ) -> R {
         let mut broken_state = None;
         let biased = guard.is_biased();
         let result = {
-            let (locked, mut logs) = guard.parts();
-            if locked.state.dirty {
-                let limit = locked.state.stats.limit_kb;
-                broken_state = Some(std::mem::replace(&mut locked.state, State::new(limit)));
+            let (state, mut logs) = guard.parts();
+            if state.dirty {
+                let limit = state.stats.limit_kb;
+                broken_state = Some(std::mem::replace(state, State::new(limit)));
                 // The logs name slots of the old state's LRU, and count its lookups.
                 logs.iter_mut().for_each(|log| log.reset());
             }
-            let state = &mut locked.state;
             state.dirty = true;
             // Through the bias there is nothing to replay: the section that granted it replayed
             // every log, and nothing records while the lock is biased (lock.rs).
@@ -470,11 +459,10 @@ impl Cache {
         let mut read = Some(read);
         let my_slot = guard.slot();
         let (result, full) = {
-            let (locked, log) = guard.parts();
-            if locked.state.dirty {
+            let (state, log) = guard.parts();
+            if state.dirty {
                 (None, false)
             } else {
-                let state = &locked.state;
                 match state.lru.peek(hash, key) {
                     None => return Lookup::missed(key, count, &mut log.misses),
                     Some((slot, pm)) => {
@@ -755,8 +743,6 @@ mod tests {
         assert_eq!((0..20).filter(|i| c.touch(&i.to_string())).count(), 8);
     }
 
-    /// Names that are not UTF-8 find nothing and are not counted, from a thread alone (through
-    /// the bias) or next to another one (through a reader slot); real misses are counted.
     /// A visit sees the cached pixmap itself (no share is made), counts and refreshes as a find
     /// does, and tells a miss from bytes that are not UTF-8; a visit that calls the cache again
     /// gets a `Reentrant` error instead of a deadlock, and the cache is intact afterwards.
@@ -820,6 +806,8 @@ mod tests {
         }
     }
 
+    /// Names that are not UTF-8 find nothing and are not counted, from a thread alone (through
+    /// the bias) or next to another one (through a reader slot); real misses are counted.
     #[test]
     fn bytes_that_are_not_utf8_are_not_lookups() {
         let c = Cache::new(1024);

@@ -433,18 +433,15 @@ impl<T, R> BrLock<T, R> {
     #[cold]
     fn revoke_slow(&self, me: Me) {
         let mut spins = 0;
+        // A thread holding a guard already (the owner itself, inside, come by a path that
+        // skipped `enter_biased`'s check: `read_unbiased` called directly) would wait for itself.
+        if self.held_by(me) {
+            reentered();
+        }
         loop {
             let owner = self.bias.owner.load(Ordering::SeqCst);
             if owner == 0 {
                 return;
-            }
-            // The owner itself, inside, come here by a path that skipped `enter_biased`'s
-            // check (`read_unbiased` called directly): revoking would wait for itself.
-            if self
-                .owned_cell(owner, me)
-                .is_some_and(|cell| cell.inside.load(Ordering::Relaxed))
-            {
-                reentered();
             }
             if owner == REVOKING
                 || self
@@ -552,19 +549,26 @@ impl<T, R> BrLock<T, R> {
     /// directly or through a thread that waits for it: it gives up instead ([`reentered`]).
     /// Checked only after the spins, so an uncontended wait pays nothing for it.
     fn wait(&self, me: Me, spins: &mut u32) {
-        if *spins >= SPINS_BEFORE_YIELD
-            && (self.writer.holder.load(Ordering::Relaxed) == me.token
-                || self.cells.iter().any(|c| {
-                    c.token.load(Ordering::Relaxed) == me.token && c.inside.load(Ordering::Relaxed)
-                })
-                || self.slots[me.slot() % READER_SLOTS]
-                    .holder
-                    .load(Ordering::Relaxed)
-                    == me.token)
-        {
+        if *spins >= SPINS_BEFORE_YIELD && self.held_by(me) {
             reentered();
         }
         backoff(spins);
+    }
+
+    /// True when `me` holds a guard of this lock from an outer call: the writer's flag, its
+    /// reader slot, or the bias (its cell marked inside). Only `me` sets these to its own token
+    /// and clears them before leaving, so this is never true of a call that holds nothing. Read
+    /// only on slow paths (it touches every cell); a call's own flag or slot is marked only
+    /// after its last wait.
+    fn held_by(&self, me: Me) -> bool {
+        self.writer.holder.load(Ordering::Relaxed) == me.token
+            || self.cells.iter().any(|c| {
+                c.token.load(Ordering::Relaxed) == me.token && c.inside.load(Ordering::Relaxed)
+            })
+            || self.slots[me.slot() % READER_SLOTS]
+                .holder
+                .load(Ordering::Relaxed)
+                == me.token
     }
 
     /// Locks the whole lock (through the bias if it is biased to `me`), waiting for the other

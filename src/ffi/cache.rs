@@ -449,10 +449,7 @@ pub unsafe extern "C" fn pixcache_insert_key(
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
         let cache = unsafe { self::cache(cache) }?;
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        Ok(match cache.insert_key(unsafe { pixmap(pm) }?) {
-            Ok(key) => (key.into(), None),
-            Err((never_valid, error)) => (never_valid.into(), Some(error)),
-        })
+        Ok(insert_key(cache, unsafe { pixmap(pm) }?))
     })
 }
 
@@ -472,12 +469,17 @@ pub unsafe extern "C" fn pixcache_insert_key_wrapped(
         // SAFETY: as in `pixcache_insert_wrapped_n`.
         let pm = unsafe { foreign_owned(width, height, depth, user_data, release) }?;
         // SAFETY: C API contract (module docs of `ffi`): NULL or a live handle.
-        let cache = unsafe { self::cache(cache) }?;
-        Ok(match cache.insert_key(pm) {
-            Ok(key) => (key.into(), None),
-            Err((never_valid, error)) => (never_valid.into(), Some(error)),
-        })
+        Ok(insert_key(unsafe { self::cache(cache) }?, pm))
     })
+}
+
+/// `Cache::insert_key` as `pixcache_insert_key` reports it: the key, and the error of a refused
+/// insert (which still returns its fresh, never-valid key).
+fn insert_key(cache: &Cache, pm: impl Into<Pixmap>) -> (PixcacheKey, Option<Error>) {
+    match cache.insert_key(pm) {
+        Ok(key) => (key.into(), None),
+        Err((never_valid, error)) => (never_valid.into(), Some(error)),
+    }
 }
 
 /// `pixcache_replace` with a foreign pixmap made on the spot, without a handle, as
@@ -498,7 +500,7 @@ pub unsafe extern "C" fn pixcache_replace_wrapped(
         // SAFETY: as in `pixcache_insert_wrapped_n`.
         let pm = unsafe { foreign_owned(width, height, depth, user_data, release) }?;
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; see `replace`.
-        unsafe { replace(cache, key, pm) }
+        unsafe { replace(self::cache(cache)?, key, pm) }
     })
 }
 
@@ -516,24 +518,19 @@ pub unsafe extern "C" fn pixcache_replace(
     pm: *const PixcachePixmap,
 ) -> bool {
     call(false, || {
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings. The
-        // arguments are checked in their order: `cache` first.
-        unsafe {
-            self::cache(cache)?;
-            replace(cache, key, pixmap(pm)?)
-        }
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings
+        // (checked in their order: `cache`, `pm`, then `key`).
+        unsafe { replace(self::cache(cache)?, key, pixmap(pm)?) }
     })
 }
 
 /// # Safety
-/// `cache` as in the module contract; `key` NULL or pointing to a `PixcacheKey` the caller owns.
+/// `key` NULL or pointing to a `PixcacheKey` the caller owns.
 unsafe fn replace(
-    cache: *mut PixcacheCache,
+    cache: &Cache,
     key: *mut PixcacheKey,
     pm: impl Into<Pixmap>,
 ) -> Result<bool, Error> {
-    // SAFETY: forwarded to the caller.
-    let cache = unsafe { self::cache(cache) }?;
     // SAFETY: forwarded to the caller. `PixcacheKey` is a plain `u64` (any bit is valid).
     let key = unsafe { key.as_mut() }.ok_or_else(|| super::boundary::null_error("key"))?;
     let mut k = Key::from(*key);
