@@ -44,6 +44,10 @@ pub mod name;
 pub mod pixmap;
 /// cbindgen:ignore
 pub mod recency;
+/// cbindgen:ignore
+pub mod tally;
+/// cbindgen:ignore
+pub mod token;
 
 pub use cache::{Cache, Source, Stats, DEFAULT_LIMIT_KB};
 pub use error::{Error, ErrorKind, Result};

@@ -27,12 +27,13 @@
 //! that spins too long yields its time slice, so an oversubscribed machine does not burn whole
 //! slices behind a descheduled holder.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::barrier;
 use crate::error::{Error, ErrorKind};
+use crate::token;
 
 /// Spins (with `spin_loop` hints) this many times before yielding.
 const SPINS_BEFORE_YIELD: u32 = 64;
@@ -104,7 +105,7 @@ const SLOT_UNKNOWN: usize = usize::MAX;
 #[inline]
 pub fn me() -> Me {
     Me {
-        token: thread_token(),
+        token: token::current(),
         slot: SLOT_UNKNOWN,
         _not_send: std::marker::PhantomData,
     }
@@ -118,56 +119,8 @@ impl Me {
         if self.slot != SLOT_UNKNOWN {
             return self.slot;
         }
-        ((counted_token() - 1) % READER_SLOTS as u64) as usize
+        ((token::counted() - 1) % READER_SLOTS as u64) as usize
     }
-}
-
-/// The calling thread's token: its thread pointer where reading it is one instruction, a counted
-/// thread-local elsewhere.
-#[inline]
-fn thread_token() -> u64 {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-    return thread_pointer();
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
-    return counted_token();
-}
-
-/// The thread pointer: the address of the thread's control block, which the x86-64 TLS ABI
-/// (variant II) requires to hold its own address at `%fs:0`. No two live threads share it, and
-/// reading it is one load, where a thread-local in a shared library costs a call to
-/// `__tls_get_addr` (~1 ns a call, measured: docs/PERFORMANCE.md §6).
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
-#[inline]
-fn thread_pointer() -> u64 {
-    let tp: u64;
-    // SAFETY: on x86-64 Linux every thread's `%fs` base is its thread control block, whose first
-    // word is the block's own address (x86-64 psABI, TLS variant II; glibc and musl alike). The
-    // load reads that word only, and touches neither the stack nor the flags. `nomem` and `pure`:
-    // the word is fixed for the thread's whole life and is no memory Rust code can see, so the
-    // compiler may treat the read as a constant of the thread.
-    unsafe {
-        std::arch::asm!(
-            "mov {}, qword ptr fs:[0]",
-            out(reg) tp,
-            options(nostack, nomem, preserves_flags, pure)
-        );
-    }
-    tp
-}
-
-/// A number from a counter, 1, 2, 3… in the order threads first ask, kept in a thread-local:
-/// the token where the thread pointer is not used, and the reader slot everywhere.
-fn counted_token() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(1);
-    thread_local! {
-        static TOKEN: Cell<u64> = const { Cell::new(0) };
-    }
-    TOKEN.with(|cell| {
-        if cell.get() == 0 {
-            cell.set(NEXT.fetch_add(1, Ordering::Relaxed));
-        }
-        cell.get()
-    })
 }
 
 /// A reader slot: its lock word, the token of the last thread that read through it, and the
@@ -1358,30 +1311,5 @@ mod tests {
             .unwrap();
         assert!(slot < READER_SLOTS);
         assert_ne!(token, mine.token);
-    }
-
-    #[test]
-    fn counted_tokens_are_fixed_per_thread_and_distinct() {
-        let mine = counted_token();
-        assert!(mine != 0 && mine != REVOKING);
-        assert_eq!(counted_token(), mine);
-        let other = std::thread::spawn(counted_token).join().unwrap();
-        assert!(other != 0 && other != mine);
-    }
-
-    /// The token read from `%fs:0` is the thread pointer, which glibc also hands out as the
-    /// thread's `pthread_t`: a check that the assembly reads the right word.
-    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
-    #[test]
-    fn the_token_is_the_thread_pointer() {
-        // SAFETY: `pthread_self` has no preconditions.
-        let own = unsafe { libc::pthread_self() } as u64;
-        assert_eq!(me().token, own);
-        let (token, id) =
-            std::thread::spawn(|| (me().token, unsafe { libc::pthread_self() } as u64))
-                .join()
-                .unwrap();
-        assert_eq!(token, id);
-        assert_ne!(token, own);
     }
 }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
+use crate::tally::Tally;
 
 /// The largest depth (bits per pixel) a foreign pixmap may declare: Qt's widest is 128 (RGBA32FPx4).
 pub const MAX_FOREIGN_DEPTH: u32 = 128;
@@ -67,13 +68,14 @@ impl From<ReleaseFn> for Release {
 /// Source of [`Pixmap::cache_key`] values: every distinct pixel buffer gets a new serial.
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
 
-/// Pixel buffers alive in the process (raster and foreign), for leak checks.
-static LIVE: AtomicUsize = AtomicUsize::new(0);
+/// Pixel buffers alive in the process (raster and foreign), for leak checks; kept per thread so
+/// that making a pixmap touches no shared line (`tally.rs`).
+static LIVE: Tally = Tally::new();
 
 /// How many pixel buffers (raster or foreign; shares count once) are alive in the process.
 /// A leak check: after everything is freed and every cache cleared, it returns to its baseline.
 pub fn live_pixel_buffers() -> usize {
-    LIVE.load(Ordering::SeqCst)
+    LIVE.sum()
 }
 
 /// A pixmap value. The default is the null pixmap.
@@ -107,7 +109,7 @@ enum Storage {
 
 impl Drop for PixelData {
     fn drop(&mut self) {
-        LIVE.fetch_sub(1, Ordering::SeqCst);
+        LIVE.add(-1);
         if let Storage::Foreign { release, token, .. } = &mut self.storage {
             if let Some(release) = release.take() {
                 release.run(*token);
@@ -176,7 +178,7 @@ impl Pixmap {
             )
         })?;
         drop(probe);
-        LIVE.fetch_add(1, Ordering::SeqCst);
+        LIVE.add(1);
         Ok(Pixmap {
             data: Some(Arc::new(PixelData {
                 serial: AtomicU64::new(0),
