@@ -45,6 +45,8 @@ pub mod pixmap;
 /// cbindgen:ignore
 pub mod recency;
 /// cbindgen:ignore
+pub mod shared;
+/// cbindgen:ignore
 pub mod tally;
 /// cbindgen:ignore
 pub mod token;

@@ -11,11 +11,11 @@
 //!   once when the last share is dropped.
 
 use std::ffi::c_void;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::format::Format;
+use crate::shared::Shared;
 use crate::tally::Tally;
 
 /// The largest depth (bits per pixel) a foreign pixmap may declare: Qt's widest is 128 (RGBA32FPx4).
@@ -81,7 +81,7 @@ pub fn live_pixel_buffers() -> usize {
 /// A pixmap value. The default is the null pixmap.
 #[derive(Clone, Default)]
 pub struct Pixmap {
-    data: Option<Arc<PixelData>>,
+    data: Option<Shared<PixelData>>,
 }
 
 struct PixelData {
@@ -165,28 +165,27 @@ impl Pixmap {
     /// Shares `storage` as a new pixmap. Fails with [`ErrorKind::OutOfMemory`] (dropping
     /// `storage`, which runs no release callback) when the allocator refuses the shared block.
     fn from_storage(width: u32, height: u32, storage: Storage) -> Result<Self> {
-        // Stable Rust has no fallible `Arc::new`, and an allocation failure there aborts the
-        // host. So first ask the allocator for a block of the same layout as the `Arc`'s (two
-        // counts and the data), fallibly, and give it back: a refusal becomes an error, and the
-        // freed block is what `Arc::new` gets right back on this thread from a caching
-        // allocator (glibc's tcache, jemalloc, mimalloc). scripts/test-oom.sh exercises it.
-        let mut probe: Vec<(AtomicUsize, AtomicUsize, PixelData)> = Vec::new();
-        probe.try_reserve_exact(1).map_err(|_| {
+        // Counted before the block exists: a refused block is dropped below, which counts down.
+        LIVE.add(1);
+        let data = Shared::try_new(PixelData {
+            serial: AtomicU64::new(0),
+            width,
+            height,
+            storage,
+        })
+        .map_err(|mut refused| {
+            // As promised to callers: a release callback is dropped without being run.
+            if let Storage::Foreign { release, .. } = &mut refused.storage {
+                drop(release.take());
+            }
+            drop(refused);
+            // A static message: formatting one could itself fail to allocate.
             Error::new(
                 ErrorKind::OutOfMemory,
                 "cannot allocate a pixmap's shared block",
             )
         })?;
-        drop(probe);
-        LIVE.add(1);
-        Ok(Pixmap {
-            data: Some(Arc::new(PixelData {
-                serial: AtomicU64::new(0),
-                width,
-                height,
-                storage,
-            })),
-        })
+        Ok(Pixmap { data: Some(data) })
     }
 
     /// A zeroed raster pixmap. A zero width or height gives the null pixmap, as `QPixmap(0, h)` does.
@@ -300,7 +299,7 @@ impl Pixmap {
 
     /// True when nothing else (no other pixmap, not the cache) shares these pixels.
     pub fn is_detached(&self) -> bool {
-        self.data.as_ref().is_none_or(|d| Arc::strong_count(d) == 1)
+        self.data.as_ref().is_none_or(Shared::is_unique)
     }
 
     /// Width in pixels.
@@ -369,7 +368,7 @@ impl Pixmap {
         let Some(data) = self.data.as_mut() else {
             return Ok(None);
         };
-        if Arc::get_mut(data).is_none() {
+        if Shared::get_mut(data).is_none() {
             let copy = match &data.storage {
                 Storage::Raster {
                     format,
@@ -401,7 +400,7 @@ impl Pixmap {
         let data = self
             .data
             .as_mut()
-            .and_then(Arc::get_mut)
+            .and_then(Shared::get_mut)
             .expect("a freshly detached pixmap is unique");
         match &mut data.storage {
             Storage::Raster { bytes, .. } => Ok(Some(bytes)),
@@ -433,7 +432,7 @@ impl Pixmap {
     /// True when both share the same pixels (or both are the plain null pixmap).
     pub fn shares_pixels_with(&self, other: &Pixmap) -> bool {
         match (&self.data, &other.data) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (Some(a), Some(b)) => Shared::ptr_eq(a, b),
             (None, None) => true,
             _ => false,
         }
