@@ -7,8 +7,8 @@
 #   3. benches/threads: Zipf read-through on the global cache with 1, 2, 4, 8 threads;
 #   4. benches/memory: bytes of overhead per entry with 1,000,000 tiny entries.
 # Usage: scripts/bench.sh [qt|criterion|threads|memory ...]   (default: all)
-#   ROUNDS=n (qt, default 5); THREADS_SECONDS=s (default 2) and THREADS_WORKLOAD=read-mostly or
-#   read-through (threads, default both).
+#   ROUNDS=n (qt, default 5); THREADS_SECONDS=s (default 2), THREADS_WORKLOAD=read-mostly or
+#   read-through (default both) and THREADS_ROUNDS=n (default 3; the threads table gives medians).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export QT_QPA_PLATFORM=offscreen XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
@@ -25,7 +25,7 @@ for w in "${which[@]}"; do
     case "$w" in
         qt) echo "## Qt 6 QPixmapCache vs pixcache"; "$work/build/qt_vs_pixcache" "${ROUNDS:-5}" ;;
         criterion) echo "## Criterion (Rust core)"; cargo bench --bench core ;;
-        threads) echo "## threads"; "$work/build/threads" "${THREADS_SECONDS:-2}" ${THREADS_WORKLOAD:+"$THREADS_WORKLOAD"} ;;
+        threads) echo "## threads"; "$work/build/threads" "${THREADS_SECONDS:-2}" "${THREADS_WORKLOAD:-both}" "${THREADS_ROUNDS:-3}" ;;
         memory) echo "## memory"; "$work/build/memory" ;;
         *) echo "unknown benchmark $w" >&2; exit 2 ;;
     esac
