@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of pixcache, in the order a failure is cheapest to read:
 #   formatting, header freshness, clippy, Rust unit + property tests, the C/C++ harness
-#   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck.
+#   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck and
+#   the sanitizers, Miri on the core's reference counting (if a nightly toolchain can be had),
 # then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
 # then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt).
 # Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, clang, binutils, valgrind, cmake, pkg-config,
@@ -52,6 +53,9 @@ if have clang clang "the sanitizer pass"; then
     PIXCACHE_TEST_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
         cargo test --test c_harness
 fi
+
+step "Miri: shared.rs, tally.rs and token.rs under Miri's undefined-behaviour and data-race checks"
+bash scripts/miri.sh
 
 step "allocation failure under an address-space limit (ulimit -v)"
 bash scripts/test-oom.sh

@@ -617,7 +617,11 @@ impl<T, R> BrLock<T, R> {
             doublings = 0;
             self.bias.doublings.store(0, Ordering::Relaxed);
         }
-        if self.bias_after > 0 && streak.run >= self.bias_after << doublings && barrier::available()
+        // A token that lasts one call (`token::EPHEMERAL`) would waste a cell for good.
+        if self.bias_after > 0
+            && streak.run >= self.bias_after << doublings
+            && me.token & token::EPHEMERAL == 0
+            && barrier::available()
         {
             streak.run = 0;
             // `me`'s cell, or a free one (claimed under the write lock, which this thread holds);

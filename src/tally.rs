@@ -8,9 +8,12 @@
 //! changes with a plain load and store; reading the count sums the cells.
 //!
 //! - A thread finds its cell by hashing its token (`token.rs`) and probing [`PROBES`] cells. An
-//!   unclaimed cell is claimed for the token with one compare-and-swap and kept for good.
+//!   unclaimed cell is claimed for the token with one compare-and-swap and kept for good. The
+//!   tokens are kept apart from the counts, on lines that are only read once claimed, so probing
+//!   past other threads' cells does not pull their hot lines.
 //! - A thread that finds no cell of its own (more than [`CELLS`] tokens have claimed cells, or
-//!   its probes are all taken) counts in a shared atomic instead: correct, just as slow as before.
+//!   its probes are all taken), or whose token lasts one call only ([`token::EPHEMERAL`]),
+//!   counts in a shared atomic instead: correct, just as slow as before.
 //! - A pixmap made on one thread and freed on another adds 1 to one cell and takes 1 from
 //!   another: cells go negative, only the sum means anything.
 //!
@@ -19,9 +22,17 @@
 //! (glibc reuses thread control blocks) carries on with the dead thread's cell; the dead
 //! thread's last store happens-before its exit, which happens-before its control block is
 //! handed out again (`pthread_join` or the exiting thread itself returns it to glibc's cache under
-//! a lock that `pthread_create` takes too). A count read while other threads change it is some
-//! count in between; read after they have stopped (and synchronized with the reader), the exact
-//! one.
+//! a lock that `pthread_create` takes too).
+//!
+//! The count is exact when read after the threads that made and freed pixmaps have stopped
+//! doing so and synchronized with the reader (joined, or a lock or message since). A read racing
+//! them sums cells read at different moments and can be off in either direction, even below any
+//! count there was (a pixmap made on one thread and freed on another between two cell reads);
+//! below zero it reads as 0.
+//!
+//! A signal handler that made or freed a pixmap between a thread's load and store of its cell
+//! would lose that change; neither is allowed in a signal handler anyway (both call `malloc` or
+//! `free`).
 
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 
@@ -36,31 +47,25 @@ pub const PROBES: usize = 4;
 
 /// A count kept per thread; see the module documentation.
 pub struct Tally {
-    cells: [Cell; CELLS],
+    /// The token that claimed each cell, 0 while unclaimed: written once per cell, then only
+    /// read (by probing threads).
+    tokens: [AtomicU64; CELLS],
+    counts: [Count; CELLS],
     shared: AtomicIsize,
 }
 
 /// One thread's part of a [`Tally`], alone on its cache lines (128 bytes: adjacent-line
-/// prefetching pairs lines).
+/// prefetching pairs lines). Written only by the thread whose token claimed the cell.
 #[repr(align(128))]
-struct Cell {
-    /// The token of the thread that claimed the cell, 0 while unclaimed.
-    token: AtomicU64,
-    /// Written only by the thread whose token `token` holds.
-    count: AtomicIsize,
-}
+struct Count(AtomicIsize);
 
 impl Tally {
     /// A tally of 0.
     #[allow(clippy::new_without_default)] // const: the process-wide tally is a static
     pub const fn new() -> Self {
         Tally {
-            cells: [const {
-                Cell {
-                    token: AtomicU64::new(0),
-                    count: AtomicIsize::new(0),
-                }
-            }; CELLS],
+            tokens: [const { AtomicU64::new(0) }; CELLS],
+            counts: [const { Count(AtomicIsize::new(0)) }; CELLS],
             shared: AtomicIsize::new(0),
         }
     }
@@ -68,12 +73,11 @@ impl Tally {
     /// Adds `delta` (negative to take away) for the calling thread.
     #[inline]
     pub fn add(&self, delta: isize) {
-        let me = token::current();
-        match self.own_cell(me) {
+        match self.own_cell(token::current()) {
             Some(cell) => {
                 // Only this thread writes this count (see the module documentation): no
                 // read-modify-write needed. Release pairs with `sum`'s acquire.
-                let count = &cell.count;
+                let count = &self.counts[cell].0;
                 count.store(
                     count.load(Ordering::Relaxed).wrapping_add(delta),
                     Ordering::Release,
@@ -85,37 +89,33 @@ impl Tally {
         }
     }
 
-    /// The calling thread's cell (`me` is its token), claimed now if need be; `None` when every
-    /// cell it may use belongs to another token.
+    /// The number of the calling thread's cell (`me` is its token), claimed now if need be;
+    /// `None` when every cell it may use belongs to another token, or `me` lasts one call.
     #[inline]
-    fn own_cell(&self, me: u64) -> Option<&Cell> {
+    fn own_cell(&self, me: u64) -> Option<usize> {
+        if me & token::EPHEMERAL != 0 {
+            return None;
+        }
         // Fibonacci hashing: thread pointers differ in their middle bits (stacks are
         // page-aligned mappings); the multiply spreads them into the top bits kept.
         let start =
             (me.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - CELLS.trailing_zeros())) as usize;
-        for i in 0..PROBES {
-            let cell = &self.cells[(start + i) % CELLS];
-            let owner = cell.token.load(Ordering::Relaxed);
-            if owner == me {
-                return Some(cell);
-            }
-            if owner == 0
-                && cell
-                    .token
-                    .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                return Some(cell);
-            }
-        }
-        None
+        (0..PROBES).map(|i| (start + i) % CELLS).find(|&cell| {
+            let token = &self.tokens[cell];
+            let owner = token.load(Ordering::Relaxed);
+            owner == me
+                || (owner == 0
+                    && token
+                        .compare_exchange(0, me, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok())
+        })
     }
 
-    /// The count: the sum of every thread's part (0 if the parts read sum below 0, which a
-    /// read racing with a pixmap moving between threads can see).
+    /// The count: the sum of every thread's part (exact once the threads changing it have
+    /// stopped and synchronized with the caller; 0 if a racing read sums below 0).
     pub fn sum(&self) -> usize {
-        let cells = self.cells.iter().fold(0isize, |sum, c| {
-            sum.wrapping_add(c.count.load(Ordering::Acquire))
+        let cells = self.counts.iter().fold(0isize, |sum, c| {
+            sum.wrapping_add(c.0.load(Ordering::Acquire))
         });
         cells
             .wrapping_add(self.shared.load(Ordering::Acquire))
@@ -126,6 +126,9 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Changes per thread (fewer under Miri, which runs the same races far slower).
+    const PER_THREAD: usize = if cfg!(miri) { 20 } else { 5_000 };
     use std::sync::mpsc;
 
     #[test]
@@ -133,7 +136,7 @@ mod tests {
         let tally = Tally::new();
         tally.add(3);
         assert_eq!(tally.sum(), 3);
-        // Four threads each add 10,000 and send 5,000 "frees" to the next thread, which takes
+        // Four threads each add 2 x PER_THREAD and send PER_THREAD "frees" to the next thread, which takes
         // them off its own cell.
         let (txs, rxs): (Vec<_>, Vec<_>) = (0..4).map(|_| mpsc::channel::<u32>()).unzip();
         std::thread::scope(|s| {
@@ -141,23 +144,23 @@ mod tests {
                 let tx = txs[(i + 1) % 4].clone();
                 let tally = &tally;
                 s.spawn(move || {
-                    for n in 0..10_000 {
+                    for n in 0..2 * PER_THREAD {
                         tally.add(1);
                         if n % 2 == 0 {
                             tx.send(1).unwrap();
                         }
                     }
                     drop(tx);
-                    for _ in 0..5_000 {
+                    for _ in 0..PER_THREAD {
                         tally.add(-(rx.recv().unwrap() as isize));
                     }
                 });
             }
             drop(txs);
         });
-        assert_eq!(tally.sum(), 3 + 4 * 5_000);
+        assert_eq!(tally.sum(), 3 + 4 * PER_THREAD);
         tally.add(-3);
-        assert_eq!(tally.sum(), 20_000);
+        assert_eq!(tally.sum(), 4 * PER_THREAD);
     }
 
     /// More live threads than cells: the ones left over count in the shared atomic, and the
@@ -172,17 +175,28 @@ mod tests {
                 s.spawn(|| {
                     // All alive at once, so every thread has a distinct token.
                     barrier.wait();
-                    for _ in 0..1_000 {
+                    for _ in 0..PER_THREAD {
                         tally.add(2);
                     }
-                    tally.add(-1_000);
+                    tally.add(-(PER_THREAD as isize));
                     barrier.wait();
                 });
             }
         });
         // At most `CELLS` threads own a cell: the others' net 1,000 each went to the atomic.
-        assert!(tally.shared.load(Ordering::Relaxed) >= 1_000 * (THREADS - CELLS) as isize);
-        assert_eq!(tally.sum(), THREADS * 1_000);
+        assert!(tally.shared.load(Ordering::Relaxed) >= (PER_THREAD * (THREADS - CELLS)) as isize);
+        assert_eq!(tally.sum(), THREADS * PER_THREAD);
+    }
+
+    #[test]
+    fn a_token_that_lasts_one_call_claims_no_cell() {
+        let tally = Tally::new();
+        for n in 1..=(2 * CELLS as u64) {
+            assert_eq!(tally.own_cell(token::EPHEMERAL | n), None);
+        }
+        assert!(tally.tokens.iter().all(|t| t.load(Ordering::Relaxed) == 0));
+        assert_eq!(tally.own_cell(12345 << 12), tally.own_cell(12345 << 12));
+        assert!(tally.own_cell(12345 << 12).is_some());
     }
 
     #[test]

@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// a [`counted`] thread-local elsewhere.
 #[inline]
 pub fn current() -> u64 {
-    #[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+    // Miri cannot run the inline assembly: it checks the counted tokens instead.
+    #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
     return thread_pointer();
-    #[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+    #[cfg(not(all(target_arch = "x86_64", target_os = "linux", not(miri))))]
     return counted();
 }
 
@@ -23,7 +24,7 @@ pub fn current() -> u64 {
 /// (variant II) requires to hold its own address at `%fs:0`. No two live threads share it, and
 /// reading it is one load, where a thread-local in a shared library costs a call to
 /// `__tls_get_addr` (~1 ns a call, measured: docs/PERFORMANCE.md §6).
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
 #[inline]
 fn thread_pointer() -> u64 {
     let tp: u64;
@@ -42,19 +43,30 @@ fn thread_pointer() -> u64 {
     tp
 }
 
+/// Marks a token that lasts for one call only: see [`counted`]. Users that keep state per token
+/// keep none for these.
+pub const EPHEMERAL: u64 = 1 << 63;
+
 /// A number from a counter, 1, 2, 3… in the order threads first ask, kept in a thread-local:
 /// the token where the thread pointer is not used, and the lock's reader slot everywhere.
+///
+/// On targets without native thread-locals (Android, OpenBSD, windows-gnu), a thread-local can
+/// be gone while the thread still runs code: its own destructors, or other thread-locals' (a
+/// pixmap freed at thread exit). Asking then gets a fresh number with [`EPHEMERAL`] set: unique,
+/// so still distinct among live threads, but a different one at every call.
 pub fn counted() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     thread_local! {
         static TOKEN: Cell<u64> = const { Cell::new(0) };
     }
-    TOKEN.with(|cell| {
-        if cell.get() == 0 {
-            cell.set(NEXT.fetch_add(1, Ordering::Relaxed));
-        }
-        cell.get()
-    })
+    TOKEN
+        .try_with(|cell| {
+            if cell.get() == 0 {
+                cell.set(NEXT.fetch_add(1, Ordering::Relaxed));
+            }
+            cell.get()
+        })
+        .unwrap_or_else(|_| NEXT.fetch_add(1, Ordering::Relaxed) | EPHEMERAL)
 }
 
 #[cfg(test)]
@@ -82,7 +94,12 @@ mod tests {
 
     /// The token read from `%fs:0` is the thread pointer, which glibc also hands out as the
     /// thread's `pthread_t`: a check that the assembly reads the right word.
-    #[cfg(all(target_arch = "x86_64", target_os = "linux", target_env = "gnu"))]
+    #[cfg(all(
+        target_arch = "x86_64",
+        target_os = "linux",
+        target_env = "gnu",
+        not(miri)
+    ))]
     #[test]
     fn the_token_is_the_thread_pointer() {
         // SAFETY: `pthread_self` has no preconditions.

@@ -43,8 +43,16 @@ unsafe impl GlobalAlloc for Refusing {
 #[global_allocator]
 static ALLOCATOR: Refusing = Refusing;
 
+/// The tests compare the process-wide live count: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn a_refused_shared_block_is_an_error_that_counts_nothing_and_runs_no_release() {
+    let _one = one_at_a_time();
     // Something live, so that counting a buffer down by mistake would show.
     let keep = Pixmap::new(4, 4, Format::Rgba8888).unwrap();
     let before = live_pixel_buffers();
@@ -83,4 +91,56 @@ fn a_refused_shared_block_is_an_error_that_counts_nothing_and_runs_no_release() 
     drop(fine);
     drop(keep);
     assert_eq!(live_pixel_buffers(), before - 1);
+}
+
+/// The C API's wrapped insert, whose foreign pixmap is made inside the call with a C release
+/// function: when the allocator refuses its shared block, the insert reports OUT_OF_MEMORY and
+/// `release(user_data)` has run exactly once before it returns (ownership passed to pixcache).
+#[test]
+fn a_refused_wrapped_insert_releases_its_user_data_once() {
+    use pixcache::ffi::cache::{
+        pixcache_cache_free, pixcache_cache_new, pixcache_insert_key_wrapped,
+    };
+    use pixcache::ffi::error::{pixcache_last_error, pixcache_last_result, PixcacheResult};
+    use std::ffi::{c_void, CStr};
+
+    static RELEASES: AtomicUsize = AtomicUsize::new(0);
+    extern "C" fn release(user_data: *mut c_void) {
+        assert_eq!(user_data as usize, 0x5eed);
+        RELEASES.fetch_add(1, Ordering::SeqCst);
+    }
+
+    let _one = one_at_a_time();
+    let cache = pixcache_cache_new(10_240);
+    assert!(!cache.is_null());
+    let before = live_pixel_buffers();
+    refuse_next();
+    // SAFETY: a live cache; `release` may be called once with this `user_data`, from any thread.
+    let key = unsafe {
+        pixcache_insert_key_wrapped(cache, 8, 8, 32, 0x5eed as *mut c_void, Some(release))
+    };
+    assert_eq!(key.id, 0);
+    assert_eq!(pixcache_last_result(), PixcacheResult::OutOfMemory);
+    // SAFETY: the last error is a NUL-terminated string valid until this thread's next call.
+    let message = unsafe { CStr::from_ptr(pixcache_last_error()) }
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        message.contains("shared block"),
+        "another allocation was refused: {message}"
+    );
+    assert_eq!(RELEASES.load(Ordering::SeqCst), 1);
+    assert_eq!(live_pixel_buffers(), before);
+
+    // The same call with the allocator willing: cached, released when the cache goes.
+    // SAFETY: as above.
+    let key = unsafe {
+        pixcache_insert_key_wrapped(cache, 8, 8, 32, 0x5eed as *mut c_void, Some(release))
+    };
+    assert_ne!(key.id, 0);
+    assert_eq!(live_pixel_buffers(), before + 1);
+    // SAFETY: a live cache from `pixcache_cache_new`, not used again.
+    unsafe { pixcache_cache_free(cache) };
+    assert_eq!(RELEASES.load(Ordering::SeqCst), 2);
+    assert_eq!(live_pixel_buffers(), before);
 }

@@ -6,13 +6,26 @@
 #include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <pixcache.h>
 
 static int checks;
 #define CHECK(c) (assert(c), ++checks)
 
+/* Foreign pixmaps handed to wrapped inserts, and how many releases ran (each exactly once,
+ * whether the insert worked or the allocator refused it). */
+static int wrapped, released;
+static void count_release(void *user_data) {
+    CHECK(user_data == &wrapped);
+    ++released;
+}
+
 int main(void) {
+    /* Alive throughout: a count taken down once too often would show as 0 at the end, which a
+     * baseline of 0 could not tell from the right answer. */
+    PixcachePixmap *sentinel = pixcache_pixmap_new(1, 1, PIXCACHE_FORMAT_GRAY8);
+    CHECK(sentinel != NULL && pixcache_live_pixmaps() == 1);
     /* 3.6 GB: beyond the address-space limit. */
     CHECK(pixcache_pixmap_new(30000, 30000, PIXCACHE_FORMAT_RGBA8888) == NULL);
     CHECK(pixcache_last_result() == PIXCACHE_RESULT_OUT_OF_MEMORY);
@@ -52,6 +65,17 @@ int main(void) {
         if (pixcache_insert(cache, key, pm)) ++ok;
         else { CHECK(pixcache_last_result() == PIXCACHE_RESULT_OUT_OF_MEMORY); ++oom; }
         pixcache_pixmap_free(pm);
+        /* A foreign pixmap made inside the insert: its shared block may be what is refused. */
+        int before = released;
+        ++wrapped;
+        snprintf(key, sizeof key, "w%d", i);
+        if (pixcache_insert_wrapped_n(cache, key, strlen(key), 8, 8, 32, &wrapped, count_release)) {
+            ++ok;
+        } else {
+            CHECK(pixcache_last_result() == PIXCACHE_RESULT_OUT_OF_MEMORY);
+            CHECK(released == before + 1); /* released at once, exactly once */
+            ++oom;
+        }
     }
     printf("with memory exhausted (%d x 4 MB held): %d inserts worked, %d reported out of memory\n", n, ok, oom);
 
@@ -64,6 +88,9 @@ int main(void) {
     pixcache_pixmap_free(copy);
     pixcache_pixmap_free(big);
     pixcache_cache_free(cache);
+    CHECK(released == wrapped);
+    CHECK(pixcache_live_pixmaps() == 1);
+    pixcache_pixmap_free(sentinel);
     CHECK(pixcache_live_pixmaps() == 0);
     printf("%d checks passed\n", checks);
     return 0;

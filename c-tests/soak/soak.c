@@ -195,7 +195,12 @@ int main(int argc, char **argv) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = argc > 2 ? atoi(argv[2]) : (int)(cores > 0 ? cores * 4 : 8);
     if (threads < 1) threads = 1;
+    /* Alive throughout, so that the baseline is not 0: a count taken down once too often would
+     * read as 0 (the count never reads below it), the same as a correct count from 0. */
+    PixcachePixmap *sentinel = pixcache_pixmap_new(1, 1, PIXCACHE_FORMAT_GRAY8);
+    CHECK(sentinel != NULL, "no sentinel pixmap");
     size_t live_before = pixcache_live_pixmaps();
+    CHECK(live_before >= 1, "the sentinel is not counted");
     shared[0] = pixcache_global();
     pixcache_set_cache_limit(shared[0], 4096);
     shared[1] = pixcache_cache_new(1024);
@@ -244,6 +249,8 @@ int main(int argc, char **argv) {
     free(ws);
     size_t live_after = pixcache_live_pixmaps();
     CHECK(live_after == live_before, "%zu pixel buffers alive after cleanup (%zu before)", live_after, live_before);
+    pixcache_pixmap_free(sentinel);
+    CHECK(pixcache_live_pixmaps() == live_before - 1, "the sentinel's buffer is still counted");
     CHECK(atomic_load(&wraps) == atomic_load(&releases), "%ld foreign pixmaps, %ld released",
           atomic_load(&wraps), atomic_load(&releases));
 

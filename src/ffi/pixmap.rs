@@ -451,6 +451,9 @@ pub unsafe extern "C" fn pixcache_pixmap_convert(
 /// How many pixel buffers (raster or foreign) are alive in the process; handles and cache
 /// entries that share pixels count once, and the null pixmap has none. A leak check for tests and
 /// soak runs: once every pixmap is freed and every cache cleared, it is back to its baseline.
+/// Exact when the threads that made and freed pixmaps have stopped doing so and synchronized
+/// with the caller (joined, or through a lock); while they run it is approximate (each thread
+/// counts in its own cell, and this sums the cells).
 #[no_mangle]
 pub extern "C" fn pixcache_live_pixmaps() -> usize {
     call(0, || Ok(crate::pixmap::live_pixel_buffers()))
