@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! cargo +nightly miri --version >/dev/null 2>&1; then
-    if ! timeout 600 rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 \
+    if ! timeout 300 rustup toolchain install nightly --profile minimal --component miri,rust-src >/dev/null 2>&1 \
         || ! cargo +nightly miri --version >/dev/null 2>&1; then
         echo "SKIPPED: Miri: a nightly toolchain with miri could not be installed (rustup toolchain install nightly --component miri,rust-src)."
         exit 0
