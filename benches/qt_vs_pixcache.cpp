@@ -85,16 +85,22 @@ struct Row {
     double qtHit = -1, capiHit = -1, adapterHit = -1;
 };
 
-void print(const std::vector<Row> &rows) {
+// Prints the table and the hit ratios; false if a hit ratio differs (the eviction order does).
+bool print(const std::vector<Row> &rows) {
     std::printf("\n%-22s %10s %12s %8s %14s %8s\n", "workload (ns/op)", "Qt 6", "pixcache C", "C/Qt", "pixcache_qt", "qt/Qt");
     for (const auto &r : rows) {
         double q = median(r.qt), c = median(r.capi), a = median(r.adapter);
         std::printf("%-22s %10.1f %12.1f %7.2fx %14.1f %7.2fx\n", r.name, q, c, c / q, a, a / q);
     }
+    bool identical = true;
     for (const auto &r : rows)
-        if (r.qtHit >= 0)
+        if (r.qtHit >= 0) {
+            bool same = r.qtHit == r.capiHit && r.qtHit == r.adapterHit;
+            identical = identical && same;
             std::printf("%s hit ratio: Qt %.4f, pixcache C %.4f, pixcache_qt %.4f%s\n", r.name, r.qtHit, r.capiHit,
-                        r.adapterHit, (r.qtHit == r.capiHit && r.qtHit == r.adapterHit) ? " (identical)" : "  MISMATCH");
+                        r.adapterHit, same ? " (identical)" : "  MISMATCH");
+        }
+    return identical;
 }
 
 }  // namespace
@@ -229,9 +235,9 @@ int main(int argc, char **argv) {
         rows[5].adapterHit = double(hits) / double(zipf.size());
         std::fprintf(stderr, "round %d/%d done\n", round + 1, ROUNDS);
     }
-    print(rows);
+    bool identical = print(rows);
     resetAll();
     pixcache_pixmap_free(out);
     pixcache_pixmap_free(cpm);
-    return 0;
+    return identical ? 0 : 1;
 }

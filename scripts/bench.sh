@@ -7,8 +7,9 @@
 #   3. benches/threads: Zipf read-through on the global cache with 1, 2, 4, 8 threads;
 #   4. benches/memory: bytes of overhead per entry with 1,000,000 tiny entries.
 # Usage: scripts/bench.sh [qt|criterion|threads|memory ...]   (default: all)
-#   ROUNDS=n (qt, default 5); THREADS_SECONDS=s (default 2), THREADS_WORKLOAD=read-mostly or
-#   read-through (default both) and THREADS_ROUNDS=n (default 3; the threads table gives medians).
+#   ROUNDS=n (qt, default 5); THREADS_SECONDS=s (default 2); THREADS_WORKLOAD=read-through,
+#   read-mostly, paint (read-mostly, each hit reading the found pixels), both (the default: the
+#   first two) or all; THREADS_ROUNDS=n (default 3; the threads table gives medians).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export QT_QPA_PLATFORM=offscreen XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"

@@ -4,7 +4,8 @@
 #   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck and
 #   the sanitizers, Miri on the core's reference counting (if a nightly toolchain can be had),
 # then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
-# then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt).
+# then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt),
+# then a brief run of every benchmark but Criterion's (so that `scripts/bench.sh` keeps working).
 # Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, clang, binutils, valgrind, cmake, pkg-config,
 # and for the Qt tests qt6-base-dev.
 # .ci/run installs those on a fresh Debian machine and then runs this script.
@@ -76,5 +77,13 @@ bash scripts/test-packaging.sh
 
 step "Qt: differential test against QPixmapCache, mutation test, widget example"
 bash scripts/test-qt.sh
+
+step "benchmarks: build, run each briefly (figures unchecked); the Zipf hit ratios of Qt and pixcache must match"
+if pkg-config --exists Qt6Gui 2>/dev/null; then
+    ROUNDS=1 THREADS_SECONDS=0.05 THREADS_ROUNDS=1 THREADS_WORKLOAD=all bash scripts/bench.sh qt threads memory
+else
+    echo "SKIPPED: the benchmarks need Qt 6 (apt-get install qt6-base-dev); they did not run."
+    [ "${CI:-}" != "true" ] || { echo "CI must run the benchmarks' smoke run." >&2; exit 1; }
+fi
 
 step "all tests passed"
