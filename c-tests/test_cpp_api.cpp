@@ -147,6 +147,7 @@ static void test_pixmap_semantics() {
     CHECK(c.isNull() && b.isDetached());
     Pixmap null;
     CHECK(null.isNull() && null.cacheKey() == 0 && null.width() == 0);
+    CHECK(!null.isDetached() && !Pixmap(0, 5).isDetached());  // as QPixmap().isDetached()
     CHECK(PixmapCache::insert("null", null));  // a null pixmap is cacheable, costing 1 KB
     Pixmap out(2, 2);
     CHECK(PixmapCache::find("null", &out) && out.isNull());
@@ -247,6 +248,10 @@ static void test_find_or_insert() {
     CHECK(hit && hit->width() == 11);
     CHECK(!cache.findOrLoad("/nonexistent/x.png"));
     CHECK(pixcache::lastResult() == PIXCACHE_RESULT_IO);
+    // The key is the whole string_view, NUL bytes included (not cut at the first NUL).
+    using namespace std::string_view_literals;
+    CHECK(cache.findOrInsert("nul\0key"sv, [] { return Pixmap(3, 3); }).has_value());
+    CHECK(cache.find("nul\0key"sv, nullptr) && !cache.find("nul"sv, nullptr));
 }
 
 int main() {

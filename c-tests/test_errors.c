@@ -13,8 +13,8 @@
  * - stale, forged, all-zero and other-cache keys given to find_key / remove_key / replace;
  * - refused inserts (string, key, replace) and their codes, messages and counters;
  * - the last-error rules of the header: success clears to "", the text is never NULL, the
- *   getters and the *_free functions leave it as it was, a find miss is not an error, and
- *   errors are per thread;
+ *   getters, pixcache_key_equal, pixcache_version and the *_free functions leave it as it was,
+ *   a find miss is not an error, and errors are per thread;
  * - pixcache_result_str for every code and for unknown ones;
  * - pixel access on foreign and null pixmaps;
  * - pixcache_pixmap_load / load_from_memory on missing files, garbage, empty and truncated data
@@ -928,6 +928,12 @@ static void test_getters_do_not_clear(void) {
         CHECK(strcmp(pixcache_last_error(), copy) == 0);
         CHECK(pixcache_result_str(i) != NULL);
     }
+    /* pixcache_key_equal and pixcache_version cannot fail either (header conventions). */
+    PixcacheKey zero = {0};
+    CHECK(pixcache_key_equal(zero, zero));
+    CHECK(strcmp(pixcache_version(), PIXCACHE_VERSION_STRING) == 0);
+    CHECK(pixcache_last_result() == PIXCACHE_RESULT_TOO_LARGE);
+    CHECK(strcmp(pixcache_last_error(), copy) == 0);
     /* A different failure replaces the message and code. */
     CHECK(pixcache_pixmap_clone(NULL) == NULL);
     CHECK(pixcache_last_result() == PIXCACHE_RESULT_NULL_ARGUMENT);

@@ -24,6 +24,8 @@
  *   are NULL_ARGUMENT, a key (or find_or_load path) that is not UTF-8 is INVALID_UTF8, and the
  *   producer is not called for a bad argument; a pixmap too large for the cache (64x64 RGBA in a
  *   1 KB cache) is still returned in `out`, is not cached, and a later call produces again;
+ * - pixcache_find_or_insert_with_n: a key with a NUL byte is cached whole (not cut at the NUL),
+ *   a prefix is another key, the empty key works, and bad arguments produce nothing;
  * - pixcache_find_or_load: 20 PNGs written with pixcache_pixmap_save, loaded by 8 threads at
  *   once: exact RGBA8888 pixels back, each path inserted once (stats.inserts == 20), cached under
  *   its path (and a pixmap inserted under a path is found without reading a file); a missing
@@ -784,6 +786,52 @@ static void test_hit_and_arguments(void) {
     pixcache_cache_free(cache);
 }
 
+/* pixcache_find_or_insert_with_n: the key is `len` bytes, NUL bytes included. */
+static void test_length_taking_key(void) {
+    printf("/flight/key_with_length\n");
+    PixcacheCache *cache = pixcache_cache_new(1000);
+    int calls = 0;
+    PixcachePixmap *out = pixcache_pixmap_new_null();
+    static const char nul_key[] = {'a', '\0', 'b'};
+    CHECK(pixcache_find_or_insert_with_n(cache, nul_key, sizeof nul_key, counting_produce, &calls, out));
+    expect_result(PIXCACHE_RESULT_OK);
+    CHECK(calls == 1);
+    CHECK(pixcache_pixmap_width(out) == 64);
+    /* Cached under all three bytes, not cut at the NUL. */
+    CHECK(pixcache_find_n(cache, nul_key, sizeof nul_key, NULL));
+    CHECK(!pixcache_find(cache, "a", NULL));
+    /* A hit through the same key does not produce again; a prefix of it is another key. */
+    CHECK(pixcache_find_or_insert_with_n(cache, nul_key, sizeof nul_key, counting_produce, &calls, NULL));
+    CHECK(calls == 1);
+    CHECK(pixcache_find_or_insert_with_n(cache, "abc", 1, counting_produce, &calls, NULL));
+    CHECK(calls == 2);
+    CHECK(pixcache_find(cache, "a", NULL));
+    CHECK(pixcache_stats(cache).entries == 2);
+    /* The empty key is a key (as in the other _n functions, NULL with length 0 is the empty key). */
+    CHECK(pixcache_find_or_insert_with_n(cache, "", 0, counting_produce, &calls, NULL));
+    CHECK(calls == 3);
+    CHECK(pixcache_find(cache, "", NULL));
+    CHECK(pixcache_find_or_insert_with_n(cache, NULL, 0, counting_produce, &calls, NULL));
+    CHECK(calls == 3);
+    /* Bad arguments: no production, out untouched. */
+    calls = 0;
+    CHECK(!pixcache_find_or_insert_with_n(cache, NULL, 3, counting_produce, &calls, out));
+    expect_result(PIXCACHE_RESULT_NULL_ARGUMENT);
+    CHECK(strstr(pixcache_last_error(), "key") != NULL);
+    CHECK(!pixcache_find_or_insert_with_n(cache, "a\xff", 2, counting_produce, &calls, out));
+    expect_result(PIXCACHE_RESULT_INVALID_UTF8);
+    CHECK(!pixcache_find_or_insert_with_n(NULL, "a", 1, counting_produce, &calls, out));
+    expect_result(PIXCACHE_RESULT_NULL_ARGUMENT);
+    CHECK(!pixcache_find_or_insert_with_n(cache, "zz", 2, NULL, &calls, out));
+    expect_result(PIXCACHE_RESULT_NULL_ARGUMENT);
+    CHECK(strstr(pixcache_last_error(), "produce") != NULL);
+    CHECK(calls == 0);
+    CHECK(pixcache_pixmap_width(out) == 64);
+    CHECK(!pixcache_find(cache, "zz", NULL));
+    pixcache_pixmap_free(out);
+    pixcache_cache_free(cache);
+}
+
 /* ---- 5. find_or_load ----------------------------------------------------------------------- */
 
 #define NFILES 20
@@ -1294,6 +1342,7 @@ int main(void) {
     test_reentrant_producer();
     test_other_keys_not_blocked();
     test_hit_and_arguments();
+    test_length_taking_key();
     test_find_or_load();
     test_decode_limits();
     test_convert_and_save();

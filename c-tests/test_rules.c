@@ -219,6 +219,10 @@ static void cost_null_pixmap(void) {
     CHECK(pixcache_pixmap_is_null(null));
     CHECK(pixcache_pixmap_is_null(zero_w));
     CHECK(pixcache_pixmap_is_null(zero_h));
+    /* Null pixmaps are never detached (QPixmap().isDetached() is false). */
+    CHECK(!pixcache_pixmap_is_detached(null));
+    CHECK(!pixcache_pixmap_is_detached(zero_w));
+    CHECK(!pixcache_pixmap_is_detached(zero_h));
     CHECK_EQ(pixcache_pixmap_depth(null), 0);
     CHECK_EQ(cost_of(null), 1);
     CHECK_EQ(cost_of(zero_w), 1);

@@ -7,11 +7,14 @@
  *
  * Conventions (README, "API conventions"): every function is safe to call from any thread, also
  * from C++ thread_local destructors at thread exit (but not from signal handlers); NULL
- * for a required pointer is reported, never dereferenced; failures return a documented value and
- * set a per-thread message (pixcache_last_error) and code (pixcache_last_result); a call that
- * succeeds clears them, and calls that cannot fail (the *_free functions, pixcache_global, the
- * last-error getters) leave them alone. Objects from *_new / *_clone / *_convert / *_load* /
- * *_wrap are freed with their *_free.
+ * for a required pointer is reported, never dereferenced (a *_n function's string may be NULL
+ * when its length is 0: that is the empty string, as an empty std::string_view passes it);
+ * failures return a documented value and set a per-thread message (pixcache_last_error) and
+ * code (pixcache_last_result); a call that succeeds clears them, and the calls that cannot fail
+ * leave them alone: the *_free functions, pixcache_global, pixcache_key_equal,
+ * pixcache_version and the last-error getters (pixcache_last_error, pixcache_last_result,
+ * pixcache_result_str). Objects from *_new / *_clone / *_convert / *_load* / *_wrap are freed
+ * with their *_free.
  *
  * Example:
  *
@@ -513,6 +516,17 @@ bool pixcache_find_or_insert_with(struct PixcacheCache *cache,
                                   struct PixcachePixmap *out);
 
 /**
+ * `pixcache_find_or_insert_with` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated,
+ * so it may contain NUL bytes).
+ */
+bool pixcache_find_or_insert_with_n(struct PixcacheCache *cache,
+                                    const char *key,
+                                    size_t len,
+                                    PixcacheProduceFn produce,
+                                    void *user_data,
+                                    struct PixcachePixmap *out);
+
+/**
  * `pixcache_find_or_insert_with` with the file path as the key and the decoder
  * (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) as the producer: each file is
  * decoded once however many threads ask for it at the same time. The path must be UTF-8 (it is
@@ -591,7 +605,8 @@ void pixcache_pixmap_free(struct PixcachePixmap *pm);
 bool pixcache_pixmap_is_null(const struct PixcachePixmap *pm);
 
 /**
- * True when `pm` shares its pixels with nothing: no other handle, and not the cache.
+ * True when `pm` has pixels and shares them with nothing: no other handle, and not the cache.
+ * False for the null pixmap (as `QPixmap::isDetached`) and for NULL (with the last error set).
  */
 bool pixcache_pixmap_is_detached(const struct PixcachePixmap *pm);
 

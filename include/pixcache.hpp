@@ -132,8 +132,9 @@ public:
     void swap(Pixmap &other) noexcept { std::swap(p_, other.p_); }
 
     bool isNull() const noexcept { return !p_ || pixcache_pixmap_is_null(p_); }
-    /// True when nothing else (another Pixmap, a cache) shares these pixels.
-    bool isDetached() const noexcept { return !p_ || pixcache_pixmap_is_detached(p_); }
+    /// True when it has pixels and nothing else (another Pixmap, a cache) shares them. False for
+    /// a null pixmap, as QPixmap::isDetached() is.
+    bool isDetached() const noexcept { return p_ && pixcache_pixmap_is_detached(p_); }
     uint32_t width() const noexcept { return p_ ? pixcache_pixmap_width(p_) : 0; }
     uint32_t height() const noexcept { return p_ ? pixcache_pixmap_height(p_) : 0; }
     uint32_t depth() const noexcept { return p_ ? pixcache_pixmap_depth(p_) : 0; }
@@ -292,11 +293,10 @@ public:
                 return false;
             }
         };
-        const std::string k(key);
         Pixmap out;
         PixcachePixmap *handle = out.outHandle();
         if (!handle) return std::nullopt;
-        if (!pixcache_find_or_insert_with(c_, k.c_str(), trampoline, &ctx, handle)) {
+        if (!pixcache_find_or_insert_with_n(c_, key.data(), key.size(), trampoline, &ctx, handle)) {
             if (ctx.error) std::rethrow_exception(ctx.error);
             return std::nullopt;
         }

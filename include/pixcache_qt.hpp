@@ -19,13 +19,26 @@
 // fail silently off the GUI thread; QPixmap itself remains a GUI-thread class, so keep using it
 // there); totalUsed() is exact KB; evicted string keys are forgotten; stale keys never alias.
 // The idle trim is flushDetachedPixmaps(), to be called from your own timer.
+//
+// As in Qt, destroying the QCoreApplication/QGuiApplication clears the cache (the whole
+// process-wide pixcache cache, also entries put there through the C API), so no QPixmap outlives
+// the platform integration it may depend on. Entries made before any application object exists
+// (Qt cannot make them) stay until the first application object is destroyed.
+//
+// Keys: QPixmapCache compares QString keys as UTF-16; pixcache keys are UTF-8. A key holding a
+// lone surrogate (which has no UTF-8 form) is stored escaped, so that it never meets another
+// key: each lone surrogate u becomes U+FDD0 followed by U+E000 + (u - 0xD800), and U+FDD0 itself
+// (a noncharacter) is doubled. Such keys therefore do not match the same text given to the C
+// API; every other key does.
 #ifndef PIXCACHE_QT_HPP
 #define PIXCACHE_QT_HPP
 
 #include <QByteArray>
+#include <QCoreApplication>
 #include <QPixmap>
 #include <QString>
 
+#include <atomic>
 #include <exception>
 #include <new>
 #include <type_traits>
@@ -57,8 +70,59 @@ inline PixcachePixmap *wrap(const QPixmap &pm) noexcept {
     return wrapped;
 }
 
+// The character that escapes what UTF-8 cannot carry: U+FDD0, a noncharacter ("for internal use",
+// never meant to appear in interchanged text).
+constexpr char16_t kEscape = 0xFDD0;
+
+// True when `key` has a lone surrogate (which toUtf8() would turn into a replacement character,
+// so two different QString keys could give the same bytes) or the escape character.
+inline bool needsEscape(const QString &key) noexcept {
+    const qsizetype n = key.size();
+    const QChar *in = key.constData();
+    for (qsizetype i = 0; i < n; ++i) {
+        const char16_t c = in[i].unicode();
+        if (c == kEscape) return true;
+        if (QChar::isHighSurrogate(c)) {
+            if (i + 1 < n && QChar::isLowSurrogate(in[i + 1].unicode())) {
+                ++i;
+                continue;
+            }
+            return true;
+        }
+        if (QChar::isLowSurrogate(c)) return true;
+    }
+    return false;
+}
+
+// `key` with every lone surrogate u written as U+FDD0 followed by U+E000 + (u - 0xD800), and
+// every U+FDD0 written twice: valid UTF-16 that differs for any two different keys (QPixmapCache
+// compares keys as UTF-16), so its UTF-8 does too.
+inline QString escaped(const QString &key) {
+    QString out;
+    out.reserve(key.size() + 8);
+    const qsizetype n = key.size();
+    const QChar *in = key.constData();
+    for (qsizetype i = 0; i < n; ++i) {
+        const char16_t c = in[i].unicode();
+        if (QChar::isHighSurrogate(c) && i + 1 < n && QChar::isLowSurrogate(in[i + 1].unicode())) {
+            out.append(in[i]);
+            out.append(in[++i]);
+        } else if (QChar::isSurrogate(c)) {
+            out.append(QChar(kEscape));
+            out.append(QChar(char16_t(0xE000 + (c - 0xD800))));
+        } else if (c == kEscape) {
+            out.append(QChar(kEscape));
+            out.append(QChar(kEscape));
+        } else {
+            out.append(in[i]);
+        }
+    }
+    return out;
+}
+
 // A QString key as UTF-8, for the length of one call: short ASCII keys (the common case: icon
-// names, file paths) are narrowed into a stack buffer; anything else goes through toUtf8().
+// names, file paths) are narrowed into a stack buffer; anything else goes through toUtf8(),
+// escaped first if it holds a lone surrogate or U+FDD0 (see escaped()).
 class Utf8Key {
 public:
     explicit Utf8Key(const QString &key) {
@@ -73,7 +137,7 @@ public:
                 return;
             }
         }
-        heap_ = key.toUtf8();
+        heap_ = needsEscape(key) ? escaped(key).toUtf8() : key.toUtf8();
         data_ = heap_.constData();
         size_ = size_t(heap_.size());
     }
@@ -119,6 +183,29 @@ inline PixcacheCache *global() noexcept {
     static PixcacheCache *const cache = pixcache_global();
     return cache;
 }
+
+// QGuiApplication's destructor clears QPixmapCache, while the platform integration that QPixmaps
+// may depend on still exists. The adapter does the same: when a QCoreApplication is constructed
+// it registers a post routine (run at the start of the application's destruction) that clears
+// the process-wide cache. Registered once per application object, however many translation
+// units include this header.
+inline std::atomic<bool> &clearAtExitRegistered() noexcept {
+    static std::atomic<bool> registered{false};
+    return registered;
+}
+
+inline void clearAtAppExit() {
+    clearAtExitRegistered().store(false);
+    pixcache_clear(global());
+}
+
+inline void pixcache_qt_app_started() {
+    if (!clearAtExitRegistered().exchange(true)) qAddPostRoutine(&clearAtAppExit);
+}
+
+// Runs pixcache_qt_app_started when each QCoreApplication is constructed (at once if one exists
+// when this translation unit is initialised).
+Q_COREAPP_STARTUP_FUNCTION(pixcache_qt_app_started)
 
 // The visit callback of a lookup: copies the cached QPixmap (the foreign pixmap's user data)
 // into the QPixmap `out` points to, while the cache is locked, as QPixmapCache::find assigns.
@@ -240,8 +327,9 @@ public:
                 return false;
             }
         };
-        const QByteArray utf8 = key.toUtf8();
-        if (!pixcache_find_or_insert_with(detail::global(), utf8.constData(), trampoline, &ctx, detail::scratch().p)) {
+        const detail::Utf8Key utf8(key);
+        if (!pixcache_find_or_insert_with_n(detail::global(), utf8.data(), utf8.size(), trampoline, &ctx,
+                                            detail::scratch().p)) {
             if (ctx.error) std::rethrow_exception(ctx.error);
             return false;
         }

@@ -297,9 +297,10 @@ impl Pixmap {
         self.width() == 0 || self.height() == 0
     }
 
-    /// True when nothing else (no other pixmap, not the cache) shares these pixels.
+    /// True when this pixmap has pixels and nothing else (no other pixmap, not the cache) shares
+    /// them. False for the null pixmap, as `QPixmap::isDetached` is.
     pub fn is_detached(&self) -> bool {
-        self.data.as_ref().is_none_or(Shared::is_unique)
+        self.data.as_ref().is_some_and(Shared::is_unique)
     }
 
     /// Width in pixels.
@@ -492,6 +493,9 @@ mod tests {
         assert!(a.is_detached() && b.is_detached());
         assert_ne!(a.cache_key(), b.cache_key());
         assert_eq!(b.pixels().unwrap()[0], 0);
+        // The null pixmap has nothing to be detached from: false, as QPixmap::isDetached says.
+        let null = Pixmap::null();
+        assert!(!null.is_detached() && !null.clone().is_detached());
         assert_eq!(a.pixels().unwrap()[0], 7);
     }
 

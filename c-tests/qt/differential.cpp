@@ -316,7 +316,11 @@ int main(int argc, char **argv) {
         pool.push_back(pm);
     }
     std::vector<QString> names = {QString(), "a", "b", "c", "icon:open", "icon:save", "icon:quit", "theme/dark/x@2x",
-                                  QString::fromUtf8("\xc3\xa9t\xc3\xa9"), "k1", "k2", "k3"};
+                                  QString::fromUtf8("\xc3\xa9t\xc3\xa9"), "k1", "k2", "k3",
+                                  // keys toUtf8() would merge (lone surrogates) and the adapter's escape
+                                  QString("k?"), QString("k") + QChar(char16_t(0xD800)),
+                                  QString("k") + QChar(char16_t(0xDFFF)),
+                                  QString("k") + QChar(char16_t(0xFDD0)) + QChar(char16_t(0xE000))};
     long long steps = 0;
     for (int s = 0; s < seeds; ++s) {
         Run run(first + uint64_t(s), ops, pool, names);

@@ -667,28 +667,61 @@ pub unsafe extern "C" fn pixcache_find_or_insert_with(
     user_data: *mut c_void,
     out: *mut PixcachePixmap,
 ) -> bool {
-    call(false, || {
-        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let (cache, key) = unsafe { (self::cache(cache)?, key_str(key)?) };
-        let produce = produce.ok_or_else(|| super::boundary::null_error("produce"))?;
-        let producer = || {
-            let handle = into_raw::<PixcachePixmap>(Pixmap::null())?;
-            // So that a failure report carries only what the producer itself set.
-            super::error::clear_last_error();
-            // SAFETY: the caller promised `produce` may be called with `user_data` and a live
-            // pixmap handle; `handle` is one, owned by us for the duration of the call.
-            let ok = unsafe { produce(user_data, handle) };
-            // SAFETY: `handle` came from `into_raw` above and the producer only borrowed it.
-            let produced = unsafe { Box::from_raw(handle.cast::<Pixmap>()) };
-            if ok {
-                Ok(*produced)
-            } else {
-                Err(producer_failed(key))
-            }
-        };
-        // SAFETY: C API contract: `out` is NULL or a live handle no other thread uses now.
-        unsafe { find_or_insert(cache, key, out, producer) }
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings; `produce`
+    // may be called with `user_data`.
+    call(false, || unsafe {
+        produce_str(cache, key_str(key)?, produce, user_data, out)
     })
+}
+
+/// `pixcache_find_or_insert_with` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated,
+/// so it may contain NUL bytes).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_or_insert_with_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    produce: PixcacheProduceFn,
+    user_data: *mut c_void,
+    out: *mut PixcachePixmap,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes;
+    // `produce` may be called with `user_data`.
+    call(false, || unsafe {
+        produce_str(cache, try_str_n(key, len, "key")?, produce, user_data, out)
+    })
+}
+
+/// # Safety
+/// `cache` and `out` as in the module contract; `produce` may be called with `user_data` and a
+/// live pixmap handle.
+unsafe fn produce_str(
+    cache: *mut PixcacheCache,
+    key: &str,
+    produce: PixcacheProduceFn,
+    user_data: *mut c_void,
+    out: *mut PixcachePixmap,
+) -> Result<bool, Error> {
+    // SAFETY: forwarded to the caller.
+    let cache = unsafe { self::cache(cache) }?;
+    let produce = produce.ok_or_else(|| super::boundary::null_error("produce"))?;
+    let producer = || {
+        let handle = into_raw::<PixcachePixmap>(Pixmap::null())?;
+        // So that a failure report carries only what the producer itself set.
+        super::error::clear_last_error();
+        // SAFETY: the caller promised `produce` may be called with `user_data` and a live
+        // pixmap handle; `handle` is one, owned by us for the duration of the call.
+        let ok = unsafe { produce(user_data, handle) };
+        // SAFETY: `handle` came from `into_raw` above and the producer only borrowed it.
+        let produced = unsafe { Box::from_raw(handle.cast::<Pixmap>()) };
+        if ok {
+            Ok(*produced)
+        } else {
+            Err(producer_failed(key))
+        }
+    };
+    // SAFETY: C API contract: `out` is NULL or a live handle no other thread uses now.
+    unsafe { find_or_insert(cache, key, out, producer) }
 }
 
 /// `pixcache_find_or_insert_with` with the file path as the key and the decoder

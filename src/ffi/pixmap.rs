@@ -163,7 +163,8 @@ pub unsafe extern "C" fn pixcache_pixmap_is_null(pm: *const PixcachePixmap) -> b
     unsafe { get(pm, true, Pixmap::is_null) }
 }
 
-/// True when `pm` shares its pixels with nothing: no other handle, and not the cache.
+/// True when `pm` has pixels and shares them with nothing: no other handle, and not the cache.
+/// False for the null pixmap (as `QPixmap::isDetached`) and for NULL (with the last error set).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_pixmap_is_detached(pm: *const PixcachePixmap) -> bool {
     // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
