@@ -24,6 +24,9 @@
  *   are NULL_ARGUMENT, a key (or find_or_load path) that is not UTF-8 is INVALID_UTF8, and the
  *   producer is not called for a bad argument; a pixmap too large for the cache (64x64 RGBA in a
  *   1 KB cache) is still returned in `out`, is not cached, and a later call produces again;
+ * - producers that need each other's keys fail with INVALID_ARGUMENT (the message says "cycle")
+ *   instead of deadlocking; a release callback that find_or_insert_with runs (the caller's `out`
+ *   held a foreign pixmap's last share) may call find_or_insert_with on the same cache;
  * - pixcache_find_or_insert_with_n: a key with a NUL byte is cached whole (not cut at the NUL),
  *   a prefix is another key, the empty key works, and bad arguments produce nothing;
  * - pixcache_find_or_load: 20 PNGs written with pixcache_pixmap_save, loaded by 8 threads at
@@ -832,6 +835,116 @@ static void test_length_taking_key(void) {
     pixcache_cache_free(cache);
 }
 
+/* Producers that need each other's keys: whichever would close the cycle of waits gets an
+ * error (INVALID_ARGUMENT), so both productions fail instead of waiting forever. */
+typedef struct {
+    PixcacheCache *cache;
+    const char *mine, *other;
+    pthread_barrier_t *barrier;
+    bool ok;
+    PixcacheResult code;
+    char message[512];
+} CycleArm;
+
+static bool cycle_leaf(void *user_data, PixcachePixmap *pm) {
+    (void)user_data;
+    (void)pm;
+    return true;
+}
+
+static bool cycle_produce(void *user_data, PixcachePixmap *pm) {
+    CycleArm *a = user_data;
+    (void)pm;
+    pthread_barrier_wait(a->barrier); /* both producers are running */
+    return pixcache_find_or_insert_with(a->cache, a->other, cycle_leaf, NULL, NULL);
+}
+
+static void *cycle_arm(void *arg) {
+    CycleArm *a = arg;
+    a->ok = pixcache_find_or_insert_with(a->cache, a->mine, cycle_produce, a, NULL);
+    a->code = pixcache_last_result();
+    snprintf(a->message, sizeof a->message, "%s", pixcache_last_error());
+    return NULL;
+}
+
+static void test_producers_in_a_cycle(void) {
+    printf("/flight/producers_in_a_cycle_fail_instead_of_deadlocking\n");
+    for (int round = 0; round < 20; ++round) {
+        PixcacheCache *cache = pixcache_cache_new(1000);
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, 2);
+        CycleArm arms[2] = {{cache, "cycle:a", "cycle:b", &barrier, false, 0, ""},
+                            {cache, "cycle:b", "cycle:a", &barrier, false, 0, ""}};
+        pthread_t t[2];
+        for (int i = 0; i < 2; ++i) pthread_create(&t[i], NULL, cycle_arm, &arms[i]);
+        for (int i = 0; i < 2; ++i) pthread_join(t[i], NULL);
+        int said_why = 0;
+        for (int i = 0; i < 2; ++i) {
+            CHECK(!arms[i].ok);
+            CHECK(arms[i].code == PIXCACHE_RESULT_INVALID_ARGUMENT);
+            said_why += strstr(arms[i].message, "cycle") != NULL;
+        }
+        CHECK(said_why >= 1);
+        CHECK(pixcache_stats(cache).entries == 0);
+        pthread_barrier_destroy(&barrier);
+        pixcache_cache_free(cache);
+    }
+}
+
+/* A release callback run by find_or_insert_with (the caller's `out` held the last share of a
+ * foreign pixmap, and the key turned up in the re-check made under the flights table's lock)
+ * may call find_or_insert_with on the same cache: it must not run under that lock. Racy by
+ * nature (another thread inserts and removes the key), so it runs for 1.5 s; a release run
+ * under the lock deadlocked within well under that (alarm). */
+static PixcacheCache *relock_cache;
+static atomic_bool relock_stop;
+
+static bool relock_produce(void *user_data, PixcachePixmap *pm) {
+    (void)user_data;
+    (void)pm;
+    return true;
+}
+
+static void relock_release(void *user_data) {
+    (void)user_data;
+    CHECK(pixcache_find_or_insert_with(relock_cache, "relock:other", relock_produce, NULL, NULL));
+    pixcache_remove(relock_cache, "relock:other");
+}
+
+static void *relock_toggler(void *arg) {
+    (void)arg;
+    PixcachePixmap *r = new_pixmap(1, 1, PIXCACHE_FORMAT_GRAY8);
+    while (!atomic_load(&relock_stop)) {
+        pixcache_insert(relock_cache, "relock:k", r);
+        pixcache_remove(relock_cache, "relock:k");
+    }
+    pixcache_pixmap_free(r);
+    return NULL;
+}
+
+static void test_release_not_under_the_flights_lock(void) {
+    printf("/flight/release_not_run_under_the_flights_lock\n");
+    relock_cache = pixcache_cache_new(1000);
+    atomic_store(&relock_stop, false);
+    pthread_t t;
+    pthread_create(&t, NULL, relock_toggler, NULL);
+    struct timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (long i = 0;; ++i) {
+        if (i % 1024 == 0) {
+            clock_gettime(CLOCK_MONOTONIC, &now);
+            if (now.tv_sec - start.tv_sec + (now.tv_nsec - start.tv_nsec) / 1e9 > 1.5) break;
+        }
+        PixcachePixmap *out = pixcache_pixmap_wrap(1, 1, 32, NULL, relock_release);
+        CHECK(pixcache_find_or_insert_with(relock_cache, "relock:k", relock_produce, NULL, out));
+        pixcache_pixmap_free(out);
+        pixcache_remove(relock_cache, "relock:k");
+    }
+    atomic_store(&relock_stop, true);
+    pthread_join(t, NULL);
+    pixcache_cache_free(relock_cache);
+}
+
 /* ---- 5. find_or_load ----------------------------------------------------------------------- */
 
 #define NFILES 20
@@ -1343,6 +1456,8 @@ int main(void) {
     test_other_keys_not_blocked();
     test_hit_and_arguments();
     test_length_taking_key();
+    test_producers_in_a_cycle();
+    test_release_not_under_the_flights_lock();
     test_find_or_load();
     test_decode_limits();
     test_convert_and_save();

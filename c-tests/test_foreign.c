@@ -20,21 +20,29 @@
  *   user data), released exactly once when the cache drops it; on every failure (NULL cache,
  *   key or key pointer, a depth over 128, refused, an invalid key to replace) the release runs
  *   exactly once before the call returns, after the cache is unlocked (a release that calls
- *   the same cache works), with the failure's result code; a NULL release is allowed.
+ *   the same cache works), with the failure's result code; a NULL release is allowed;
+ *
+ * - a release function that reads the very handle whose old pixmap it releases (assign, find's
+ *   and find_key's and find_or_insert_with's `out`) sees the handle's new pixmap, never the one
+ *   being released;
+ * - releases that pixcache_cache_free runs may use that cache, even insert into it again (with
+ *   foreign pixmaps whose releases insert again): every release runs exactly once.
  * A deadlock fails the test through alarm().
  *
  * What it does not test: NULL and out-of-range arguments of wrap (test_errors.c), concurrent
- * releases under load (test_threads.c), and re-entering a cache from a release that
- * pixcache_cache_free of that same cache triggers (undefined behaviour by the header: the cache
- * is being freed; the test re-enters another cache there instead).
+ * releases under load (test_threads.c), and a release that keeps inserting into a cache being
+ * freed for more than 64 rounds (its last entries are dropped with the cache, whose releases
+ * must not use it).
  */
 #undef NDEBUG
 #include <assert.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -654,6 +662,103 @@ static void test_cache_free(void) {
     CHECK(u.releases == 1);
 }
 
+/* A release that reads the handle whose old pixmap it releases: it must find the handle already
+ * holding its new pixmap (a release running mid-assignment saw a pixmap whose last share was
+ * going, and cloning it revived freed pixels: a double free under ASan). */
+static PixcachePixmap *watched;  /* the handle the release reads */
+static PixcachePixmap *grabbed;  /* what it cloned from there */
+static int grab_releases;
+
+static void grab_watched(void *user_data) {
+    (void)user_data;
+    ++grab_releases;
+    pixcache_pixmap_free(grabbed);
+    grabbed = pixcache_pixmap_clone(watched);
+}
+
+static bool produce_small(void *user_data, PixcachePixmap *pm) {
+    (void)user_data;
+    PixcachePixmap *r = pixcache_pixmap_new(5, 5, PIXCACHE_FORMAT_GRAY8);
+    pixcache_pixmap_assign(pm, r);
+    pixcache_pixmap_free(r);
+    return true;
+}
+
+static void test_release_reads_the_handle_it_leaves(void) {
+    printf("/foreign/handle/release_reads_the_handle_it_leaves\n");
+    PixcacheCache *c = pixcache_cache_new(1000);
+    PixcachePixmap *src = raster(3, 3);
+    CHECK(pixcache_insert(c, "s", src));
+    PixcacheKey k = pixcache_insert_key(c, src);
+    grab_releases = 0;
+    for (int path = 0; path < 4; ++path) {
+        watched = pixcache_pixmap_wrap(8, 8, 32, NULL, grab_watched);
+        CHECK(watched != NULL);
+        switch (path) {
+        case 0: pixcache_pixmap_assign(watched, src); break;
+        case 1: CHECK(pixcache_find(c, "s", watched)); break;
+        case 2: CHECK(pixcache_find_key(c, k, watched)); break;
+        case 3: CHECK(pixcache_find_or_insert_with(c, "made", produce_small, NULL, watched)); break;
+        }
+        CHECK(grab_releases == path + 1);
+        /* The release saw the new pixmap. */
+        CHECK(grabbed != NULL);
+        CHECK(pixcache_pixmap_user_data(grabbed) == NULL);
+        CHECK(pixcache_pixmap_width(grabbed) == (path == 3 ? 5u : 3u));
+        CHECK(pixcache_pixmap_cache_key(grabbed) == pixcache_pixmap_cache_key(watched));
+        pixcache_pixmap_free(watched);
+    }
+    pixcache_pixmap_free(grabbed);
+    grabbed = NULL;
+    pixcache_pixmap_free(src);
+    pixcache_cache_free(c);
+}
+
+/* Releases run by pixcache_cache_free use the cache being freed, and put entries back. */
+typedef struct {
+    PixcacheCache *cache;
+    int generation; /* a release of generation g < 2 inserts a foreign pixmap of generation g+1 */
+    atomic_int *releases;
+} Refill;
+
+static void refill_release(void *user_data) {
+    Refill *r = user_data;
+    atomic_fetch_add(r->releases, 1);
+    CHECK(pixcache_stats(r->cache).entries < 1000);
+    CHECK(!pixcache_find(r->cache, "no such key", NULL));
+    PixcachePixmap *plain = raster(2, 2);
+    CHECK(pixcache_insert(r->cache, "plain", plain));
+    pixcache_pixmap_free(plain);
+    if (r->generation < 2) {
+        Refill *next = malloc(sizeof *next);
+        CHECK(next != NULL);
+        *next = (Refill){r->cache, r->generation + 1, r->releases};
+        PixcachePixmap *f = pixcache_pixmap_wrap(4, 4, 32, next, refill_release);
+        CHECK(pixcache_insert_key(r->cache, f).id != 0);
+        pixcache_pixmap_free(f);
+    }
+    free(r);
+}
+
+static void test_cache_free_releases_use_the_cache(void) {
+    printf("/foreign/cache/cache_free_releases_use_the_cache\n");
+    atomic_int releases = 0;
+    PixcacheCache *c = pixcache_cache_new(1000);
+    for (int i = 0; i < 10; ++i) {
+        Refill *r = malloc(sizeof *r);
+        CHECK(r != NULL);
+        *r = (Refill){c, 0, &releases};
+        PixcachePixmap *f = pixcache_pixmap_wrap(4, 4, 32, r, refill_release);
+        char key[16];
+        snprintf(key, sizeof key, "f%d", i);
+        CHECK(pixcache_insert(c, key, f));
+        pixcache_pixmap_free(f);
+    }
+    pixcache_cache_free(c);
+    /* 10 of generation 0, each making one of generation 1, each making one of generation 2. */
+    CHECK(atomic_load(&releases) == 30);
+}
+
 static void test_two_caches(void) {
     printf("/foreign/cache/two_caches_and_global\n");
     PixcacheCache *a = pixcache_cache_new(100);
@@ -1136,6 +1241,8 @@ int main(void) {
     test_cache_lowered_limit();
     test_cache_flush_and_tick();
     test_cache_free();
+    test_cache_free_releases_use_the_cache();
+    test_release_reads_the_handle_it_leaves();
     test_two_caches();
     test_null_release();
     test_reentrant_paths();

@@ -164,8 +164,11 @@ typedef void (*PixcacheVisitFn)(void *user_data,
 
 /**
  * A release function for a foreign pixmap's pixels. It runs exactly once, on whichever thread
- * drops the last share, outside every lock of pixcache (it may call pixcache). It must not
- * throw a C++ exception or `longjmp` out: unwinding into pixcache is undefined behaviour.
+ * drops the last share, outside every lock of pixcache (it may call pixcache, also on the cache
+ * or the handle whose call is running it: that handle already holds its new pixmap). It must
+ * not free the cache whose call is running it (`pixcache_cache_free` itself excepted), and
+ * must not throw a C++ exception or `longjmp` out: unwinding into pixcache is undefined
+ * behaviour.
  */
 typedef void (*PixcacheReleaseFn)(void *user_data);
 
@@ -273,6 +276,11 @@ struct PixcacheCache *pixcache_cache_new(int32_t limit_kb);
  * Frees a cache from `pixcache_cache_new`, dropping its shares of its pixmaps (handles that
  * share them stay valid). NULL and the global cache are ignored. No other thread may be using
  * the cache; using it afterwards is undefined behaviour. Leaves the last error as it was.
+ *
+ * The cache is emptied first, while it is still whole, so the release callbacks of its
+ * foreign pixmaps may use it (even insert into it again: what they put back is cleared too, up
+ * to 64 rounds; entries still there after that are dropped with the cache, and their release
+ * callbacks must not use it).
  */
 void pixcache_cache_free(struct PixcacheCache *cache);
 
@@ -507,7 +515,9 @@ struct PixcacheStats pixcache_stats(const struct PixcacheCache *cache);
  * this call and every caller waiting on the same production fail with the same error (the
  * message includes the producer's own last pixcache error, if it set one), nothing is
  * inserted, and a later call produces again. A producer asking for its own key gets
- * `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock.
+ * `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock, and so does a producer whose
+ * wait would close a cycle of producers waiting for each other (A's producer asks for B's key
+ * while B's asks for A's, in the same cache or not): the productions in the cycle fail.
  */
 bool pixcache_find_or_insert_with(struct PixcacheCache *cache,
                                   const char *key,

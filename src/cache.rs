@@ -158,6 +158,25 @@ enum Lookup<R> {
     NotUtf8,
 }
 
+/// What a lookup into a caller's pixmap found: `found` is `None` when the key's bytes are not
+/// UTF-8; `old` is what the caller's pixmap held, if the lookup replaced it (dropping it may run
+/// a foreign release callback, so the caller chooses when).
+pub(crate) struct Swapped {
+    pub found: Option<bool>,
+    pub old: Option<Pixmap>,
+}
+
+impl From<Lookup<Option<Pixmap>>> for Swapped {
+    #[inline(always)]
+    fn from(lookup: Lookup<Option<Pixmap>>) -> Self {
+        let found = lookup.found();
+        Swapped {
+            found,
+            old: lookup.hit().flatten(),
+        }
+    }
+}
+
 impl<R> Lookup<R> {
     /// The outcome of finding nothing under `key`, counted in `misses` if `count` is 1 and the
     /// key is a valid one.
@@ -184,14 +203,6 @@ impl<R> Lookup<R> {
             Lookup::Hit(_) => Some(true),
             Lookup::Miss => Some(false),
             Lookup::NotUtf8 => None,
-        }
-    }
-
-    fn map<S>(self, f: impl FnOnce(R) -> S) -> Lookup<S> {
-        match self {
-            Lookup::Hit(r) => Lookup::Hit(f(r)),
-            Lookup::Miss => Lookup::Miss,
-            Lookup::NotUtf8 => Lookup::NotUtf8,
         }
     }
 }
@@ -357,7 +368,7 @@ impl Cache {
     /// argument for the caller to report (it does not count as a miss in [`Cache::stats`]).
     #[inline(always)]
     pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> Option<bool> {
-        self.find_into_counted(KeyRef::Name(key), out, true).found()
+        self.find_bytes_swap(key, out).found
     }
 
     /// [`Cache::touch`] with the key as bytes (see [`Cache::find_bytes_into`]).
@@ -399,14 +410,32 @@ impl Cache {
         self.lookup(KeyRef::Id(key.to_raw()), visit).hit()
     }
 
-    /// A lookup that makes `out` share what it finds; what `out` held before is dropped after
-    /// the lock is released.
+    /// A lookup that makes `out` share what it finds. What `out` held before (if the lookup
+    /// replaced it) comes back in the hit, to be dropped by the caller after the lock is
+    /// released.
     #[inline(always)]
-    fn find_into_counted(&self, key: KeyRef<'_>, out: &mut Pixmap, count: bool) -> Lookup<()> {
+    fn find_into_counted(
+        &self,
+        key: KeyRef<'_>,
+        out: &mut Pixmap,
+        count: bool,
+    ) -> Lookup<Option<Pixmap>> {
         self.lookup_counted(key, count, |pm| {
             (!out.shares_pixels_with(pm)).then(|| std::mem::replace(out, pm.clone()))
         })
-        .map(drop)
+    }
+
+    /// [`Cache::find_bytes_into`] that hands back what `out` held instead of dropping it, for a
+    /// caller that reached `out` through a pointer a release callback may also use (the C API):
+    /// it drops the old pixmap once its borrow of `out` has ended.
+    #[inline(always)]
+    pub(crate) fn find_bytes_swap(&self, key: &[u8], out: &mut Pixmap) -> Swapped {
+        Swapped::from(self.find_into_counted(KeyRef::Name(key), out, true))
+    }
+
+    /// [`Cache::find_key_into`] that hands back what `out` held (see [`Cache::find_bytes_swap`]).
+    pub(crate) fn find_key_swap(&self, key: Key, out: &mut Pixmap) -> Swapped {
+        Swapped::from(self.find_into_counted(KeyRef::Id(key.to_raw()), out, true))
     }
 
     fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Lookup<R> {
@@ -507,17 +536,19 @@ impl Cache {
         if self.find_into(key, out) {
             return Ok(Source::Cached);
         }
+        // The re-check runs under the flights table's lock: it finds into a null pixmap, so that
+        // nothing `out` held is let go of (running a release callback) under that lock.
+        let mut found = Pixmap::null();
         let role = self.flights.join(key, || {
-            self.find_into_counted(KeyRef::Name(key.as_bytes()), out, false)
+            self.find_into_counted(KeyRef::Name(key.as_bytes()), &mut found, false)
                 .hit()
                 .is_none()
         });
-        match role {
-            None => Ok(Source::Cached),
-            Some(Role::Wait(flight)) => {
-                *out = flight.wait()?;
-                Ok(Source::Waited)
-            }
+        // Whatever `out` held is dropped after it holds the new pixmap (a release callback may
+        // read the caller's handle), and outside every lock.
+        let (value, source) = match role {
+            None => (found, Source::Cached),
+            Some(Role::Wait(flight)) => (flight.wait()?, Source::Waited),
             Some(Role::Lead(lead)) => {
                 let result = produce();
                 if let Ok(pm) = &result {
@@ -525,10 +556,11 @@ impl Cache {
                     let _ = self.insert(key, pm);
                 }
                 lead.finish(result.clone());
-                *out = result?;
-                Ok(Source::Produced)
+                (result?, Source::Produced)
             }
-        }
+        };
+        drop(std::mem::replace(out, value));
+        Ok(source)
     }
 
     /// Inserts `pm` under a string key. Any previous entry under `key` is removed first, so a

@@ -9,35 +9,83 @@
 //! waiter ever hangs.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread::ThreadId;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pixmap::Pixmap;
+use crate::token;
 
 /// One production in progress.
 pub(crate) struct Flight {
-    producer: ThreadId,
+    /// The producing thread's token (`token.rs`).
+    producer: u64,
+    /// Set (before the waiters are woken) once `result` is in: the producer no longer blocks
+    /// anyone through this flight.
+    done: AtomicBool,
     result: Mutex<Option<Result<Pixmap>>>,
-    done: Condvar,
+    woken: Condvar,
+}
+
+/// Which producer each waiting thread waits for, in every cache (by thread token): the edges of
+/// the wait-for graph. A thread adds its edge only after checking, under this lock, that the
+/// producer it is about to wait for does not wait (directly or through other producers) for
+/// it; so no cycle of waits can form, and whichever thread would close one gets an error.
+static WAITING: LazyLock<Mutex<HashMap<u64, Arc<Flight>>>> = LazyLock::new(Default::default);
+
+/// Takes the caller's edge out of [`WAITING`] when its wait ends, however it ends.
+struct Edge(u64);
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        lock(&WAITING).remove(&self.0);
+    }
 }
 
 impl Flight {
-    /// Waits for the producer and returns its result (a share of the pixmap, or its error).
-    pub(crate) fn wait(&self) -> Result<Pixmap> {
-        if self.producer == std::thread::current().id() {
+    /// Waits for the producer and returns its result (a share of the pixmap, or its error). A
+    /// wait that would never end gets an error instead: a producer asking for the key it is
+    /// producing, or for a key whose producer waits (perhaps through other producers, in any
+    /// cache) for one this thread is producing.
+    pub(crate) fn wait(self: &Arc<Self>) -> Result<Pixmap> {
+        let me = token::current();
+        if self.producer == me {
             return Err(Error::new(
                 ErrorKind::InvalidArgument,
                 "a producer asked for the key it is producing (re-entrant find-or-insert of the same key)",
             ));
         }
+        let _edge = {
+            let mut waiting = lock(&WAITING);
+            // Follow the producers' own waits. A flight that is done is a wait about to end
+            // (its waiter is awake or being woken), not an edge. The walk is bounded by the
+            // number of edges, and the graph has no cycle (see `WAITING`).
+            let mut next = self.producer;
+            for _ in 0..=waiting.len() {
+                let Some(flight) = waiting.get(&next) else {
+                    break;
+                };
+                if flight.done.load(Ordering::Acquire) {
+                    break;
+                }
+                if flight.producer == me {
+                    return Err(Error::new(
+                        ErrorKind::InvalidArgument,
+                        "producers asked for each other's keys (find-or-insert producers waiting in a cycle)",
+                    ));
+                }
+                next = flight.producer;
+            }
+            waiting.insert(me, Arc::clone(self));
+            Edge(me)
+        };
         let mut result = lock(&self.result);
         loop {
             if let Some(r) = result.as_ref() {
                 return r.clone();
             }
             result = self
-                .done
+                .woken
                 .wait(result)
                 .unwrap_or_else(PoisonError::into_inner);
         }
@@ -76,9 +124,10 @@ impl Flights {
             return None;
         }
         let flight = Arc::new(Flight {
-            producer: std::thread::current().id(),
+            producer: token::current(),
+            done: AtomicBool::new(false),
             result: Mutex::new(None),
-            done: Condvar::new(),
+            woken: Condvar::new(),
         });
         pending.insert(key.into(), Arc::clone(&flight));
         Some(Role::Lead(Lead {
@@ -91,7 +140,8 @@ impl Flights {
 
     fn complete(&self, key: &str, flight: &Flight, result: Result<Pixmap>) {
         *lock(&flight.result) = Some(result);
-        flight.done.notify_all();
+        flight.done.store(true, Ordering::Release);
+        flight.woken.notify_all();
         lock(&self.pending).remove(key);
     }
 }

@@ -172,3 +172,90 @@ fn a_pixmap_too_large_to_cache_is_still_returned() {
     assert_eq!(out.width(), 64);
     assert_eq!(cache.stats().entries, 0);
 }
+
+/// Producers that need each other's keys would wait for each other forever: whichever closes
+/// the cycle gets an error instead, which fails its production and so every production in the
+/// cycle. The cycles here: two producers in one cache, and three across two caches. A finished
+/// wait is no edge: the same shapes without the cycle (and run one after the other) succeed.
+#[test]
+fn producers_waiting_in_a_cycle_get_an_error_instead_of_a_deadlock() {
+    // (cache index, key, key its producer asks for, cache of that key)
+    let shapes: [&[(usize, &str, &str, usize)]; 2] = [
+        &[(0, "a", "b", 0), (0, "b", "a", 0)],
+        &[(0, "a", "b", 1), (1, "b", "c", 0), (0, "c", "a", 0)],
+    ];
+    for shape in shapes {
+        for round in 0..20 {
+            let caches = Arc::new([Cache::default(), Cache::default()]);
+            let barrier = Arc::new(Barrier::new(shape.len()));
+            let (tx, rx) = std::sync::mpsc::channel();
+            for &(c, key, wants, wants_cache) in shape {
+                let (caches, barrier, tx) = (caches.clone(), barrier.clone(), tx.clone());
+                std::thread::spawn(move || {
+                    let mut out = Pixmap::null();
+                    let r = caches[c].find_or_insert_with(key, &mut out, || {
+                        // Every producer is running before any asks for its neighbour's key.
+                        barrier.wait();
+                        let mut inner = Pixmap::null();
+                        caches[wants_cache].find_or_insert_with(wants, &mut inner, || render(0))?;
+                        Ok(inner)
+                    });
+                    tx.send(r.map_err(|e| e.to_string())).unwrap();
+                });
+            }
+            let results: Vec<_> = (0..shape.len())
+                .map(|_| {
+                    rx.recv_timeout(Duration::from_secs(10))
+                        .unwrap_or_else(|_| panic!("deadlock: round {round} of {shape:?}"))
+                })
+                .collect();
+            assert!(
+                results.iter().all(|r| r.is_err()),
+                "every production in the cycle fails: {results:?}"
+            );
+            assert!(
+                results
+                    .iter()
+                    .any(|r| r.as_ref().unwrap_err().contains("cycle")),
+                "one of them says why: {results:?}"
+            );
+            for (c, key, _, _) in shape {
+                assert!(
+                    caches[*c].find(key).is_none(),
+                    "a failed production inserts nothing"
+                );
+            }
+        }
+    }
+    // No cycle: a chain of producers waiting on each other completes.
+    let cache = Arc::new(Cache::default());
+    let barrier = Arc::new(Barrier::new(2));
+    let chain: Vec<_> = [("x", Some("y")), ("y", None)]
+        .into_iter()
+        .map(|(key, wants)| {
+            let (cache, barrier) = (cache.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut out = Pixmap::null();
+                cache.find_or_insert_with(key, &mut out, || {
+                    barrier.wait();
+                    match wants {
+                        Some(w) => {
+                            let mut inner = Pixmap::null();
+                            cache.find_or_insert_with(w, &mut inner, || render(1))?;
+                            Ok(inner)
+                        }
+                        None => {
+                            std::thread::sleep(Duration::from_millis(20));
+                            render(2)
+                        }
+                    }
+                })
+            })
+        })
+        .collect();
+    for t in chain {
+        t.join()
+            .unwrap()
+            .expect("a chain without a cycle completes");
+    }
+}

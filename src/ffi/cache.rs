@@ -116,16 +116,36 @@ pub extern "C" fn pixcache_cache_new(limit_kb: i32) -> *mut PixcacheCache {
 /// Frees a cache from `pixcache_cache_new`, dropping its shares of its pixmaps (handles that
 /// share them stay valid). NULL and the global cache are ignored. No other thread may be using
 /// the cache; using it afterwards is undefined behaviour. Leaves the last error as it was.
+///
+/// The cache is emptied first, while it is still whole, so the release callbacks of its
+/// foreign pixmaps may use it (even insert into it again: what they put back is cleared too, up
+/// to 64 rounds; entries still there after that are dropped with the cache, and their release
+/// callbacks must not use it).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
     call_keeping_error(|| {
-        if cache.cast_const() != global_handle().cast_const() {
-            // SAFETY: C API contract: `cache` is NULL or a live cache from `pixcache_cache_new`
-            // that C gives up here (the global cache was excluded above).
-            unsafe { free(cache) };
+        if cache.is_null() || cache.cast_const() == global_handle().cast_const() {
+            return;
         }
+        // SAFETY: C API contract: `cache` is a live cache from `pixcache_cache_new` (NULL and the
+        // global cache were excluded above); no other thread uses it.
+        if let Ok(whole) = unsafe { self::cache(cache) } {
+            for _ in 0..FREE_DRAIN_ROUNDS {
+                if whole.stats().entries == 0 {
+                    break;
+                }
+                // Releases run after `clear` unlocks, with the cache still whole.
+                whole.clear();
+            }
+        }
+        // SAFETY: as above; C gives the cache up here, and no borrow of it is left.
+        unsafe { free(cache) };
     })
 }
+
+/// How many times `pixcache_cache_free` empties a cache whose release callbacks keep putting
+/// entries back before it gives up and drops what is left with the cache.
+const FREE_DRAIN_ROUNDS: usize = 64;
 
 /// The limit in KB (`QPixmapCache::cacheLimit`), as set: even a negative or `INT_MAX` limit is
 /// reported as given. 0 for NULL.
@@ -201,7 +221,11 @@ unsafe fn find_str(
         cache.touch_bytes(key)
     } else {
         // SAFETY: forwarded to the caller.
-        cache.find_bytes_into(key, unsafe { try_mut(out, "out") }?)
+        let swapped = cache.find_bytes_swap(key, unsafe { try_mut(out, "out") }?);
+        // What `out` held is dropped only now that no borrow of it is left: its release
+        // callback may use the caller's handle.
+        drop(swapped.old);
+        swapped.found
     };
     match found {
         Some(found) => Ok(found),
@@ -226,7 +250,10 @@ pub unsafe extern "C" fn pixcache_find_key(
             cache.touch_key(key)
         } else {
             // SAFETY: C API contract: a non-NULL `out` is a live handle no other thread uses now.
-            cache.find_key_into(key, unsafe { try_mut(out, "out") }?)
+            let swapped = cache.find_key_swap(key, unsafe { try_mut(out, "out") }?);
+            // Dropped with no borrow of `out` left (its release callback may use the handle).
+            drop(swapped.old);
+            swapped.found == Some(true)
         };
         if found {
             Ok(true)
@@ -658,7 +685,9 @@ pub type PixcacheProduceFn =
 /// this call and every caller waiting on the same production fail with the same error (the
 /// message includes the producer's own last pixcache error, if it set one), nothing is
 /// inserted, and a later call produces again. A producer asking for its own key gets
-/// `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock.
+/// `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock, and so does a producer whose
+/// wait would close a cycle of producers waiting for each other (A's producer asks for B's key
+/// while B's asks for A's, in the same cache or not): the productions in the cycle fail.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_find_or_insert_with(
     cache: *mut PixcacheCache,
@@ -751,14 +780,16 @@ unsafe fn find_or_insert(
     out: *mut PixcachePixmap,
     producer: impl FnOnce() -> Result<Pixmap, Error>,
 ) -> Result<bool, Error> {
-    let mut scratch = Pixmap::null();
-    let out = if out.is_null() {
-        &mut scratch
-    } else {
+    // Found or produced into a pixmap of our own, then swapped into `out`: what `out` held is
+    // dropped with no borrow of it left (its release callback may use the caller's handle), and
+    // on failure `out` is untouched.
+    let mut value = Pixmap::null();
+    cache.find_or_insert_with(key, &mut value, producer)?;
+    if !out.is_null() {
         // SAFETY: forwarded to the caller.
-        unsafe { try_mut(out, "out") }?
-    };
-    cache.find_or_insert_with(key, out, producer)?;
+        let old = std::mem::replace(unsafe { try_mut(out, "out") }?, value);
+        drop(old);
+    }
     Ok(true)
 }
 

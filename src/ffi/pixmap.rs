@@ -72,8 +72,11 @@ fn format_code(pm: &Pixmap) -> PixcacheFormat {
 }
 
 /// A release function for a foreign pixmap's pixels. It runs exactly once, on whichever thread
-/// drops the last share, outside every lock of pixcache (it may call pixcache). It must not
-/// throw a C++ exception or `longjmp` out: unwinding into pixcache is undefined behaviour.
+/// drops the last share, outside every lock of pixcache (it may call pixcache, also on the cache
+/// or the handle whose call is running it: that handle already holds its new pixmap). It must
+/// not free the cache whose call is running it (`pixcache_cache_free` itself excepted), and
+/// must not throw a C++ exception or `longjmp` out: unwinding into pixcache is undefined
+/// behaviour.
 pub type PixcacheReleaseFn = Option<unsafe extern "C" fn(user_data: *mut c_void)>;
 
 /// Reads a pixmap argument.
@@ -141,7 +144,10 @@ pub unsafe extern "C" fn pixcache_pixmap_assign(
         let value = unsafe { pixmap(src, "src") }?.clone();
         // SAFETY: C API contract: `dst` is NULL or a live handle no other thread uses now. The
         // borrow of `src` has ended, so `dst == src` does not alias.
-        *unsafe { try_mut(dst, "dst") }? = value;
+        let old = std::mem::replace(unsafe { try_mut(dst, "dst") }?, value);
+        // Dropped only now, with `dst` already holding the new pixmap and no borrow of it left:
+        // the old pixels' release callback may read or assign `dst` itself.
+        drop(old);
         Ok(())
     })
 }
