@@ -34,7 +34,7 @@
  *   its path (and a pixmap inserted under a path is found without reading a file); a missing
  *   file is IO and garbage bytes are DECODE, for all 8 threads at once (and, for a missing file,
  *   a later call once the file exists loads it); garbage without a .png name is DECODE too, a
- *   truncated PNG fails; nothing failed is cached;
+ *   truncated PNG is DECODE (from a file and from memory); nothing failed is cached;
  * - pixcache_set_decode_limits: width, height (each bound inclusive) and allocation limits give
  *   TOO_LARGE from pixcache_pixmap_load and pixcache_find_or_load; 0 restores the defaults;
  * - pixcache_pixmap_convert between every pair of the 4 raster formats, byte-exact on known
@@ -1096,8 +1096,14 @@ static void test_find_or_load(void) {
     CHECK(len > 40 && len < sizeof buf);
     write_file(truncated, buf, len / 2);
     CHECK(!pixcache_find_or_load(cache, truncated, out));
-    CHECK(pixcache_last_result() != PIXCACHE_RESULT_OK);
+    CHECK(pixcache_last_result() == PIXCACHE_RESULT_DECODE); /* the bytes are wrong, not the reading */
     CHECK(pixcache_last_error()[0] != '\0');
+    PixcachePixmap *none = pixcache_pixmap_load(truncated);
+    CHECK(none == NULL);
+    CHECK(pixcache_last_result() == PIXCACHE_RESULT_DECODE);
+    none = pixcache_pixmap_load_from_memory(buf, 20); /* a PNG signature and a cut header */
+    CHECK(none == NULL);
+    CHECK(pixcache_last_result() == PIXCACHE_RESULT_DECODE);
 
     /* The key is the path: what is cached under a path is found without reading any file. */
     PixcachePixmap *placed = new_pixmap(7, 7, PIXCACHE_FORMAT_GRAY8);
@@ -1430,6 +1436,25 @@ static void test_save(void) {
     snprintf(path, sizeof path, "%s/no/such/dir/image.png", dir);
     CHECK(!pixcache_pixmap_save(src, path));
     expect_result(PIXCACHE_RESULT_IO);
+
+    /* A pixmap the format cannot hold (JPEG is at most 65,535 pixels wide): UNSUPPORTED, no
+     * file, and an existing file under that name is left as it was. */
+    PixcachePixmap *wide = pixcache_pixmap_new(70000, 1, PIXCACHE_FORMAT_RGB888);
+    CHECK(wide != NULL);
+    snprintf(path, sizeof path, "%s/wide.jpg", dir);
+    CHECK(!pixcache_pixmap_save(wide, path));
+    expect_result(PIXCACHE_RESULT_UNSUPPORTED);
+    CHECK(!file_exists(path));
+    write_file(path, "keep", 4);
+    CHECK(!pixcache_pixmap_save(wide, path));
+    expect_result(PIXCACHE_RESULT_UNSUPPORTED);
+    FILE *kept = fopen(path, "rb");
+    CHECK(kept != NULL);
+    char four[8] = {0};
+    CHECK(fread(four, 1, sizeof four, kept) == 4 && memcmp(four, "keep", 4) == 0);
+    CHECK(fclose(kept) == 0);
+    CHECK(unlink(path) == 0);
+    pixcache_pixmap_free(wide);
 
     CHECK(!pixcache_pixmap_save(NULL, path));
     expect_result(PIXCACHE_RESULT_NULL_ARGUMENT);

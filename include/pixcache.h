@@ -636,8 +636,8 @@ uint32_t pixcache_pixmap_height(const struct PixcachePixmap *pm);
 uint32_t pixcache_pixmap_depth(const struct PixcachePixmap *pm);
 
 /**
- * The pixel format: a `PIXCACHE_FORMAT_*` code, `PIXCACHE_FORMAT_FOREIGN` for a foreign pixmap,
- * `PIXCACHE_FORMAT_INVALID` for the null pixmap and for NULL.
+ * The pixel format: a `PIXCACHE_FORMAT_*` code, `PIXCACHE_FORMAT_FOREIGN` for a foreign pixmap
+ * (even one of width or height 0), `PIXCACHE_FORMAT_INVALID` for the null pixmap and for NULL.
  */
 PixcacheFormat pixcache_pixmap_format(const struct PixcachePixmap *pm);
 
@@ -728,7 +728,9 @@ struct PixcachePixmap *pixcache_pixmap_load_from_memory_as(const uint8_t *data,
  * Sets the process-wide decoding limits used by every `pixcache_pixmap_load*` and
  * `pixcache_find_or_load` call: images wider than `max_width` or taller than `max_height`
  * pixels, or whose decoding would allocate more than `max_alloc_bytes`, fail with
- * `PIXCACHE_RESULT_TOO_LARGE` before the memory is allocated. 0 for any of them restores its
+ * `PIXCACHE_RESULT_TOO_LARGE`: the dimensions are checked before decoding starts, and a decoder
+ * is never allowed to allocate past `max_alloc_bytes` in all (it may use up to that much before
+ * it finds it needs more). 0 for any of them restores its
  * default (16384, 16384, 512 MiB), which protects a desktop process from decompression bombs.
  */
 void pixcache_set_decode_limits(uint32_t max_width, uint32_t max_height, uint64_t max_alloc_bytes);
@@ -736,8 +738,10 @@ void pixcache_set_decode_limits(uint32_t max_width, uint32_t max_height, uint64_
 /**
  * Encodes a raster pixmap to the file at `path`, in the format its extension names: `.png`
  * (straight RGBA), `.jpg`/`.jpeg` or `.bmp` (RGB, composited over black). Returns false with the
- * last error set on failure (`UNSUPPORTED` extension or foreign pixmap, `INVALID_ARGUMENT` for
- * the null pixmap, `IO`).
+ * last error set on failure (`UNSUPPORTED` extension or foreign pixmap, or a pixmap the format
+ * cannot hold, such as a JPEG over 65,535 pixels wide; `INVALID_ARGUMENT` for the null pixmap;
+ * `IO`). The image is encoded in memory first: a failed save leaves no file behind (an
+ * encoding failure leaves an existing file as it was).
  */
 bool pixcache_pixmap_save(const struct PixcachePixmap *pm, const char *path);
 

@@ -14,7 +14,7 @@
 //! [`available`] says whether the kernel provides it (Linux 4.14+, and not blocked by a seccomp
 //! filter); the lock (`lock.rs`) never uses the light side when it does not.
 
-use std::sync::atomic::{compiler_fence, Ordering};
+use std::sync::atomic::{compiler_fence, AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// The hot side's barrier: orders this thread's accesses against a concurrent [`heavy`] call.
@@ -27,15 +27,26 @@ pub fn light() {
 /// first call (once; later calls read a cached answer).
 pub fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(sys::register)
+    *AVAILABLE.get_or_init(sys::register) && !LOST.load(Ordering::Relaxed)
 }
 
+/// Set when `membarrier` stopped working after [`available`] said it worked (a seccomp filter
+/// installed later, as sandboxes do): [`available`] says false from then on, so the lock grants
+/// no new bias, and [`heavy`] falls back to a TLB shootdown for the biases already granted.
+static LOST: AtomicBool = AtomicBool::new(false);
+
 /// The rare side's barrier: returns after every thread of this process that is running has
-/// executed a full memory barrier. Call only after [`available`] returned true; returns false
-/// (having done nothing it can promise) if the kernel refused even after registering again
-/// (registration survives `fork`, but a kernel that forgot it gets a second chance).
+/// executed a full memory barrier. Call only after [`available`] returned true. If `membarrier`
+/// refuses even after registering again (registration survives `fork`, but a kernel that forgot
+/// it gets a second chance; a seccomp filter may forbid it later), it falls back to a TLB
+/// shootdown where that is a barrier (x86 Linux); returns false, having done nothing it can
+/// promise, only when that fails too.
 pub fn heavy() -> bool {
-    sys::expedited() || sys::register()
+    if sys::expedited() || sys::register() {
+        return true;
+    }
+    LOST.store(true, Ordering::Relaxed);
+    sys::shootdown()
 }
 
 #[cfg(target_os = "linux")]
@@ -64,6 +75,59 @@ mod sys {
     pub fn expedited() -> bool {
         membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED)
     }
+
+    /// A process-wide barrier without `membarrier`: taking write access away from a page this
+    /// process has dirty makes the kernel shoot its TLB entry down on every CPU that may be
+    /// running one of the process's threads, by inter-processor interrupt, and on x86 taking an
+    /// interrupt drains the store buffer (a CPU not running the process has no store of it in
+    /// flight: the context switch drained it). The .NET runtime's `FlushProcessWriteBuffers`
+    /// does this on Linux where `membarrier` is missing. Not a barrier where TLB invalidations
+    /// are broadcast without interrupts (ARM), so only x86.
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    pub fn shootdown() -> bool {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::{Mutex, OnceLock, PoisonError};
+        static PAGE: OnceLock<Option<usize>> = OnceLock::new();
+        static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+        // SAFETY: sysconf takes no pointers.
+        let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+        let Some(page) = *PAGE.get_or_init(|| {
+            // SAFETY: an anonymous private mapping of one page at an address of the kernel's
+            // choosing: no memory of ours is touched; failure is MAP_FAILED, checked.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    size,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                    -1,
+                    0,
+                )
+            };
+            (p != libc::MAP_FAILED).then_some(p as usize)
+        }) else {
+            return false;
+        };
+        let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(PoisonError::into_inner);
+        // SAFETY: `page` is the page mapped above, never unmapped and used by nothing else:
+        // changing its protection affects no other memory, and it is written only here,
+        // between making it writable and taking that away, under `ONE_AT_A_TIME`. The write
+        // is an atomic add on the page's first word (page-aligned, so aligned for it).
+        unsafe {
+            let p = page as *mut libc::c_void;
+            if libc::mprotect(p, size, libc::PROT_READ | libc::PROT_WRITE) != 0 {
+                return false;
+            }
+            // Dirty it, so that its TLB entry exists and the downgrade must be shot down.
+            (*(page as *const AtomicUsize)).fetch_add(1, Ordering::SeqCst);
+            libc::mprotect(p, size, libc::PROT_NONE) == 0
+        }
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
+    pub fn shootdown() -> bool {
+        false
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -75,6 +139,10 @@ mod sys {
     pub fn expedited() -> bool {
         false
     }
+
+    pub fn shootdown() -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
@@ -84,18 +152,11 @@ mod tests {
     use std::sync::Arc;
 
     /// The store-buffering litmus test: the hot thread stores `x` then loads `y` with only a
-    /// [`light`] barrier between; the rare thread stores `y`, calls [`heavy`], loads `x`. Both
-    /// loads seeing 0 is what Dekker's protocol must exclude. With a compiler fence on both
-    /// sides, x86 shows that outcome within a few hundred rounds (its store buffer delays the
-    /// stores); with [`heavy`] it must never appear.
-    #[test]
-    fn heavy_and_light_exclude_store_buffering() {
-        if !available() {
-            eprintln!(
-                "membarrier(2) is not available here: the lock runs unbiased; nothing to test"
-            );
-            return;
-        }
+    /// [`light`] barrier between; the rare thread stores `y`, calls `rare_barrier`, loads `x`.
+    /// Returns how many of `ROUNDS` rounds had both loads see 0, which is what Dekker's protocol
+    /// must exclude. With no barrier on the rare side x86 shows that outcome (its store buffer
+    /// delays the stores: the control test below); with [`heavy`] it must never appear.
+    fn store_buffering_rounds(rare_barrier: fn() -> bool) -> usize {
         const ROUNDS: u32 = 20_000;
         let x = Arc::new(AtomicBool::new(false));
         let y = Arc::new(AtomicBool::new(false));
@@ -130,7 +191,7 @@ mod tests {
                 std::hint::black_box(());
             }
             y.store(true, Relaxed);
-            assert!(heavy());
+            assert!(rare_barrier());
             let rare_saw_zero = !x.load(Relaxed);
             while done.load(Ordering::Acquire) < round {
                 std::hint::spin_loop();
@@ -143,6 +204,52 @@ mod tests {
                 both_zero += 1;
             }
         }
-        assert_eq!(both_zero, 0, "both sides missed each other's store");
+        both_zero
+    }
+
+    #[test]
+    fn heavy_and_light_exclude_store_buffering() {
+        if !available() {
+            eprintln!(
+                "membarrier(2) is not available here: the lock runs unbiased; nothing to test"
+            );
+            return;
+        }
+        assert_eq!(
+            store_buffering_rounds(heavy),
+            0,
+            "both sides missed each other's store"
+        );
+    }
+
+    /// The fallback when `membarrier` is taken away (`sys::shootdown`) is a barrier too.
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "x86")))]
+    #[test]
+    fn a_tlb_shootdown_excludes_store_buffering() {
+        assert_eq!(
+            store_buffering_rounds(sys::shootdown),
+            0,
+            "both sides missed each other's store"
+        );
+    }
+
+    /// The control: the litmus test does see store buffering when the rare side has no barrier
+    /// (a compiler fence only), so the two tests above can fail.
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    #[test]
+    fn without_a_barrier_the_litmus_test_sees_store_buffering() {
+        let seen: usize = (0..5)
+            .map(|_| {
+                store_buffering_rounds(|| {
+                    light();
+                    true
+                })
+            })
+            .take_while(|_| true)
+            .sum();
+        assert!(
+            seen > 0,
+            "no store buffering seen in 100,000 rounds without a barrier"
+        );
     }
 }

@@ -62,8 +62,21 @@ fn decode_error(e: image::ImageError) -> Error {
         image::ImageError::Limits(l) => {
             Error::new(ErrorKind::TooLarge, format!("image rejected: {l}"))
         }
+        // The file ended before the image did: the bytes are wrong, not the reading.
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Error::new(ErrorKind::Decode, format!("truncated image data: {io}"))
+        }
         image::ImageError::IoError(io) => Error::new(ErrorKind::Io, io.to_string()),
         other => Error::new(ErrorKind::Decode, other.to_string()),
+    }
+}
+
+fn encode_error(e: image::ImageError) -> Error {
+    match e {
+        image::ImageError::Limits(l) => Error::new(ErrorKind::TooLarge, l.to_string()),
+        image::ImageError::IoError(io) => Error::new(ErrorKind::Io, io.to_string()),
+        // The format cannot hold this image (a JPEG over 65,535 pixels wide, say).
+        other => Error::new(ErrorKind::Unsupported, other.to_string()),
     }
 }
 
@@ -161,9 +174,19 @@ pub fn save(pm: &Pixmap, path: &Path) -> Result<()> {
         .into_rgb8()
         .into()
     };
-    image.save_with_format(path, format).map_err(|e| {
-        let e = decode_error(e);
-        Error::new(e.kind(), format!("{}: {}", path.display(), e.message()))
+    let at_path = |e: Error| Error::new(e.kind(), format!("{}: {}", path.display(), e.message()));
+    // Encoded in memory first, so that a failed encoding leaves no file (or an existing file
+    // as it was).
+    let mut encoded = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut encoded), format)
+        .map_err(|e| at_path(encode_error(e)))?;
+    let io = |e: std::io::Error| at_path(Error::new(ErrorKind::Io, e.to_string()));
+    let mut file = std::fs::File::create(path).map_err(io)?;
+    std::io::Write::write_all(&mut file, &encoded).map_err(|e| {
+        // A write that failed half way (a full disk) leaves no partial file either.
+        drop(std::fs::remove_file(path));
+        io(e)
     })
 }
 

@@ -408,9 +408,11 @@ impl<T, R> BrLock<T, R> {
                 continue;
             }
             if !barrier::heavy() {
-                // Unreachable in practice: the kernel refusing a barrier it accepted the
-                // registration for. Without it the owner may be inside unseen, and nothing can
-                // be promised; stop rather than race.
+                // `membarrier` refused (a seccomp filter installed after the bias was granted)
+                // and no fallback exists on this target (x86 Linux falls back to a TLB
+                // shootdown: barrier.rs, tested by c-tests/test_sandbox.c). Without a barrier
+                // the owner may be inside unseen, and nothing can be promised; stop rather
+                // than race. No new bias is granted once `membarrier` has failed.
                 std::process::abort();
             }
             // The owner inside is never this thread (stopped above, or in `enter_biased`).

@@ -132,12 +132,26 @@ fn zeroed_bytes(len: usize) -> Result<Vec<u8>> {
             format!("{len} bytes of pixels exceed the maximum of {MAX_PIXMAP_BYTES} bytes"),
         ));
     }
-    let mut bytes = Vec::new();
+    if len == 0 {
+        return Ok(Vec::new());
+    }
     // A static message: formatting one could itself fail to allocate.
-    bytes
-        .try_reserve_exact(len)
-        .map_err(|_| Error::new(ErrorKind::OutOfMemory, "cannot allocate the pixels"))?;
-    bytes.resize(len, 0);
+    let refused = || Error::new(ErrorKind::OutOfMemory, "cannot allocate the pixels");
+    let layout = std::alloc::Layout::array::<u8>(len).map_err(|_| refused())?;
+    // Zeroed by the allocator rather than written: for a large block that is fresh pages from
+    // the kernel, already zero and not resident until drawn on (a 256 MiB pixmap made with
+    // `resize` was 256 MiB resident at once, and under overcommit a size the allocator granted
+    // could then get the process killed while being written instead of failing here).
+    // SAFETY: `layout` has a non-zero size. `alloc_zeroed` returns null (handled) or a block of
+    // `len` zeroed bytes from the global allocator with `u8`'s alignment: what a `Vec<u8>` of
+    // capacity `len` owns and frees with that same layout, and all `len` bytes are initialised.
+    let bytes = unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout);
+        if ptr.is_null() {
+            return Err(refused());
+        }
+        Vec::from_raw_parts(ptr, len, len)
+    };
     Ok(bytes)
 }
 

@@ -176,4 +176,5 @@ c_tests! {
     c_flight => "test_flight.c",
     c_visit => "test_visit.c",
     cpp_api => "test_cpp_api.cpp",
+    c_sandbox => "test_sandbox.c",
 }

@@ -198,8 +198,8 @@ pub unsafe extern "C" fn pixcache_pixmap_depth(pm: *const PixcachePixmap) -> u32
     unsafe { get(pm, 0, Pixmap::depth) }
 }
 
-/// The pixel format: a `PIXCACHE_FORMAT_*` code, `PIXCACHE_FORMAT_FOREIGN` for a foreign pixmap,
-/// `PIXCACHE_FORMAT_INVALID` for the null pixmap and for NULL.
+/// The pixel format: a `PIXCACHE_FORMAT_*` code, `PIXCACHE_FORMAT_FOREIGN` for a foreign pixmap
+/// (even one of width or height 0), `PIXCACHE_FORMAT_INVALID` for the null pixmap and for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_pixmap_format(pm: *const PixcachePixmap) -> PixcacheFormat {
     // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
@@ -404,7 +404,9 @@ pub unsafe extern "C" fn pixcache_pixmap_load_from_memory_as(
 /// Sets the process-wide decoding limits used by every `pixcache_pixmap_load*` and
 /// `pixcache_find_or_load` call: images wider than `max_width` or taller than `max_height`
 /// pixels, or whose decoding would allocate more than `max_alloc_bytes`, fail with
-/// `PIXCACHE_RESULT_TOO_LARGE` before the memory is allocated. 0 for any of them restores its
+/// `PIXCACHE_RESULT_TOO_LARGE`: the dimensions are checked before decoding starts, and a decoder
+/// is never allowed to allocate past `max_alloc_bytes` in all (it may use up to that much before
+/// it finds it needs more). 0 for any of them restores its
 /// default (16384, 16384, 512 MiB), which protects a desktop process from decompression bombs.
 #[no_mangle]
 pub extern "C" fn pixcache_set_decode_limits(
@@ -420,8 +422,10 @@ pub extern "C" fn pixcache_set_decode_limits(
 
 /// Encodes a raster pixmap to the file at `path`, in the format its extension names: `.png`
 /// (straight RGBA), `.jpg`/`.jpeg` or `.bmp` (RGB, composited over black). Returns false with the
-/// last error set on failure (`UNSUPPORTED` extension or foreign pixmap, `INVALID_ARGUMENT` for
-/// the null pixmap, `IO`).
+/// last error set on failure (`UNSUPPORTED` extension or foreign pixmap, or a pixmap the format
+/// cannot hold, such as a JPEG over 65,535 pixels wide; `INVALID_ARGUMENT` for the null pixmap;
+/// `IO`). The image is encoded in memory first: a failed save leaves no file behind (an
+/// encoding failure leaves an existing file as it was).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_pixmap_save(
     pm: *const PixcachePixmap,
