@@ -189,10 +189,8 @@ inline PixcacheCache *global() noexcept {
 // it registers a post routine (run at the start of the application's destruction) that clears
 // the process-wide cache. Registered once per application object, however many translation
 // units include this header.
-inline std::atomic<bool> &clearAtExitRegistered() noexcept {
-    static std::atomic<bool> registered{false};
-    return registered;
-}
+inline std::atomic<bool> clearAtExitFlag{false};  // constant-initialised, trivially destructible
+inline std::atomic<bool> &clearAtExitRegistered() noexcept { return clearAtExitFlag; }
 
 inline void clearAtAppExit() {
     clearAtExitRegistered().store(false);
@@ -206,6 +204,20 @@ inline void pixcache_qt_app_started() {
 // Runs pixcache_qt_app_started when each QCoreApplication is constructed (at once if one exists
 // when this translation unit is initialised).
 Q_COREAPP_STARTUP_FUNCTION(pixcache_qt_app_started)
+
+// Takes the post routine back when the code that registered it goes away: a plugin built with
+// hidden visibility has its own copy of these functions, and unloading it must not leave Qt a
+// pointer into unmapped code. (Qt cannot take back the startup function: a plugin including
+// this header must not be unloaded while the process goes on to make another application.)
+struct PostRoutineGuard {
+    PostRoutineGuard() = default;
+    PostRoutineGuard(const PostRoutineGuard &) = delete;
+    PostRoutineGuard &operator=(const PostRoutineGuard &) = delete;
+    ~PostRoutineGuard() {
+        if (clearAtExitRegistered().exchange(false)) qRemovePostRoutine(&clearAtAppExit);
+    }
+};
+inline PostRoutineGuard postRoutineGuard;
 
 // The visit callback of a lookup: copies the cached QPixmap (the foreign pixmap's user data)
 // into the QPixmap `out` points to, while the cache is locked, as QPixmapCache::find assigns.

@@ -57,6 +57,18 @@ impl Flight {
         }
         let _edge = {
             let mut waiting = lock(&WAITING);
+            // Finished already: nothing to wait for, so nothing that could close a cycle (its
+            // producer may be waiting on something else by now).
+            if self.done.load(Ordering::Acquire) {
+                drop(waiting);
+                // `done` is set after the result, under its lock: it is there.
+                return lock(&self.result).clone().unwrap_or_else(|| {
+                    Err(Error::new(
+                        ErrorKind::Panic,
+                        "a finished flight had no result",
+                    ))
+                });
+            }
             // Follow the producers' own waits. A flight that is done is a wait about to end
             // (its waiter is awake or being woken), not an edge. The walk is bounded by the
             // number of edges, and the graph has no cycle (see `WAITING`).
@@ -169,5 +181,97 @@ impl Drop for Lead<'_> {
             let error = Error::new(ErrorKind::Panic, "the producer panicked");
             self.flights.complete(&self.key, &self.flight, Err(error));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::channel;
+    use std::thread;
+
+    /// Whether some thread is waiting on `flight` (its edge is in [`WAITING`]).
+    fn awaited(flight: &Arc<Flight>) -> bool {
+        lock(&WAITING).values().any(|f| Arc::ptr_eq(f, flight))
+    }
+
+    fn flight_of(flights: &Flights, key: &str) -> Arc<Flight> {
+        Arc::clone(
+            lock(&flights.pending)
+                .get(key)
+                .expect("a flight in progress"),
+        )
+    }
+
+    fn spin_until(done: impl Fn() -> bool) {
+        while !done() {
+            thread::yield_now();
+        }
+    }
+
+    /// M, producing "m", joins P's flight and is delayed before it waits. Meanwhile P finishes
+    /// that flight and goes on to wait for Q, which waits for M. M's wait must return P's
+    /// result, not report a cycle: P's flight is done, so M waits for nothing. (Found by review:
+    /// the walk checked every flight on the chain for `done` except the first.)
+    #[test]
+    fn a_finished_flight_closes_no_cycle() {
+        let flights: &'static Flights = Box::leak(Box::default());
+        let (p_led, p_led_rx) = channel();
+        let (p_go, p_go_rx) = channel::<()>();
+        let (m_joined, m_joined_rx) = channel();
+        let (m_go, m_go_rx) = channel::<()>();
+        let (q_ready, q_ready_rx) = channel();
+        // P leads "p"; when told, finishes it and then waits for Q's flight.
+        let p = thread::spawn(move || {
+            let Some(Role::Lead(lead_p)) = flights.join("p", || true) else {
+                panic!("p is new")
+            };
+            p_led.send(()).unwrap();
+            p_go_rx.recv().unwrap();
+            lead_p.finish(Ok(Pixmap::null()));
+            let Some(Role::Wait(fq)) = flights.join("q", || true) else {
+                panic!("q is in flight")
+            };
+            fq.wait()
+        });
+        p_led_rx.recv().unwrap();
+        // M leads "m", joins P's flight, and is held before it waits.
+        let m = thread::spawn(move || {
+            let Some(Role::Lead(lead_m)) = flights.join("m", || true) else {
+                panic!("m is new")
+            };
+            let Some(Role::Wait(fp)) = flights.join("p", || true) else {
+                panic!("p is in flight")
+            };
+            m_joined.send(()).unwrap();
+            m_go_rx.recv().unwrap();
+            let r = fp.wait();
+            lead_m.finish(Ok(Pixmap::null()));
+            r
+        });
+        m_joined_rx.recv().unwrap();
+        // Q leads "q" and waits for M.
+        let q = thread::spawn(move || {
+            let Some(Role::Lead(lead_q)) = flights.join("q", || true) else {
+                panic!("q is new")
+            };
+            let Some(Role::Wait(fm)) = flights.join("m", || true) else {
+                panic!("m is in flight")
+            };
+            q_ready.send(()).unwrap();
+            let r = fm.wait();
+            lead_q.finish(Ok(Pixmap::null()));
+            r
+        });
+        q_ready_rx.recv().unwrap();
+        let (fm, fq) = (flight_of(flights, "m"), flight_of(flights, "q"));
+        spin_until(|| awaited(&fm)); // Q waits for M
+        p_go.send(()).unwrap();
+        spin_until(|| awaited(&fq)); // P's flight is done, and P waits for Q
+        m_go.send(()).unwrap();
+        let r = m.join().unwrap();
+        assert!(r.is_ok(), "M waited on a finished flight and got {r:?}");
+        assert!(q.join().unwrap().is_ok());
+        assert!(p.join().unwrap().is_ok());
     }
 }

@@ -409,10 +409,11 @@ impl<T, R> BrLock<T, R> {
             }
             if !barrier::heavy() {
                 // `membarrier` refused (a seccomp filter installed after the bias was granted)
-                // and no fallback exists on this target (x86 Linux falls back to a TLB
-                // shootdown: barrier.rs, tested by c-tests/test_sandbox.c). Without a barrier
-                // the owner may be inside unseen, and nothing can be promised; stop rather
-                // than race. No new bias is granted once `membarrier` has failed.
+                // and no fallback works here (x86 Linux falls back to a TLB shootdown, unless
+                // the CPU can flush remote TLBs without interrupts: barrier.rs, tested by
+                // c-tests/test_sandbox.c). Without a barrier the owner may be inside unseen, and
+                // nothing can be promised; stop rather than race. No new bias is granted once
+                // `membarrier` has failed.
                 std::process::abort();
             }
             // The owner inside is never this thread (stopped above, or in `enter_biased`).

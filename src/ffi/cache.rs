@@ -424,7 +424,11 @@ unsafe fn insert_str(
     pm: *const PixcachePixmap,
 ) -> Result<bool, Error> {
     // SAFETY: forwarded to the caller.
-    let (cache, pm) = unsafe { (self::cache(cache)?, pixmap(pm)?) };
+    let cache = unsafe { self::cache(cache) }?;
+    // A share of its own (the cache takes one anyway), so that no borrow of the caller's handle
+    // is alive while the insert's evictions run release callbacks, which may use it.
+    // SAFETY: forwarded to the caller.
+    let pm = unsafe { pixmap(pm) }?.clone();
     cache.insert(key, pm)?;
     Ok(true)
 }
@@ -476,7 +480,9 @@ pub unsafe extern "C" fn pixcache_insert_key(
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
         let cache = unsafe { self::cache(cache) }?;
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        Ok(insert_key(cache, unsafe { pixmap(pm) }?))
+        // An owned share, so that no borrow of `pm` is alive while evictions run release
+        // callbacks (see `insert_str`).
+        Ok(insert_key(cache, unsafe { pixmap(pm) }?.clone()))
     })
 }
 
@@ -547,7 +553,8 @@ pub unsafe extern "C" fn pixcache_replace(
     call(false, || {
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings
         // (checked in their order: `cache`, `pm`, then `key`).
-        unsafe { replace(self::cache(cache)?, key, pixmap(pm)?) }
+        // `pm` as an owned share: see `insert_str`.
+        unsafe { replace(self::cache(cache)?, key, pixmap(pm)?.clone()) }
     })
 }
 
@@ -558,11 +565,17 @@ unsafe fn replace(
     key: *mut PixcacheKey,
     pm: impl Into<Pixmap>,
 ) -> Result<bool, Error> {
-    // SAFETY: forwarded to the caller. `PixcacheKey` is a plain `u64` (any bit is valid).
-    let key = unsafe { key.as_mut() }.ok_or_else(|| super::boundary::null_error("key"))?;
-    let mut k = Key::from(*key);
+    if key.is_null() {
+        return Err(super::boundary::null_error("key"));
+    }
+    // Read and written back by value, with no reference kept across the call: the release
+    // callbacks it runs (the old entry's) may read `*key` through C.
+    // SAFETY: forwarded to the caller; `key` is not NULL, and `PixcacheKey` is a plain `u64`
+    // (any bit pattern is valid).
+    let mut k = Key::from(unsafe { key.read() });
     cache.replace(&mut k, pm)?;
-    *key = k.into();
+    // SAFETY: as above.
+    unsafe { key.write(k.into()) };
     Ok(true)
 }
 
