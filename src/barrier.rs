@@ -136,12 +136,7 @@ mod sys {
     #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
     pub fn prepare_shootdown() {
         SHOOTDOWN_PAGE.get_or_init(|| {
-            let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-            let flags = cpuinfo.lines().find(|l| l.starts_with("flags"))?;
-            if flags
-                .split_whitespace()
-                .any(|f| f == "invlpgb" || f == "rar")
-            {
+            if flushes_without_interrupts() != Some(false) {
                 return None;
             }
             // SAFETY: an anonymous private mapping of one page at an address of the kernel's
@@ -158,6 +153,49 @@ mod sys {
             };
             (p != libc::MAP_FAILED).then_some(p as usize)
         });
+    }
+
+    /// Whether `/proc/cpuinfo` lists a way to flush remote TLBs without interrupting the CPUs
+    /// (`invlpgb`, `rar`); `None` if it cannot be read. Reads through a buffer on the stack:
+    /// this runs when the first lock is made, e.g. inside `pixcache_global`, which allocates
+    /// nothing.
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    fn flushes_without_interrupts() -> Option<bool> {
+        lists_remote_flush(std::fs::File::open("/proc/cpuinfo").ok()?)
+    }
+
+    /// [`flushes_without_interrupts`] over any reader (the tests feed it a byte at a time).
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    pub(super) fn lists_remote_flush(mut file: impl std::io::Read) -> Option<bool> {
+        const KEEP: usize = 16; // longer than a token and its two delimiters
+        let mut buf = [0u8; 4096 + KEEP];
+        let (mut carried, mut read) = (0, 0);
+        loop {
+            let n = file.read(&mut buf[carried..]).ok()?;
+            if n == 0 {
+                return (read > 0).then_some(false);
+            }
+            read += n;
+            let window = &buf[..carried + n];
+            if has_flag(window, b"invlpgb") || has_flag(window, b"rar") {
+                return Some(true);
+            }
+            // A flag cut at the end of this read is found with the next one.
+            let keep = window.len().min(KEEP);
+            let end = window.len();
+            buf.copy_within(end - keep..end, 0);
+            carried = keep;
+        }
+    }
+
+    /// Whether `text` holds `flag` as a whole word of a cpuinfo `flags` line.
+    #[cfg(any(target_arch = "x86_64", target_arch = "x86"))]
+    fn has_flag(text: &[u8], flag: &[u8]) -> bool {
+        text.windows(flag.len() + 2).any(|w| {
+            matches!(w[0], b' ' | b'\t')
+                && &w[1..=flag.len()] == flag
+                && matches!(w[flag.len() + 1], b' ' | b'\n')
+        })
     }
 
     #[cfg(not(any(target_arch = "x86_64", target_arch = "x86")))]
@@ -302,6 +340,45 @@ mod tests {
             0,
             "both sides missed each other's store"
         );
+    }
+
+    /// The cpuinfo scan finds `invlpgb` and `rar` as whole flags only, also when a read ends in
+    /// the middle of one, and reports an empty or unreadable file as unknown.
+    #[cfg(all(target_os = "linux", any(target_arch = "x86_64", target_arch = "x86")))]
+    #[test]
+    fn the_cpuinfo_scan_finds_interrupt_free_flushes() {
+        /// Hands out its text a few bytes per read.
+        struct Trickle<'a>(&'a [u8], usize);
+        impl std::io::Read for Trickle<'_> {
+            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(self.0.len()).min(out.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let filler = "processor\t: 0\nmodel name\t: x\n".repeat(300);
+        let cases = [
+            ("flags\t\t: fpu vme invlpgb sse\n", Some(true)),
+            ("flags\t\t: fpu sse rar\n", Some(true)),
+            ("flags\t\t: fpu invlpgbx prar rare sse\n", Some(false)),
+            ("flags\t\t: fpu sse\n", Some(false)),
+            ("", None),
+        ];
+        for (flags, want) in cases {
+            let text = if flags.is_empty() {
+                String::new()
+            } else {
+                format!("{filler}{flags}")
+            };
+            for per_read in [1, 3, 7, 4096] {
+                assert_eq!(
+                    sys::lists_remote_flush(Trickle(text.as_bytes(), per_read)),
+                    want,
+                    "{flags:?}, {per_read} bytes per read"
+                );
+            }
+        }
     }
 
     /// The control: the litmus test does see store buffering when the rare side has no barrier

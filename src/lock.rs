@@ -280,6 +280,11 @@ impl<T, R> BrLock<T, R> {
         value: T,
         mut slot: impl FnMut() -> R,
     ) -> Self {
+        if bias_after > 0 {
+            // The first call registers for `membarrier` and reads `/proc/cpuinfo` (barrier.rs):
+            // made here, it is not made later under the write lock.
+            barrier::available();
+        }
         BrLock {
             bias_after,
             max_doublings,
