@@ -189,16 +189,15 @@ inline PixcacheCache *global() noexcept {
 // it registers a post routine (run at the start of the application's destruction) that clears
 // the process-wide cache. Registered once per application object, however many translation
 // units include this header.
-inline std::atomic<bool> clearAtExitFlag{false};  // constant-initialised, trivially destructible
-inline std::atomic<bool> &clearAtExitRegistered() noexcept { return clearAtExitFlag; }
+inline std::atomic<bool> clearAtExitRegistered{false};  // constant-initialised, trivially destructible
 
 inline void clearAtAppExit() {
-    clearAtExitRegistered().store(false);
+    clearAtExitRegistered.store(false);
     pixcache_clear(global());
 }
 
 inline void pixcache_qt_app_started() {
-    if (!clearAtExitRegistered().exchange(true)) qAddPostRoutine(&clearAtAppExit);
+    if (!clearAtExitRegistered.exchange(true)) qAddPostRoutine(&clearAtAppExit);
 }
 
 // Runs pixcache_qt_app_started when each QCoreApplication is constructed (at once if one exists
@@ -214,7 +213,7 @@ struct PostRoutineGuard {
     PostRoutineGuard(const PostRoutineGuard &) = delete;
     PostRoutineGuard &operator=(const PostRoutineGuard &) = delete;
     ~PostRoutineGuard() {
-        if (clearAtExitRegistered().exchange(false)) qRemovePostRoutine(&clearAtAppExit);
+        if (clearAtExitRegistered.exchange(false)) qRemovePostRoutine(&clearAtAppExit);
     }
 };
 inline PostRoutineGuard postRoutineGuard;

@@ -166,6 +166,15 @@ pub(crate) struct Swapped {
     pub old: Option<Pixmap>,
 }
 
+impl Swapped {
+    /// Drops what the caller's pixmap held and returns `found`: for a caller whose borrow of
+    /// that pixmap has ended, so that a release callback the drop runs may use its handle.
+    pub fn settle(self) -> Option<bool> {
+        drop(self.old);
+        self.found
+    }
+}
+
 impl From<Lookup<Option<Pixmap>>> for Swapped {
     #[inline(always)]
     fn from(lookup: Lookup<Option<Pixmap>>) -> Self {
@@ -368,7 +377,7 @@ impl Cache {
     /// argument for the caller to report (it does not count as a miss in [`Cache::stats`]).
     #[inline(always)]
     pub fn find_bytes_into(&self, key: &[u8], out: &mut Pixmap) -> Option<bool> {
-        self.find_bytes_swap(key, out).found
+        self.find_bytes_swap(key, out).settle()
     }
 
     /// [`Cache::touch`] with the key as bytes (see [`Cache::find_bytes_into`]).

@@ -220,12 +220,11 @@ unsafe fn find_str(
     let found = if out.is_null() {
         cache.touch_bytes(key)
     } else {
-        // SAFETY: forwarded to the caller.
-        let swapped = cache.find_bytes_swap(key, unsafe { try_mut(out, "out") }?);
-        // What `out` held is dropped only now that no borrow of it is left: its release
-        // callback may use the caller's handle.
-        drop(swapped.old);
-        swapped.found
+        // SAFETY: forwarded to the caller. What `out` held is dropped by `settle`, once the
+        // borrow of `out` has ended: its release callback may use the caller's handle.
+        cache
+            .find_bytes_swap(key, unsafe { try_mut(out, "out") }?)
+            .settle()
     };
     match found {
         Some(found) => Ok(found),
@@ -250,10 +249,11 @@ pub unsafe extern "C" fn pixcache_find_key(
             cache.touch_key(key)
         } else {
             // SAFETY: C API contract: a non-NULL `out` is a live handle no other thread uses now.
-            let swapped = cache.find_key_swap(key, unsafe { try_mut(out, "out") }?);
-            // Dropped with no borrow of `out` left (its release callback may use the handle).
-            drop(swapped.old);
-            swapped.found == Some(true)
+            // What it held is dropped by `settle`, with no borrow of it left (see `find_str`).
+            cache
+                .find_key_swap(key, unsafe { try_mut(out, "out") }?)
+                .settle()
+                == Some(true)
         };
         if found {
             Ok(true)
