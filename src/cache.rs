@@ -26,6 +26,7 @@ use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason};
 use crate::name::Name;
 use crate::pixmap::Pixmap;
 use crate::recency::{replay, Order, ReaderLog, Record};
+use crate::spares::Spares;
 
 /// Qt's default limit, in KB.
 pub const DEFAULT_LIMIT_KB: i32 = 10 * 1024;
@@ -83,20 +84,14 @@ impl State {
     /// A lookup with the state to itself: moves the entry to the front; counts it if `count` is
     /// 1.
     #[inline(always)]
-    fn get<R>(
-        &mut self,
-        hash: u64,
-        key: KeyRef<'_>,
-        count: u64,
-        read: impl FnOnce(&Pixmap) -> R,
-    ) -> Lookup<R> {
+    fn get<R>(&mut self, hash: u64, key: KeyRef<'_>, count: u64, read: impl Read<R>) -> Lookup<R> {
         match self.lru.get(hash, key) {
             Some(pm) => {
                 self.stats.hits += count;
                 // The state is whole again: `read` (a visit callback, perhaps) may panic without
                 // making the next caller throw the cache away.
                 self.dirty = false;
-                Lookup::Hit(read(pm))
+                Lookup::Hit(read.read(pm))
             }
             None => Lookup::missed(key, count, &mut self.stats.misses),
         }
@@ -186,6 +181,64 @@ impl From<Lookup<Option<Pixmap>>> for Swapped {
     }
 }
 
+/// What a lookup does with the pixmap it found, while the cache is locked. Any closure taking
+/// the pixmap does that; [`ShareInto`] also uses the reader slot's spare shares (spares.rs).
+trait Read<R> {
+    fn read(self, cached: &Pixmap) -> R;
+
+    /// [`Read::read`] through a reader slot: `cached` is the pixmap in LRU slot `slot`, and
+    /// `cached_at` finds the pixmap in any LRU slot.
+    #[inline(always)]
+    fn read_spared<'a>(
+        self,
+        cached: &'a Pixmap,
+        _slot: u32,
+        _spares: &mut Spares,
+        _cached_at: impl FnOnce(u32) -> Option<&'a Pixmap>,
+    ) -> R
+    where
+        Self: Sized,
+    {
+        self.read(cached)
+    }
+}
+
+impl<R, F: FnOnce(&Pixmap) -> R> Read<R> for F {
+    #[inline(always)]
+    fn read(self, cached: &Pixmap) -> R {
+        self(cached)
+    }
+}
+
+/// Makes a pixmap share what a lookup found, unless it already does; gives back what it held
+/// before (to be dropped by the caller after the lock is released), if anything.
+struct ShareInto<'a>(&'a mut Pixmap);
+
+impl Read<Option<Pixmap>> for ShareInto<'_> {
+    #[inline(always)]
+    fn read(self, cached: &Pixmap) -> Option<Pixmap> {
+        (!self.0.shares_pixels_with(cached)).then(|| std::mem::replace(self.0, cached.clone()))
+    }
+
+    #[inline(always)]
+    fn read_spared<'a>(
+        self,
+        cached: &'a Pixmap,
+        slot: u32,
+        spares: &mut Spares,
+        cached_at: impl FnOnce(u32) -> Option<&'a Pixmap>,
+    ) -> Option<Pixmap> {
+        if self.0.shares_pixels_with(cached) {
+            return None;
+        }
+        // Back first: `take_back` looks for the entry the last share went out from.
+        let old = std::mem::replace(self.0, Pixmap::null());
+        let unkept = spares.take_back(old, cached_at);
+        *self.0 = spares.share(slot, cached);
+        unkept
+    }
+}
+
 impl<R> Lookup<R> {
     /// The outcome of finding nothing under `key`, counted in `misses` if `count` is 1 and the
     /// key is a valid one.
@@ -229,7 +282,7 @@ pub enum Source {
 
 /// A size-bounded, exact-LRU pixmap cache, safe to share between threads.
 pub struct Cache {
-    state: BrLock<State, ReaderLog>,
+    state: BrLock<State, Reader>,
     /// Stamps for hits while several threads look things up (recency.rs), on its own line.
     clock: PaddedClock,
     hasher: rapidhash::fast::RandomState,
@@ -239,11 +292,19 @@ pub struct Cache {
 #[repr(align(128))]
 struct PaddedClock(Clock);
 
+/// What each reader slot of the lock keeps: its log of hits to replay (recency.rs) and its spare
+/// shares of cached pixmaps (spares.rs).
+#[derive(Debug, Default)]
+struct Reader {
+    log: ReaderLog,
+    spares: Spares,
+}
+
 impl Cache {
     /// An empty cache holding at most `limit_kb` KB (nothing when `limit_kb <= 0`).
     pub fn new(limit_kb: i32) -> Self {
         Cache {
-            state: BrLock::new(State::new(limit_kb), ReaderLog::default),
+            state: BrLock::new(State::new(limit_kb), Reader::default),
             clock: PaddedClock(Clock::new()),
             hasher: rapidhash::fast::RandomState::default(),
             flights: Flights::default(),
@@ -288,35 +349,63 @@ impl Cache {
     /// [`Cache::with_logs`] under a write guard already taken.
     fn with_guard<R>(
         &self,
-        mut guard: WriteGuard<'_, State, ReaderLog>,
+        mut guard: WriteGuard<'_, State, Reader>,
         f: impl FnOnce(&mut State, &[&mut ReaderLog; READER_SLOTS]) -> R,
     ) -> R {
         let mut broken_state = None;
+        let mut let_go = None;
         let biased = guard.is_biased();
         let result = {
-            let (state, mut logs) = guard.parts();
+            let (state, mut readers) = guard.parts();
             if state.dirty {
                 let limit = state.stats.limit_kb;
                 broken_state = Some(std::mem::replace(state, State::new(limit)));
-                // The logs name slots of the old state's LRU, and count its lookups.
-                logs.iter_mut().for_each(|log| log.reset());
+                // The logs name slots of the old state's LRU, and count its lookups; the spares
+                // are shares of its pixmaps.
+                let garbage = let_go.get_or_insert_with(Garbage::new);
+                for reader in readers.iter_mut() {
+                    reader.log.reset();
+                    reader.spares.release_all(garbage);
+                }
             }
             state.dirty = true;
-            // Through the bias there is nothing to replay: the section that granted it replayed
-            // every log, and nothing records while the lock is biased (lock.rs).
-            if biased {
-                debug_assert!(
-                    logs.iter().all(|log| log.is_empty()),
-                    "records under the bias"
-                );
-            } else {
-                replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
+            let result = {
+                let mut logs = readers.each_mut().map(|r| &mut r.log);
+                // Through the bias there is nothing to replay: the section that granted it
+                // replayed every log, and nothing records while the lock is biased (lock.rs).
+                if biased {
+                    debug_assert!(
+                        logs.iter().all(|log| log.is_empty()),
+                        "records under the bias"
+                    );
+                } else {
+                    replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
+                }
+                f(state, &logs)
+            };
+            // A spare must not outlive its entry (spares.rs): the spares of every slot `f` freed
+            // go with the entries, after unlocking.
+            if state.lru.freed_any() {
+                let freed = state.lru.take_freed();
+                if readers.iter().any(|r| !r.spares.is_empty()) {
+                    let garbage = let_go.get_or_insert_with(Garbage::new);
+                    for reader in readers.iter_mut() {
+                        match freed.slots() {
+                            Some(slots) => {
+                                for &slot in slots {
+                                    reader.spares.release(slot, garbage);
+                                }
+                            }
+                            None => reader.spares.release_all(garbage),
+                        }
+                    }
+                }
             }
-            let result = f(state, &logs);
             state.dirty = false;
             result
         };
         drop(guard);
+        drop(let_go);
         drop(broken_state);
         result
     }
@@ -429,9 +518,7 @@ impl Cache {
         out: &mut Pixmap,
         count: bool,
     ) -> Lookup<Option<Pixmap>> {
-        self.lookup_counted(key, count, |pm| {
-            (!out.shares_pixels_with(pm)).then(|| std::mem::replace(out, pm.clone()))
-        })
+        self.lookup_counted(key, count, ShareInto(out))
     }
 
     /// [`Cache::find_bytes_into`] that hands back what `out` held instead of dropping it, for a
@@ -462,19 +549,38 @@ impl Cache {
     /// A thread whose slot may not record yet (it is not the owner and hits are not stamped), or
     /// a cache left dirty by a panic, does the lookup under the write lock instead, which also
     /// admits the slot.
-    fn lookup_counted<R>(
-        &self,
-        key: KeyRef<'_>,
-        count: bool,
-        read: impl FnOnce(&Pixmap) -> R,
-    ) -> Lookup<R> {
+    fn lookup_counted<R>(&self, key: KeyRef<'_>, count: bool, read: impl Read<R>) -> Lookup<R> {
         let count = u64::from(count);
         let hash = self.hash(key);
         let me = lock::me();
         match self.state.enter_biased(me) {
-            Some(guard) => self.with_guard(guard, |s, _| s.get(hash, key, count, read)),
+            Some(guard) => self.lookup_biased(guard, hash, key, count, read),
             None => self.lookup_shared(me, hash, key, count, read),
         }
+    }
+
+    /// A lookup through the lock's bias: [`Cache::with_guard`] without what a lookup there cannot
+    /// need (a replay: nothing records under the bias; releasing spares: a lookup frees no slot),
+    /// so that the path a thread alone takes stays as short as it was before spares.
+    #[inline(always)]
+    fn lookup_biased<R>(
+        &self,
+        mut guard: WriteGuard<'_, State, Reader>,
+        hash: u64,
+        key: KeyRef<'_>,
+        count: u64,
+        read: impl Read<R>,
+    ) -> Lookup<R> {
+        debug_assert!(guard.is_biased());
+        let (state, _) = guard.parts();
+        if state.dirty {
+            return self.with_guard(guard, |s, _| s.get(hash, key, count, read));
+        }
+        state.dirty = true;
+        let result = state.get(hash, key, count, read);
+        debug_assert!(!state.lru.freed_any(), "a lookup freed a slot");
+        state.dirty = false;
+        result
     }
 
     /// The shared half of [`Cache::lookup_counted`] (whose bias check just failed), out of line
@@ -486,7 +592,7 @@ impl Cache {
         hash: u64,
         key: KeyRef<'_>,
         count: u64,
-        read: impl FnOnce(&Pixmap) -> R,
+        read: impl Read<R>,
     ) -> Lookup<R> {
         let mut guard = match self.state.read_unbiased(me) {
             Access::Exclusive(guard) => {
@@ -497,7 +603,8 @@ impl Cache {
         let mut read = Some(read);
         let my_slot = guard.slot();
         let (result, full) = {
-            let (state, log) = guard.parts();
+            let (state, reader) = guard.parts();
+            let Reader { log, spares } = reader;
             if state.dirty {
                 (None, false)
             } else {
@@ -507,7 +614,13 @@ impl Cache {
                         match state.order.record(&self.clock.0, my_slot, log, slot) {
                             Record::Done => {
                                 log.hits += count;
-                                (read.take().map(|read| read(pm)), log.is_full())
+                                let lru = &state.lru;
+                                (
+                                    read.take().map(|read| {
+                                        read.read_spared(pm, slot, spares, |s| lru.value_at(s))
+                                    }),
+                                    log.is_full(),
+                                )
                             }
                             Record::NotAdmitted => (None, false),
                         }
@@ -1024,6 +1137,126 @@ mod tests {
         if crate::barrier::available() {
             assert!(c.state.revocations() >= 7);
         }
+    }
+
+    impl Cache {
+        /// How many spare shares the reader slots hold.
+        fn spares_held(&self) -> usize {
+            let mut guard = self.state.write(lock::me());
+            let (_, readers) = guard.parts();
+            readers.iter().map(|r| r.spares.len()).sum()
+        }
+    }
+
+    /// A foreign 64x64 pixmap (16 KB) whose release records its token in `released`.
+    fn recorded(token: usize, released: &Arc<std::sync::Mutex<Vec<usize>>>) -> Pixmap {
+        let released = released.clone();
+        let release = Box::new(move || released.lock().unwrap().push(token));
+        Pixmap::foreign(64, 64, 32, token, Some(release)).unwrap()
+    }
+
+    /// Lookups through a reader slot keep the shares their callers' handles give back as spares
+    /// (spares.rs), and hand them out again. A spare goes with its entry: removing, evicting or
+    /// clearing releases the pixmap at once, and a slot reused by another entry never hands out
+    /// the old spare.
+    #[test]
+    fn spare_shares_go_with_their_entries() {
+        let released = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let gone = || released.lock().unwrap().clone();
+        let c = Cache::new(64); // four 16 KB pixmaps
+        for (key, token) in [("a", 1), ("b", 2), ("c", 3)] {
+            c.insert(key, recorded(token, &released)).unwrap();
+        }
+        // Another thread's lookup: this thread cannot have (or earn, in so few calls) the
+        // lock's bias, so its lookups go through its reader slot.
+        std::thread::scope(|s| {
+            s.spawn(|| c.touch("c"));
+        });
+        let mut out = Pixmap::null();
+        for _ in 0..3 {
+            for key in ["a", "b", "c"] {
+                assert!(c.find_into(key, &mut out));
+            }
+        }
+        assert_eq!(out.foreign_token(), Some(3));
+        assert_eq!(c.spares_held(), 2, "a's and b's shares came back as spares");
+
+        assert!(c.remove("a"));
+        assert_eq!(gone(), [1], "a's spare went with it");
+        // "d" takes the slot "a" left: finding it gives d's pixmap.
+        c.insert("d", recorded(4, &released)).unwrap();
+        assert!(c.find_into("d", &mut out));
+        assert_eq!(out.foreign_token(), Some(4));
+        assert!(c.find_into("b", &mut out) && c.find_into("d", &mut out));
+        assert_eq!(out.foreign_token(), Some(4));
+        // Recency, most recent first: d, b, c. "e" fills the cache; "f" evicts c, "g" evicts b
+        // (both with spares), "h" evicts d, which `out` still holds.
+        c.insert("e", recorded(5, &released)).unwrap();
+        assert_eq!(gone(), [1]);
+        c.insert("f", recorded(6, &released)).unwrap();
+        c.insert("g", recorded(7, &released)).unwrap();
+        c.insert("h", recorded(8, &released)).unwrap();
+        assert_eq!(gone(), [1, 3, 2], "evicted with their spares");
+        assert!(!c.touch("d"));
+        c.clear();
+        let mut after_clear = gone();
+        after_clear.sort_unstable();
+        assert_eq!(
+            after_clear,
+            [1, 2, 3, 5, 6, 7, 8],
+            "all but the one `out` holds"
+        );
+        assert_eq!(c.spares_held(), 0);
+        drop(out);
+        assert_eq!(gone().len(), 8);
+    }
+
+    /// Threads finding into their own handles, with misses inserting and evicting all the
+    /// while: every find gets its own key's pixmap, and every pixmap is released once.
+    #[test]
+    fn lookups_from_several_threads_find_their_own_keys_and_release_everything() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let made = AtomicUsize::new(0);
+        let released = Arc::new(AtomicUsize::new(0));
+        let c = Cache::new(40 * 16); // 40 of the 100 keys fit
+        let ops = if cfg!(miri) { 200 } else { 20_000 };
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let (c, made, released) = (&c, &made, released.clone());
+                s.spawn(move || {
+                    let mut out = Pixmap::null();
+                    let mut x = t + 1;
+                    for _ in 0..ops {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        // Skewed towards low keys, so that threads share hot entries.
+                        let key = ((x >> 33) % 100 * ((x >> 20) % 100) / 100) as usize;
+                        let name = key.to_string();
+                        if c.find_into(&name, &mut out) {
+                            assert_eq!(out.foreign_token(), Some(key));
+                        } else {
+                            let released = released.clone();
+                            let release = Box::new(move || {
+                                released.fetch_add(1, Ordering::Relaxed);
+                            });
+                            made.fetch_add(1, Ordering::Relaxed);
+                            let pm = Pixmap::foreign(64, 64, 32, key, Some(release)).unwrap();
+                            c.insert(&name, pm).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        c.clear();
+        assert_eq!(
+            released.load(Ordering::Relaxed),
+            made.load(Ordering::Relaxed)
+        );
+        assert!(
+            made.load(Ordering::Relaxed) > 100,
+            "keys were evicted and inserted again"
+        );
     }
 
     #[test]

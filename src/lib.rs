@@ -46,6 +46,7 @@ pub mod pixmap;
 pub mod recency;
 /// cbindgen:ignore
 pub mod shared;
+mod spares;
 /// cbindgen:ignore
 pub mod tally;
 /// cbindgen:ignore

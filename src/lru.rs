@@ -15,6 +15,9 @@
 //! - `total` is the sum of the occupied slots' costs, and `total <= max(limit, 0)` after every
 //!   public operation;
 //! - every key appears at most once.
+//!
+//! It also remembers which slots it freed (a few, or "all") until asked ([`Lru::take_freed`]), for
+//! a caller that keeps something per slot beside the map (the cache's spare shares, spares.rs).
 
 use hashbrown::HashTable;
 
@@ -93,6 +96,46 @@ pub struct Lru<V> {
     len: usize,
     total: i64,
     limit: i64,
+    freed: Freed,
+}
+
+/// How many freed slot numbers [`Freed`] keeps before it just says "many".
+const FREED_KEPT: usize = 8;
+
+/// The slots freed since [`Lru::take_freed`] was last called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Freed {
+    slots: [u32; FREED_KEPT],
+    /// How many slots were freed; more than [`FREED_KEPT`] (or a clear) means: assume all were.
+    count: usize,
+}
+
+impl Freed {
+    const NONE: Freed = Freed {
+        slots: [0; FREED_KEPT],
+        count: 0,
+    };
+    const ALL: Freed = Freed {
+        slots: [0; FREED_KEPT],
+        count: usize::MAX,
+    };
+
+    fn push(&mut self, slot: u32) {
+        if self.count < FREED_KEPT {
+            self.slots[self.count] = slot;
+        }
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// True when no slot was freed.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The slots freed, or `None` when too many to list (any slot may have been).
+    pub fn slots(&self) -> Option<&[u32]> {
+        self.slots.get(..self.count)
+    }
 }
 
 impl<V> Lru<V> {
@@ -108,7 +151,20 @@ impl<V> Lru<V> {
             len: 0,
             total: 0,
             limit,
+            freed: Freed::NONE,
         }
+    }
+
+    /// The slots freed since the last call (see the module documentation); starts over.
+    #[inline]
+    pub fn take_freed(&mut self) -> Freed {
+        std::mem::replace(&mut self.freed, Freed::NONE)
+    }
+
+    /// True when a slot was freed since the last [`Lru::take_freed`].
+    #[inline]
+    pub fn freed_any(&self) -> bool {
+        !self.freed.is_empty()
     }
 
     /// The limit, as set.
@@ -167,6 +223,12 @@ impl<V> Lru<V> {
     pub fn peek(&self, hash: u64, key: KeyRef<'_>) -> Option<(u32, &V)> {
         let slot = self.find_slot(hash, key)?;
         Some((slot, &self.node(slot).value))
+    }
+
+    /// The value in `slot`, if that slot holds an entry.
+    #[inline]
+    pub fn value_at(&self, slot: u32) -> Option<&V> {
+        self.slots.get(slot as usize)?.as_ref().map(|n| &n.value)
     }
 
     /// Makes the entry in `slot` (a slot number from [`Lru::peek`]) the most recently used.
@@ -318,6 +380,7 @@ impl<V> Lru<V> {
         self.tail = NIL;
         self.len = 0;
         self.total = 0;
+        self.freed = Freed::ALL;
     }
 
     /// The keys from most to least recently used (for tests and diagnostics).
@@ -342,6 +405,7 @@ impl<V> Lru<V> {
             next: self.free,
         };
         self.free = slot;
+        self.freed.push(slot);
         self.len -= 1;
         self.total -= node.cost;
         node.value

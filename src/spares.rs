@@ -1,0 +1,238 @@
+//! Spare shares: how a lookup from one of several threads hands out a share of a cached pixmap
+//! without writing its reference count.
+//!
+//! `find` makes the caller's handle share the cached pixels, and lets go of what the handle held
+//! before: one reference count up, another down. Alone, a thread pays two uncontended atomics for
+//! that. With two threads finding the same hot pixmaps, each of those atomics writes a line the
+//! other core wrote last, and the hot pixmaps' counts took a quarter of the time of a 2-thread
+//! read-mostly run (docs/PERFORMANCE.md §3).
+//!
+//! So each reader slot of the lock (`lock.rs`) keeps [`Spares`]: for each LRU slot, at most one
+//! share of the pixmap cached there, which only threads holding that reader slot touch. A lookup
+//! through the reader slot:
+//! - hands out the spare share of the entry it found if it has one (a move: no count changes),
+//!   else a new one (a clone, as before);
+//! - takes back the share the caller's handle held, when that is a share of the entry the reader
+//!   slot last handed one out from (the usual case: a thread finds into the same handle again and
+//!   again), and keeps it as that entry's spare.
+//!
+//! In steady state a hit then writes nothing another core uses. The count of a pixmap stays
+//! exact: a spare is a share like any other, it just sits in the reader slot instead of in a
+//! handle.
+//!
+//! The invariant: a spare in LRU slot `s` is a share of the pixmap the entry in slot `s` holds.
+//! Taking one back checks that with a pointer comparison; a writer that frees an LRU slot takes
+//! its spares out of every reader slot (`Cache::with_guard`, with the slots `Lru` reports freed),
+//! and they are dropped after the lock is released with the entry's own share. So a spare never
+//! keeps an evicted pixmap alive, and a release callback never runs under the lock.
+
+use crate::garbage::Garbage;
+use crate::pixmap::Pixmap;
+
+/// LRU slots at or above this are handed out by cloning, as without spares: keeps a reader slot's
+/// spares to at most 512 KiB however large the cache grows.
+const MAX_SLOTS: usize = 1 << 16;
+
+/// A reader slot's spare shares, indexed by LRU slot. See the module documentation.
+#[derive(Default)]
+pub struct Spares {
+    cells: Vec<Option<Pixmap>>,
+    /// The LRU slot the last share handed out came from.
+    last: Option<u32>,
+    /// How many cells hold a share.
+    held: usize,
+}
+
+impl std::fmt::Debug for Spares {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spares")
+            .field("cells", &self.cells.len())
+            .field("held", &self.held)
+            .finish()
+    }
+}
+
+impl Spares {
+    /// A share of `cached`, the pixmap in LRU slot `slot`: the spare if there is one, else a new
+    /// share.
+    #[inline]
+    pub fn share(&mut self, slot: u32, cached: &Pixmap) -> Pixmap {
+        self.last = Some(slot);
+        if let Some(spare) = self.cells.get_mut(slot as usize).and_then(Option::take) {
+            self.held -= 1;
+            debug_assert!(
+                spare.shares_pixels_with(cached),
+                "a spare of another pixmap"
+            );
+            return spare;
+        }
+        cached.clone()
+    }
+
+    /// Keeps `old` (what a caller's handle held before a lookup) as a spare if it is a share of
+    /// the pixmap `cached_at` finds in the LRU slot the last share went out from; otherwise
+    /// hands it back, for the caller to drop after unlocking.
+    #[inline]
+    pub fn take_back<'a>(
+        &mut self,
+        old: Pixmap,
+        cached_at: impl FnOnce(u32) -> Option<&'a Pixmap>,
+    ) -> Option<Pixmap> {
+        let Some(slot) = self.last else {
+            return Some(old);
+        };
+        let Some(cached) = cached_at(slot) else {
+            return Some(old);
+        };
+        if !old.shares_pixels_with(cached) || !self.make_room(slot) {
+            return Some(old);
+        }
+        let cell = &mut self.cells[slot as usize];
+        if cell.is_some() {
+            return Some(old);
+        }
+        *cell = Some(old);
+        self.held += 1;
+        None
+    }
+
+    /// Makes sure `slot` has a cell, growing the cells fallibly; false if it cannot.
+    fn make_room(&mut self, slot: u32) -> bool {
+        let slot = slot as usize;
+        if slot < self.cells.len() {
+            return true;
+        }
+        if slot >= MAX_SLOTS {
+            return false;
+        }
+        let len = (slot + 1).next_power_of_two().clamp(1024, MAX_SLOTS);
+        if self
+            .cells
+            .try_reserve_exact(len - self.cells.len())
+            .is_err()
+        {
+            return false;
+        }
+        self.cells.resize_with(len, || None);
+        true
+    }
+
+    /// Moves the spare of LRU slot `slot` (being freed) into `garbage`.
+    #[inline]
+    pub fn release(&mut self, slot: u32, garbage: &mut Garbage<Pixmap>) {
+        if let Some(spare) = self.cells.get_mut(slot as usize).and_then(Option::take) {
+            self.held -= 1;
+            garbage.push(spare);
+        }
+    }
+
+    /// Moves every spare into `garbage` (the LRU was cleared, or lost track of what it freed).
+    pub fn release_all(&mut self, garbage: &mut Garbage<Pixmap>) {
+        if self.held == 0 {
+            return;
+        }
+        garbage.reserve(self.held);
+        for spare in self.cells.iter_mut().filter_map(Option::take) {
+            garbage.push(spare);
+        }
+        self.held = 0;
+    }
+
+    /// True when no cell holds a share.
+    pub fn is_empty(&self) -> bool {
+        self.held == 0
+    }
+
+    /// How many cells hold a share.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.held
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::Format;
+
+    fn pm() -> Pixmap {
+        Pixmap::new(2, 2, Format::Rgba8888).unwrap()
+    }
+
+    #[test]
+    fn a_share_taken_back_is_handed_out_again_without_a_new_count() {
+        let cached = [pm(), pm()];
+        let at = |slot: u32| cached.get(slot as usize);
+        let mut spares = Spares::default();
+        let first = spares.share(0, &cached[0]);
+        assert!(first.shares_pixels_with(&cached[0]) && !cached[0].is_detached());
+        // Back from the handle it went to: kept as slot 0's spare (the count stays at 2).
+        assert!(spares.take_back(first, at).is_none());
+        assert!(!spares.is_empty() && !cached[0].is_detached());
+        let again = spares.share(0, &cached[0]);
+        assert!(again.shares_pixels_with(&cached[0]) && spares.is_empty());
+        drop(again);
+        assert!(
+            cached[0].is_detached(),
+            "the spare was the only other share"
+        );
+    }
+
+    #[test]
+    fn only_a_share_of_the_entry_last_handed_out_is_kept() {
+        let cached = [pm(), pm()];
+        let at = |slot: u32| cached.get(slot as usize);
+        let mut spares = Spares::default();
+        // Nothing handed out yet: nothing to match.
+        assert!(spares.take_back(cached[0].clone(), at).is_some());
+        let from_one = spares.share(1, &cached[1]);
+        // A share of slot 0's pixmap does not match slot 1's entry.
+        assert!(spares.take_back(cached[0].clone(), at).is_some());
+        // The entry in the last slot is gone (or holds another pixmap): not kept.
+        assert!(spares.take_back(from_one.clone(), |_| None).is_some());
+        assert!(spares
+            .take_back(from_one.clone(), |_| Some(&cached[0]))
+            .is_some());
+        assert!(spares.take_back(from_one.clone(), at).is_none());
+        // One spare per slot: a second is handed back.
+        assert!(spares.take_back(from_one, at).is_some());
+        assert_eq!(spares.held, 1);
+    }
+
+    #[test]
+    fn released_spares_go_to_the_garbage() {
+        let cached: Vec<Pixmap> = (0..3).map(|_| pm()).collect();
+        let at = |slot: u32| cached.get(slot as usize);
+        let mut spares = Spares::default();
+        for slot in 0..3 {
+            let share = spares.share(slot, &cached[slot as usize]);
+            assert!(spares.take_back(share, at).is_none());
+        }
+        let mut garbage = Garbage::new();
+        spares.release(1, &mut garbage);
+        spares.release(1, &mut garbage); // nothing left there
+        spares.release(7, &mut garbage); // never had a cell
+        assert_eq!(garbage.len(), 1);
+        assert!(!cached[1].is_detached(), "still in the garbage");
+        drop(garbage);
+        assert!(cached[1].is_detached() && !cached[0].is_detached());
+        let mut garbage = Garbage::new();
+        spares.release_all(&mut garbage);
+        assert_eq!(garbage.len(), 2);
+        assert!(spares.is_empty());
+        drop(garbage);
+        assert!(cached.iter().all(Pixmap::is_detached));
+    }
+
+    #[test]
+    fn slots_past_the_maximum_are_not_kept() {
+        let cached = pm();
+        let far = MAX_SLOTS as u32;
+        let mut spares = Spares::default();
+        let share = spares.share(far, &cached);
+        assert!(spares.take_back(share, |_| Some(&cached)).is_some());
+        let share = spares.share(far - 1, &cached);
+        assert!(spares.take_back(share, |_| Some(&cached)).is_none());
+        assert_eq!(spares.cells.len(), MAX_SLOTS);
+    }
+}
