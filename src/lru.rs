@@ -52,6 +52,10 @@ impl EntryKey {
 }
 
 const NIL: u32 = u32::MAX;
+/// `Link::prev` of a free slot, so that [`Lru::touch`] can tell a free slot from the links
+/// alone, without reading the slot's node (a cache line a replay would otherwise load for
+/// every hit it replays).
+const FREE: u32 = u32::MAX - 1;
 
 struct Node<V> {
     key: EntryKey,
@@ -62,6 +66,7 @@ struct Node<V> {
 
 #[derive(Clone, Copy)]
 struct Link {
+    /// [`FREE`] for a free slot.
     prev: u32,
     /// For a free slot: the next free slot.
     next: u32,
@@ -236,7 +241,10 @@ impl<V> Lru<V> {
     /// promise above; ignoring it keeps a broken promise from corrupting the free list).
     #[inline]
     pub fn touch(&mut self, slot: u32) {
-        let occupied = self.slots.get(slot as usize).is_some_and(|s| s.is_some());
+        let occupied = self
+            .links
+            .get(slot as usize)
+            .is_some_and(|l| l.prev != FREE);
         debug_assert!(occupied, "touch of free slot {slot}");
         // A mutation test (scripts/test-qt.sh) builds the library with this rule broken and
         // checks that the differential test against Qt notices.
@@ -294,7 +302,7 @@ impl<V> Lru<V> {
         } else {
             let slot = u32::try_from(self.slots.len())
                 .ok()
-                .filter(|&s| s != NIL)
+                .filter(|&s| s < FREE)
                 .expect("more than 4 billion cache entries");
             self.slots.push(Some(node));
             self.links.push(Link {
@@ -401,7 +409,7 @@ impl<V> Lru<V> {
             .take()
             .expect("released slot is occupied");
         self.links[slot as usize] = Link {
-            prev: NIL,
+            prev: FREE,
             next: self.free,
         };
         self.free = slot;
@@ -465,6 +473,13 @@ impl<V> Lru<V> {
         }
         if self.tail != NIL {
             assert_eq!(self.links[self.tail as usize].next, NIL);
+        }
+        for (slot, node) in self.slots.iter().enumerate() {
+            assert_eq!(
+                self.links[slot].prev == FREE,
+                node.is_none(),
+                "free slots, and only they, are marked free"
+            );
         }
     }
 }
