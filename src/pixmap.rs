@@ -305,6 +305,12 @@ impl Pixmap {
         )
     }
 
+    /// True when this holds a share of pixel data (every pixmap but [`Pixmap::null`]'s).
+    #[inline]
+    pub(crate) fn has_pixel_data(&self) -> bool {
+        self.data.is_some()
+    }
+
     /// True when the pixmap has no pixels (width or height is 0), like `QPixmap::isNull`.
     pub fn is_null(&self) -> bool {
         self.width() == 0 || self.height() == 0

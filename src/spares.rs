@@ -36,7 +36,9 @@ const MAX_SLOTS: usize = 1 << 16;
 /// A reader slot's spare shares, indexed by LRU slot. See the module documentation.
 #[derive(Default)]
 pub struct Spares {
-    cells: Vec<Option<Pixmap>>,
+    /// Indexed by LRU slot; a cell without pixel data (`Pixmap::null()`) holds no spare. (An
+    /// `Option<Pixmap>` would take 16 bytes a cell, not 8: the cells are read on every hit.)
+    cells: Vec<Pixmap>,
     /// The LRU slot the last share handed out came from.
     last: Option<u32>,
     /// How many cells hold a share.
@@ -58,8 +60,7 @@ impl Spares {
     #[inline]
     pub fn share(&mut self, slot: u32, cached: &Pixmap) -> Pixmap {
         self.last = Some(slot);
-        if let Some(spare) = self.cells.get_mut(slot as usize).and_then(Option::take) {
-            self.held -= 1;
+        if let Some(spare) = self.take(slot) {
             debug_assert!(
                 spare.shares_pixels_with(cached),
                 "a spare of another pixmap"
@@ -81,27 +82,36 @@ impl Spares {
         let Some(slot) = self.last else {
             return Some(old);
         };
-        let Some(cached) = cached_at(slot) else {
+        if !old.has_pixel_data() || !cached_at(slot).is_some_and(|c| old.shares_pixels_with(c)) {
             return Some(old);
-        };
-        if !old.shares_pixels_with(cached) || !self.make_room(slot) {
+        }
+        if slot as usize >= self.cells.len() && !self.grow(slot) {
             return Some(old);
         }
         let cell = &mut self.cells[slot as usize];
-        if cell.is_some() {
+        if cell.has_pixel_data() {
             return Some(old);
         }
-        *cell = Some(old);
+        *cell = old;
         self.held += 1;
         None
     }
 
-    /// Makes sure `slot` has a cell, growing the cells fallibly; false if it cannot.
-    fn make_room(&mut self, slot: u32) -> bool {
-        let slot = slot as usize;
-        if slot < self.cells.len() {
-            return true;
+    /// The spare in `slot`, if any, leaving the cell empty.
+    #[inline]
+    fn take(&mut self, slot: u32) -> Option<Pixmap> {
+        let cell = self.cells.get_mut(slot as usize)?;
+        if !cell.has_pixel_data() {
+            return None;
         }
+        self.held -= 1;
+        Some(std::mem::replace(cell, Pixmap::null()))
+    }
+
+    /// Gives `slot` a cell, growing the cells fallibly; false if it cannot.
+    #[cold]
+    fn grow(&mut self, slot: u32) -> bool {
+        let slot = slot as usize;
         if slot >= MAX_SLOTS {
             return false;
         }
@@ -113,15 +123,14 @@ impl Spares {
         {
             return false;
         }
-        self.cells.resize_with(len, || None);
+        self.cells.resize_with(len, Pixmap::null);
         true
     }
 
     /// Moves the spare of LRU slot `slot` (being freed) into `garbage`.
     #[inline]
     pub fn release(&mut self, slot: u32, garbage: &mut Garbage<Pixmap>) {
-        if let Some(spare) = self.cells.get_mut(slot as usize).and_then(Option::take) {
-            self.held -= 1;
+        if let Some(spare) = self.take(slot) {
             garbage.push(spare);
         }
     }
@@ -132,8 +141,8 @@ impl Spares {
             return;
         }
         garbage.reserve(self.held);
-        for spare in self.cells.iter_mut().filter_map(Option::take) {
-            garbage.push(spare);
+        for cell in self.cells.iter_mut().filter(|c| c.has_pixel_data()) {
+            garbage.push(std::mem::replace(cell, Pixmap::null()));
         }
         self.held = 0;
     }
