@@ -22,7 +22,7 @@ use crate::flight::{Flights, Role};
 use crate::garbage::Garbage;
 use crate::key::{Key, KeySource};
 use crate::lock::{self, Access, BrLock, WriteGuard, READER_SLOTS};
-use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason};
+use crate::lru::{EntryKey, Freed, KeyRef, Lru, RefuseReason};
 use crate::name::Name;
 use crate::pixmap::Pixmap;
 use crate::recency::{replay, Order, ReaderLog, Record};
@@ -300,6 +300,33 @@ struct Reader {
     spares: Spares,
 }
 
+impl Reader {
+    /// Under the write lock: takes out of every reader slot the spares of the LRU slots in
+    /// `freed` (`None`: all of them), to be dropped after unlocking; `None` when there were none.
+    /// Out of line: most write sections free no slot that has a spare.
+    #[inline(never)]
+    fn release_spares(
+        readers: &mut [&mut Reader; READER_SLOTS],
+        freed: Option<Freed>,
+    ) -> Option<Garbage<Pixmap>> {
+        if readers.iter().all(|r| r.spares.is_empty()) {
+            return None;
+        }
+        let mut garbage = Garbage::new();
+        for reader in readers.iter_mut() {
+            match freed.as_ref().and_then(Freed::slots) {
+                Some(slots) => {
+                    for &slot in slots {
+                        reader.spares.release(slot, &mut garbage);
+                    }
+                }
+                None => reader.spares.release_all(&mut garbage),
+            }
+        }
+        Some(garbage)
+    }
+}
+
 impl Cache {
     /// An empty cache holding at most `limit_kb` KB (nothing when `limit_kb <= 0`).
     pub fn new(limit_kb: i32) -> Self {
@@ -342,7 +369,7 @@ impl Cache {
 
     /// [`Cache::with_state_only`] that also sees the reader slots' logs (emptied: every hit they
     /// recorded has been replayed into the LRU order).
-    fn with_logs<R>(&self, f: impl FnOnce(&mut State, &[&mut ReaderLog; READER_SLOTS]) -> R) -> R {
+    fn with_logs<R>(&self, f: impl FnOnce(&mut State, &[&mut Reader; READER_SLOTS]) -> R) -> R {
         self.with_guard(self.state.write(lock::me()), f)
     }
 
@@ -350,11 +377,12 @@ impl Cache {
     fn with_guard<R>(
         &self,
         mut guard: WriteGuard<'_, State, Reader>,
-        f: impl FnOnce(&mut State, &[&mut ReaderLog; READER_SLOTS]) -> R,
+        f: impl FnOnce(&mut State, &[&mut Reader; READER_SLOTS]) -> R,
     ) -> R {
         let mut broken_state = None;
         let mut let_go = None;
         let biased = guard.is_biased();
+        let grants_bias = guard.grants_bias();
         let result = {
             let (state, mut readers) = guard.parts();
             if state.dirty {
@@ -362,44 +390,37 @@ impl Cache {
                 broken_state = Some(std::mem::replace(state, State::new(limit)));
                 // The logs name slots of the old state's LRU, and count its lookups; the spares
                 // are shares of its pixmaps.
-                let garbage = let_go.get_or_insert_with(Garbage::new);
-                for reader in readers.iter_mut() {
-                    reader.log.reset();
-                    reader.spares.release_all(garbage);
-                }
+                readers.iter_mut().for_each(|r| r.log.reset());
+                let_go = Reader::release_spares(&mut readers, None);
             }
             state.dirty = true;
-            let result = {
+            // Through the bias there is nothing to replay: the section that granted it replayed
+            // every log, and nothing records while the lock is biased (lock.rs).
+            if biased {
+                debug_assert!(
+                    readers.iter().all(|r| r.log.is_empty()),
+                    "records under the bias"
+                );
+            } else {
                 let mut logs = readers.each_mut().map(|r| &mut r.log);
-                // Through the bias there is nothing to replay: the section that granted it
-                // replayed every log, and nothing records while the lock is biased (lock.rs).
-                if biased {
-                    debug_assert!(
-                        logs.iter().all(|log| log.is_empty()),
-                        "records under the bias"
-                    );
-                } else {
-                    replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
-                }
-                f(state, &logs)
-            };
+                replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
+            }
+            let result = f(state, &readers);
             // A spare must not outlive its entry (spares.rs): the spares of every slot `f` freed
-            // go with the entries, after unlocking.
-            if state.lru.freed_any() {
+            // go with the entries, after unlocking. Under the bias there are none: the section
+            // that granted it let go of them all (only lookups through a reader slot keep them).
+            if biased {
+                debug_assert!(
+                    readers.iter().all(|r| r.spares.is_empty()),
+                    "spares under the bias"
+                );
+                state.lru.forget_freed();
+            } else if grants_bias {
+                state.lru.forget_freed();
+                let_go = Reader::release_spares(&mut readers, None);
+            } else if state.lru.freed_any() {
                 let freed = state.lru.take_freed();
-                if readers.iter().any(|r| !r.spares.is_empty()) {
-                    let garbage = let_go.get_or_insert_with(Garbage::new);
-                    for reader in readers.iter_mut() {
-                        match freed.slots() {
-                            Some(slots) => {
-                                for &slot in slots {
-                                    reader.spares.release(slot, garbage);
-                                }
-                            }
-                            None => reader.spares.release_all(garbage),
-                        }
-                    }
-                }
+                let_go = Reader::release_spares(&mut readers, Some(freed));
             }
             state.dirty = false;
             result
@@ -574,13 +595,28 @@ impl Cache {
         debug_assert!(guard.is_biased());
         let (state, _) = guard.parts();
         if state.dirty {
-            return self.with_guard(guard, |s, _| s.get(hash, key, count, read));
+            return self.lookup_dirty(guard, hash, key, count, read);
         }
         state.dirty = true;
         let result = state.get(hash, key, count, read);
         debug_assert!(!state.lru.freed_any(), "a lookup freed a slot");
         state.dirty = false;
         result
+    }
+
+    /// [`Cache::lookup_biased`] when a panic left the state dirty: out of line, so that the biased
+    /// path does not carry [`Cache::with_guard`]'s reset in its stack frame.
+    #[cold]
+    #[inline(never)]
+    fn lookup_dirty<R>(
+        &self,
+        guard: WriteGuard<'_, State, Reader>,
+        hash: u64,
+        key: KeyRef<'_>,
+        count: u64,
+        read: impl Read<R>,
+    ) -> Lookup<R> {
+        self.with_guard(guard, |s, _| s.get(hash, key, count, read))
     }
 
     /// The shared half of [`Cache::lookup_counted`] (whose bias check just failed), out of line
@@ -828,8 +864,8 @@ impl Cache {
         self.with_logs(|s, logs| Stats {
             entries: s.lru.len(),
             total_kb: s.lru.total(),
-            hits: s.stats.hits + logs.iter().map(|l| l.hits).sum::<u64>(),
-            misses: s.stats.misses + logs.iter().map(|l| l.misses).sum::<u64>(),
+            hits: s.stats.hits + logs.iter().map(|r| r.log.hits).sum::<u64>(),
+            misses: s.stats.misses + logs.iter().map(|r| r.log.misses).sum::<u64>(),
             ..s.stats
         })
     }
@@ -1209,6 +1245,36 @@ mod tests {
         assert_eq!(c.spares_held(), 0);
         drop(out);
         assert_eq!(gone().len(), 8);
+    }
+
+    /// A thread alone earns the lock's bias; the section that grants it lets go of every spare
+    /// (under the bias nothing could take them back, and writers skip looking for them).
+    #[test]
+    fn spares_are_let_go_when_the_bias_is_granted() {
+        let c = Cache::new(1000);
+        let (a, b) = (pm(8, 8), pm(8, 8));
+        c.insert("a", &a).unwrap();
+        c.insert("b", &b).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| c.touch("a"));
+        });
+        let mut out = Pixmap::null();
+        for key in ["a", "b", "a"] {
+            assert!(c.find_into(key, &mut out));
+        }
+        assert_eq!(c.spares_held(), 1, "b's share came back as a spare");
+        for _ in 0..4 * lock::BIAS_AFTER {
+            c.total_used(); // write sections: this thread alone earns the bias
+        }
+        if !c.state.is_biased_to(lock::me()) {
+            return; // no `membarrier` here: no bias is ever granted
+        }
+        assert_eq!(c.spares_held(), 0);
+        assert!(!b.is_detached() && c.remove("b"));
+        assert!(b.is_detached(), "no share of b left anywhere");
+        // Biased write sections (debug builds check that no spare is left).
+        c.insert("c", &b).unwrap();
+        assert!(c.find_into("c", &mut out) && out.shares_pixels_with(&b));
     }
 
     /// Threads finding into their own handles, with misses inserting and evicting all the

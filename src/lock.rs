@@ -720,6 +720,11 @@ impl<T, R> WriteGuard<'_, T, R> {
         self.biased.is_some()
     }
 
+    /// True when the lock will be biased to this guard's thread as the guard leaves.
+    pub fn grants_bias(&self) -> bool {
+        self.grant.is_some()
+    }
+
     /// The value, and every slot's data (in slot order).
     pub fn parts(&mut self) -> (&mut T, [&mut R; READER_SLOTS]) {
         // SAFETY: either this guard holds the writer's flag and saw every slot's `busy` clear

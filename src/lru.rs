@@ -105,14 +105,14 @@ pub struct Lru<V> {
 }
 
 /// How many freed slot numbers [`Freed`] keeps before it just says "many".
-const FREED_KEPT: usize = 8;
+const FREED_KEPT: usize = 4;
 
 /// The slots freed since [`Lru::take_freed`] was last called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Freed {
     slots: [u32; FREED_KEPT],
     /// How many slots were freed; more than [`FREED_KEPT`] (or a clear) means: assume all were.
-    count: usize,
+    count: u32,
 }
 
 impl Freed {
@@ -122,12 +122,13 @@ impl Freed {
     };
     const ALL: Freed = Freed {
         slots: [0; FREED_KEPT],
-        count: usize::MAX,
+        count: u32::MAX,
     };
 
+    #[inline]
     fn push(&mut self, slot: u32) {
-        if self.count < FREED_KEPT {
-            self.slots[self.count] = slot;
+        if let Some(kept) = self.slots.get_mut(self.count as usize) {
+            *kept = slot;
         }
         self.count = self.count.saturating_add(1);
     }
@@ -139,7 +140,7 @@ impl Freed {
 
     /// The slots freed, or `None` when too many to list (any slot may have been).
     pub fn slots(&self) -> Option<&[u32]> {
-        self.slots.get(..self.count)
+        self.slots.get(..self.count as usize)
     }
 }
 
@@ -164,6 +165,12 @@ impl<V> Lru<V> {
     #[inline]
     pub fn take_freed(&mut self) -> Freed {
         std::mem::replace(&mut self.freed, Freed::NONE)
+    }
+
+    /// [`Lru::take_freed`] for a caller that does not need to know.
+    #[inline]
+    pub fn forget_freed(&mut self) {
+        self.freed.count = 0;
     }
 
     /// True when a slot was freed since the last [`Lru::take_freed`].
