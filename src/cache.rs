@@ -631,6 +631,19 @@ impl Cache {
         read: impl Read<R>,
     ) -> Lookup<R> {
         let mut guard = match self.state.read_unbiased(me) {
+            // One of the lock's write probes (so that a thread that only reads can earn the
+            // bias). Unless it earns it now, the probe has done its part by taking the write
+            // lock: the lookup goes through the reader slot, and the replay is left to the
+            // thread that does them (`Order::must_replay`).
+            Access::Exclusive(probe) if !probe.grants_bias() => {
+                drop(probe);
+                match self.state.read_unbiased(me) {
+                    Access::Exclusive(guard) => {
+                        return self.with_guard(guard, |s, _| s.get(hash, key, count, read))
+                    }
+                    Access::Shared(guard) => guard,
+                }
+            }
             Access::Exclusive(guard) => {
                 return self.with_guard(guard, |s, _| s.get(hash, key, count, read))
             }
@@ -655,7 +668,7 @@ impl Cache {
                                     read.take().map(|read| {
                                         read.read_spared(pm, slot, spares, |s| lru.value_at(s))
                                     }),
-                                    log.is_full(),
+                                    state.order.must_replay(my_slot, log),
                                 )
                             }
                             Record::NotAdmitted => (None, false),
@@ -666,7 +679,7 @@ impl Cache {
         };
         drop(guard);
         if full {
-            self.with_state_only(|_| ());
+            self.with_state_only(|s| s.order.replayed_by(my_slot));
         }
         match read {
             None => result.map_or(Lookup::Miss, Lookup::Hit),
@@ -1335,9 +1348,10 @@ mod tests {
             for i in 0..n {
                 c.insert(&i.to_string(), &p).unwrap();
             }
-            // A fixed pseudo-random visiting order, with repeats.
+            // A fixed pseudo-random visiting order, with repeats; long enough for every log to
+            // fill twice (and be set aside, see `Order::must_replay`).
             let mut x = 12345u64;
-            let visits: Vec<usize> = (0..2000)
+            let visits: Vec<usize> = (0..5000)
                 .map(|_| {
                     x = x
                         .wrapping_mul(6364136223846793005)

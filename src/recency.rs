@@ -44,6 +44,9 @@ struct Hit {
 #[derive(Debug, Default)]
 pub struct ReaderLog {
     hits_to_replay: Vec<Hit>,
+    /// A full log set aside, older than `hits_to_replay`, while another slot's thread does the
+    /// replays ([`Order::must_replay`]); allocated the first time one is set aside.
+    set_aside: Vec<Hit>,
     /// The last stamp this log took (stamps in a log always increase).
     last_stamp: u64,
     /// Lookups through this reader slot that found an entry.
@@ -60,13 +63,14 @@ impl ReaderLog {
 
     /// True when there is nothing to replay.
     pub fn is_empty(&self) -> bool {
-        self.hits_to_replay.is_empty()
+        self.hits_to_replay.is_empty() && self.set_aside.is_empty()
     }
 
     /// Forgets everything: the recorded hits (when the slots they name are all gone, with the
     /// state they belonged to) and the counters.
     pub fn reset(&mut self) {
         self.hits_to_replay.clear();
+        self.set_aside.clear();
         self.hits = 0;
         self.misses = 0;
     }
@@ -81,6 +85,8 @@ pub struct Order {
     owner: Option<usize>,
     /// Replays in a row, while stamped, that found records from only one slot.
     quiet: u32,
+    /// The reader slot whose thread replayed the last full log (see [`Order::must_replay`]).
+    replayer: Option<usize>,
 }
 
 /// What a reader must do instead of recording.
@@ -132,6 +138,35 @@ impl Order {
         Record::Done
     }
 
+    /// After a record by reader slot `reader`: true when its `log` is full and its thread must
+    /// replay every log now (under the write lock, then [`Order::replayed_by`]).
+    ///
+    /// The thread that did the last such replay does the next one too: any other sets its full
+    /// log aside, once, and goes on recording. So while threads keep looking things up, one of
+    /// them does all the replays, and the lines of the LRU's links that a replay writes stay in
+    /// its core's cache instead of moving to whichever core replays next (in a 2-thread
+    /// read-mostly run, most of what those replays cost). A thread whose log is full again
+    /// before the replayer came round (it is idle, or slower) replays itself and takes over.
+    pub fn must_replay(&self, reader: usize, log: &mut ReaderLog) -> bool {
+        if !log.is_full() {
+            return false;
+        }
+        if self.replayer.is_none_or(|r| r == reader)
+            || !log.set_aside.is_empty()
+            || (log.set_aside.capacity() == 0
+                && log.set_aside.try_reserve_exact(LOG_CAPACITY).is_err())
+        {
+            return true;
+        }
+        std::mem::swap(&mut log.hits_to_replay, &mut log.set_aside);
+        false
+    }
+
+    /// Under the write lock: reader slot `reader`'s thread just replayed its full log.
+    pub fn replayed_by(&mut self, reader: usize) {
+        self.replayer = Some(reader);
+    }
+
     /// Lets reader slot `reader` record from now on (under the write lock, after a [`replay`]
     /// emptied every log): it becomes the owner if there is none, otherwise hits are stamped.
     pub fn admit(&mut self, reader: usize) {
@@ -161,11 +196,13 @@ pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], mut touch: impl Fn
     };
     let several = busy.next().is_some();
     if !several {
-        // One log: it is in order already (stamped or not).
-        for hit in &logs[first].hits_to_replay {
+        // One slot's records: in order already (stamped or not), the set-aside part first.
+        let log = &mut *logs[first];
+        for hit in log.set_aside.iter().chain(&log.hits_to_replay) {
             touch(hit.slot);
         }
-        logs[first].hits_to_replay.clear();
+        log.set_aside.clear();
+        log.hits_to_replay.clear();
         if order.stamped {
             order.quiet += 1;
             if order.quiet >= Order::QUIET_REPLAYS {
@@ -180,21 +217,24 @@ pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], mut touch: impl Fn
     }
     debug_assert!(order.stamped, "unstamped records in more than one log");
     order.quiet = 0;
-    // Merge the logs by stamp: each is sorted. Only the logs with records take part (usually
-    // two, one per thread, however many slots there are), and a log runs on as long as its
-    // stamps stay below the next one's head, so a replay costs little more than its touches.
-    let mut heads = [&[][..]; crate::lock::READER_SLOTS];
+    // Merge the logs by stamp: each is sorted (a slot's set-aside part, then the rest: a log's
+    // stamps always increase). Only the parts with records take part (usually two or three,
+    // however many slots there are), and a part runs on as long as its stamps stay below the
+    // next one's head, so a replay costs little more than its touches.
+    let mut heads = [&[][..]; 2 * crate::lock::READER_SLOTS];
     let mut n = 0;
     for log in logs.iter() {
-        if !log.is_empty() {
-            heads[n] = &log.hits_to_replay;
-            n += 1;
+        for part in [&log.set_aside, &log.hits_to_replay] {
+            if !part.is_empty() {
+                heads[n] = part;
+                n += 1;
+            }
         }
     }
     let heads = &mut heads[..n];
     loop {
-        // Heads ordered by (stamp, log number): equal stamps (two cores may read the same
-        // time-stamp counter value) go by log number, as before runs existed. `best` is the
+        // Heads ordered by (stamp, part number): equal stamps (two cores may read the same
+        // time-stamp counter value) go by slot number, as before runs existed. `best` is the
         // oldest head, `second` the oldest of the others.
         let mut best = (u64::MAX, usize::MAX);
         let mut second = (u64::MAX, usize::MAX);
@@ -225,6 +265,7 @@ pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], mut touch: impl Fn
         heads[i] = &head[run..];
     }
     for log in logs.iter_mut() {
+        log.set_aside.clear();
         log.hits_to_replay.clear();
     }
 }
@@ -367,6 +408,57 @@ mod tests {
     /// read the same time-stamp counter value), in any subset of slots: replay gives every hit
     /// once, by stamp, ties broken by log (reader slot) number. Compared with a sort, over many
     /// shapes.
+    /// One thread does the replays: another sets its full log aside once, and replays itself
+    /// (taking over) only when its log is full again first. Set-aside hits replay first.
+    #[test]
+    fn full_logs_are_set_aside_while_another_thread_replays() {
+        for stamped in [false, true] {
+            let clock = Clock::counter();
+            let mut order = Order {
+                stamped,
+                owner: (!stamped).then_some(1),
+                ..Order::default()
+            };
+            let mut logs = logs();
+            // Records hits on LRU slots numbered in the order of the hits.
+            let mut hits = 0;
+            let mut fill = |order: &Order, log: &mut ReaderLog, reader: usize| {
+                while !log.is_full() {
+                    assert_eq!(order.record(&clock, reader, log, hits), Record::Done);
+                    hits += 1;
+                }
+            };
+            // Nobody has replayed yet: a full log is replayed by its own thread.
+            fill(&order, &mut logs[1], 1);
+            assert!(order.must_replay(1, &mut logs[1]));
+            order.replayed_by(0);
+            // Slot 0's thread does the replays: slot 1 sets its full log aside and goes on...
+            assert!(!order.must_replay(1, &mut logs[1]));
+            assert!(!logs[1].is_full() && !logs[1].is_empty());
+            assert!(!order.must_replay(1, &mut logs[1]), "not full");
+            // ...until it is full again before slot 0 replayed: then it replays, alone.
+            fill(&order, &mut logs[1], 1);
+            assert!(order.must_replay(1, &mut logs[1]));
+            let expected: Vec<u32> = (0..2 * LOG_CAPACITY as u32).collect();
+            assert_eq!(replayed(&mut order, &mut logs), expected);
+            if !stamped {
+                continue;
+            }
+            // The replayer itself never sets aside; with several slots the merge puts slot 1's
+            // set-aside hits first too.
+            order.replayed_by(0);
+            fill(&order, &mut logs[1], 1);
+            assert!(!order.must_replay(1, &mut logs[1]));
+            fill(&order, &mut logs[0], 0);
+            assert!(order.must_replay(0, &mut logs[0]));
+            fill(&order, &mut logs[1], 1);
+            let expected: Vec<u32> = (2 * LOG_CAPACITY as u32..hits).collect();
+            // Slot 0's hits came between slot 1's two logs.
+            assert_eq!(replayed(&mut order, &mut logs), expected);
+            assert_eq!(expected.len(), 3 * LOG_CAPACITY);
+        }
+    }
+
     #[test]
     fn the_merge_matches_a_sort_by_stamp_then_slot() {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
@@ -400,7 +492,12 @@ mod tests {
                 }
                 last[reader] = stamp;
                 let slot = round * 1000 + hit;
-                logs[reader].hits_to_replay.push(Hit { stamp, slot });
+                let log = &mut logs[reader];
+                // Sometimes what a log holds so far is set aside (`Order::must_replay`).
+                if log.set_aside.is_empty() && next(30) == 0 {
+                    std::mem::swap(&mut log.hits_to_replay, &mut log.set_aside);
+                }
+                log.hits_to_replay.push(Hit { stamp, slot });
                 expected.push((stamp, reader, slot));
             }
             expected.sort_unstable();
