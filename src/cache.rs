@@ -639,13 +639,13 @@ impl Cache {
                 drop(probe);
                 match self.state.read_unbiased(me) {
                     Access::Exclusive(guard) => {
-                        return self.with_guard(guard, |s, _| s.get(hash, key, count, read))
+                        return self.lookup_exclusive(Some(guard), None, hash, key, count, read)
                     }
                     Access::Shared(guard) => guard,
                 }
             }
             Access::Exclusive(guard) => {
-                return self.with_guard(guard, |s, _| s.get(hash, key, count, read))
+                return self.lookup_exclusive(Some(guard), None, hash, key, count, read)
             }
             Access::Shared(guard) => guard,
         };
@@ -679,16 +679,44 @@ impl Cache {
         };
         drop(guard);
         if full {
-            self.with_state_only(|s| s.order.replayed_by(my_slot));
+            self.replay_full_log(my_slot);
         }
         match read {
             None => result.map_or(Lookup::Miss, Lookup::Hit),
             // Not done under the reader slot: do it under the write lock.
-            Some(read) => self.with_state_only(|s| {
-                s.order.admit(my_slot);
-                s.get(hash, key, count, read)
-            }),
+            Some(read) => self.lookup_exclusive(None, Some(my_slot), hash, key, count, read),
         }
+    }
+
+    /// Replays every log, for reader slot `reader` whose log is full (`Order::must_replay`).
+    /// Out of line, as [`Cache::lookup_exclusive`].
+    #[inline(never)]
+    fn replay_full_log(&self, reader: usize) {
+        self.with_state_only(|s| s.order.replayed_by(reader));
+    }
+
+    /// The lookup of [`Cache::lookup_shared`] under the write lock (`guard`, or one taken now):
+    /// for a write probe that grants the bias, a reader slot not admitted yet (`admit`), or a
+    /// state a panic left dirty. Out of line, so that the shared path does not carry
+    /// [`Cache::with_guard`] in its stack frame.
+    #[cold]
+    #[inline(never)]
+    fn lookup_exclusive<R>(
+        &self,
+        guard: Option<WriteGuard<'_, State, Reader>>,
+        admit: Option<usize>,
+        hash: u64,
+        key: KeyRef<'_>,
+        count: u64,
+        read: impl Read<R>,
+    ) -> Lookup<R> {
+        let guard = guard.unwrap_or_else(|| self.state.write(lock::me()));
+        self.with_guard(guard, |s, _| {
+            if let Some(reader) = admit {
+                s.order.admit(reader);
+            }
+            s.get(hash, key, count, read)
+        })
     }
 
     /// Finds `key`, or produces, caches and returns its pixmap, once: concurrent callers asking for
