@@ -376,11 +376,15 @@ impl Cache {
     /// [`Cache::with_logs`] under a write guard already taken.
     fn with_guard<R>(
         &self,
-        mut guard: WriteGuard<'_, State, Reader>,
+        guard: WriteGuard<'_, State, Reader>,
         f: impl FnOnce(&mut State, &[&mut Reader; READER_SLOTS]) -> R,
     ) -> R {
+        // What the section lets go of, dropped after the guard: declared before it, so that this
+        // holds when `f` unwinds too.
         let mut broken_state = None;
-        let mut let_go = None;
+        let mut reset_spares = None;
+        let mut freed_spares = None;
+        let mut guard = guard;
         let biased = guard.is_biased();
         let grants_bias = guard.grants_bias();
         let result = {
@@ -391,7 +395,7 @@ impl Cache {
                 // The logs name slots of the old state's LRU, and count its lookups; the spares
                 // are shares of its pixmaps.
                 readers.iter_mut().for_each(|r| r.log.reset());
-                let_go = Reader::release_spares(&mut readers, None);
+                reset_spares = Reader::release_spares(&mut readers, None);
             }
             state.dirty = true;
             // Through the bias there is nothing to replay: the section that granted it replayed
@@ -405,28 +409,31 @@ impl Cache {
                 let mut logs = readers.each_mut().map(|r| &mut r.log);
                 replay(&mut state.order, &mut logs, |slot| state.lru.touch(slot));
             }
+            // Under the bias there are no spares (only lookups through a reader slot keep
+            // them): the section that grants it lets go of them all, before `f`, since the guard
+            // grants the bias as it leaves even if `f` unwinds (a visit callback that panics).
+            if grants_bias {
+                freed_spares = Reader::release_spares(&mut readers, None);
+            }
             let result = f(state, &readers);
             // A spare must not outlive its entry (spares.rs): the spares of every slot `f` freed
-            // go with the entries, after unlocking. Under the bias there are none: the section
-            // that granted it let go of them all (only lookups through a reader slot keep them).
-            if biased {
+            // go with the entries, after unlocking.
+            if biased || grants_bias {
                 debug_assert!(
                     readers.iter().all(|r| r.spares.is_empty()),
                     "spares under the bias"
                 );
                 state.lru.forget_freed();
-            } else if grants_bias {
-                state.lru.forget_freed();
-                let_go = Reader::release_spares(&mut readers, None);
             } else if state.lru.freed_any() {
                 let freed = state.lru.take_freed();
-                let_go = Reader::release_spares(&mut readers, Some(freed));
+                freed_spares = Reader::release_spares(&mut readers, Some(freed));
             }
             state.dirty = false;
             result
         };
         drop(guard);
-        drop(let_go);
+        drop(freed_spares);
+        drop(reset_spares);
         drop(broken_state);
         result
     }
@@ -1219,9 +1226,7 @@ mod tests {
     impl Cache {
         /// How many spare shares the reader slots hold.
         fn spares_held(&self) -> usize {
-            let mut guard = self.state.write(lock::me());
-            let (_, readers) = guard.parts();
-            readers.iter().map(|r| r.spares.len()).sum()
+            self.with_logs(|_, readers| readers.iter().map(|r| r.spares.len()).sum())
         }
     }
 
@@ -1316,6 +1321,50 @@ mod tests {
         // Biased write sections (debug builds check that no spare is left).
         c.insert("c", &b).unwrap();
         assert!(c.find_into("c", &mut out) && out.shares_pixels_with(&b));
+    }
+
+    /// The write section that grants the bias may be a lookup whose visit callback panics (a
+    /// write probe: every 1024th read through a slot takes the write lock): the guard grants the
+    /// bias as it unwinds, so the spares must be gone before the callback runs. Otherwise a
+    /// biased section freeing an entry would forget its spare (the pixmap kept alive), and the
+    /// spare would be handed out for the next entry in that slot. (Found by review.)
+    #[test]
+    fn a_panicking_visit_that_earns_the_bias_leaves_no_spare() {
+        let released = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let c = Cache::new(1000);
+        c.insert("a", recorded(1, &released)).unwrap();
+        c.insert("b", recorded(2, &released)).unwrap();
+        std::thread::scope(|s| {
+            s.spawn(|| c.touch("a"));
+        });
+        let mut out = Pixmap::null();
+        for key in ["a", "b", "a"] {
+            assert!(c.find_into(key, &mut out));
+        }
+        assert_eq!(c.spares_held(), 1, "b's share came back as a spare");
+        // Only panicking visits from now on: the write section that grants the bias is one.
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let most = 4 * lock::BIAS_AFTER * lock::READS_PER_WRITE_PROBE;
+        for _ in 0..most {
+            if c.state.is_biased_to(lock::me()) {
+                break;
+            }
+            let visit = std::panic::AssertUnwindSafe(|| c.visit_bytes(b"a", |_| panic!("visit")));
+            assert!(std::panic::catch_unwind(visit).is_err());
+        }
+        std::panic::set_hook(hook);
+        if !c.state.is_biased_to(lock::me()) {
+            return; // no `membarrier` here: no bias is ever granted
+        }
+        assert!(c.remove("b"));
+        assert_eq!(*released.lock().unwrap(), [2], "b released as it went");
+        c.insert("x", recorded(9, &released)).unwrap(); // in the slot b left
+        std::thread::scope(|s| {
+            s.spawn(|| c.touch("a")); // takes the bias away
+        });
+        assert!(c.find_into("x", &mut out));
+        assert_eq!(out.foreign_token(), Some(9));
     }
 
     /// Threads finding into their own handles, with misses inserting and evicting all the

@@ -43,6 +43,8 @@ pub struct Spares {
     last: Option<u32>,
     /// How many cells hold a share.
     held: usize,
+    /// No cell past this one holds a share (so that letting go of them all scans no further).
+    highest: usize,
 }
 
 impl std::fmt::Debug for Spares {
@@ -94,6 +96,7 @@ impl Spares {
         }
         *cell = old;
         self.held += 1;
+        self.highest = self.highest.max(slot as usize);
         None
     }
 
@@ -141,10 +144,14 @@ impl Spares {
             return;
         }
         garbage.reserve(self.held);
-        for cell in self.cells.iter_mut().filter(|c| c.has_pixel_data()) {
+        for cell in self.cells[..=self.highest]
+            .iter_mut()
+            .filter(|c| c.has_pixel_data())
+        {
             garbage.push(std::mem::replace(cell, Pixmap::null()));
         }
         self.held = 0;
+        self.highest = 0;
     }
 
     /// True when no cell holds a share.
@@ -231,6 +238,14 @@ mod tests {
         assert!(spares.is_empty());
         drop(garbage);
         assert!(cached.iter().all(Pixmap::is_detached));
+        // Letting go of them all again finds the one kept since, in a higher cell.
+        let far = 5000;
+        let share = spares.share(far, &cached[0]);
+        assert!(spares.take_back(share, |_| Some(&cached[0])).is_none());
+        let mut garbage = Garbage::new();
+        spares.release_all(&mut garbage);
+        assert_eq!(garbage.len(), 1);
+        assert!(spares.is_empty());
     }
 
     #[test]
