@@ -1293,14 +1293,9 @@ mod tests {
         assert_eq!(gone().len(), 8);
     }
 
-    /// A thread alone earns the lock's bias; the section that grants it lets go of every spare
-    /// (under the bias nothing could take them back, and writers skip looking for them).
-    #[test]
-    fn spares_are_let_go_when_the_bias_is_granted() {
-        let c = Cache::new(1000);
-        let (a, b) = (pm(8, 8), pm(8, 8));
-        c.insert("a", &a).unwrap();
-        c.insert("b", &b).unwrap();
+    /// Makes this thread find "a", "b", "a" through its reader slot (another thread's lookup
+    /// first takes away any bias), so that b's share comes back as a spare; returns the handle.
+    fn keep_a_spare_of_b(c: &Cache) -> Pixmap {
         std::thread::scope(|s| {
             s.spawn(|| c.touch("a"));
         });
@@ -1309,6 +1304,18 @@ mod tests {
             assert!(c.find_into(key, &mut out));
         }
         assert_eq!(c.spares_held(), 1, "b's share came back as a spare");
+        out
+    }
+
+    /// A thread alone earns the lock's bias; the section that grants it lets go of every spare
+    /// (under the bias nothing could take them back, and writers skip looking for them).
+    #[test]
+    fn spares_are_let_go_when_the_bias_is_granted() {
+        let c = Cache::new(1000);
+        let (a, b) = (pm(8, 8), pm(8, 8));
+        c.insert("a", &a).unwrap();
+        c.insert("b", &b).unwrap();
+        let mut out = keep_a_spare_of_b(&c);
         for _ in 0..4 * lock::BIAS_AFTER {
             c.total_used(); // write sections: this thread alone earns the bias
         }
@@ -1334,14 +1341,7 @@ mod tests {
         let c = Cache::new(1000);
         c.insert("a", recorded(1, &released)).unwrap();
         c.insert("b", recorded(2, &released)).unwrap();
-        std::thread::scope(|s| {
-            s.spawn(|| c.touch("a"));
-        });
-        let mut out = Pixmap::null();
-        for key in ["a", "b", "a"] {
-            assert!(c.find_into(key, &mut out));
-        }
-        assert_eq!(c.spares_held(), 1, "b's share came back as a spare");
+        let mut out = keep_a_spare_of_b(&c);
         // Only panicking visits from now on: the write section that grants the bias is one.
         let hook = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
