@@ -294,7 +294,9 @@ pub type PixcacheVisitFn = Option<
 ///
 /// Made for adapters that keep their own object in a foreign pixmap (the Qt adapter keeps a
 /// `QPixmap`): copying it out inside `visit` costs no reference count of pixcache's at all,
-/// where `pixcache_find` takes a share (an atomic increment, and a decrement when it is let go).
+/// where `pixcache_find` takes a share (an atomic increment, and a decrement when it is let go;
+/// with several threads, a find into the same handle again and again usually reuses a share the
+/// cache kept back instead, and touches no count either).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_find_visit(
     cache: *mut PixcacheCache,
