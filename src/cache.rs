@@ -14,6 +14,7 @@
 //!   pixmap's release callback may call back into the cache without deadlock.
 
 use std::hash::{BuildHasher, Hasher};
+use std::sync::{Mutex, PoisonError};
 
 use crate::bytes;
 use crate::clock::Clock;
@@ -25,7 +26,7 @@ use crate::lock::{self, Access, BrLock, WriteGuard, READER_SLOTS};
 use crate::lru::{EntryKey, Freed, KeyRef, Lru, RefuseReason};
 use crate::name::Name;
 use crate::pixmap::Pixmap;
-use crate::recency::{replay, Order, ReaderLog, Record};
+use crate::recency::{replay, Batch, Order, ReaderLog, Record};
 use crate::spares::Spares;
 
 /// Qt's default limit, in KB.
@@ -61,6 +62,9 @@ struct State {
     keys: KeySource,
     /// Whether lookups stamp their hits, and which reader slot may record without (recency.rs).
     order: Order,
+    /// Hits taken out of the logs by a full log's replay, replayed beside lookups
+    /// ([`Cache::replay_full_log`]); empty whenever a writer comes in.
+    batch: Mutex<Batch>,
     /// Set while an operation changes the state under the write lock (or the bias): still set
     /// when the next operation comes, it means a panic interrupted one, and the state is reset.
     dirty: bool,
@@ -77,6 +81,7 @@ impl State {
             tick_total: 0,
             keys: KeySource::new(),
             order: Order::default(),
+            batch: Mutex::default(),
             dirty: false,
         }
     }
@@ -389,7 +394,9 @@ impl Cache {
         let grants_bias = guard.grants_bias();
         let result = {
             let (state, mut readers) = guard.parts();
-            if state.dirty {
+            // Poisoned: a panic interrupted a replay beside lookups (a bug), the order is half
+            // replayed.
+            if state.dirty || state.lru.is_poisoned() || state.batch.is_poisoned() {
                 let limit = state.stats.limit_kb;
                 broken_state = Some(std::mem::replace(state, State::new(limit)));
                 // The logs name slots of the old state's LRU, and count its lookups; the spares
@@ -398,6 +405,10 @@ impl Cache {
                 reset_spares = Reader::release_spares(&mut readers, None);
             }
             state.dirty = true;
+            debug_assert!(
+                state.batch.get_mut().is_ok_and(|b| b.is_empty()),
+                "a batch left to a writer"
+            );
             // Through the bias there is nothing to replay: the section that granted it replayed
             // every log, and nothing records while the lock is biased (lock.rs).
             if biased {
@@ -696,10 +707,52 @@ impl Cache {
     }
 
     /// Replays every log, for reader slot `reader` whose log is full (`Order::must_replay`).
-    /// Out of line, as [`Cache::lookup_exclusive`].
+    ///
+    /// Only taking the hits out of the logs needs the write lock ([`Batch::take`]). The write
+    /// lock then becomes this thread's reader slot ([`WriteGuard::downgrade`]), and the replay
+    /// runs while the other threads' lookups go on: they never read the LRU links it writes.
+    /// A writer waits for the slot, so the batch is replayed, whole, before anyone else replays
+    /// or changes anything. Out of line, as [`Cache::lookup_exclusive`].
     #[inline(never)]
     fn replay_full_log(&self, reader: usize) {
-        self.with_state_only(|s| s.order.replayed_by(reader));
+        let me = lock::me();
+        let mut guard = self.state.write(me);
+        let (state, _) = guard.parts();
+        let plain = state.dirty || state.lru.is_poisoned() || state.batch.is_poisoned();
+        // Through the bias, or granting it, there are no other readers to let in.
+        if plain || guard.is_biased() || guard.grants_bias() {
+            return self.with_guard(guard, |s, _| s.order.replayed_by(reader));
+        }
+        {
+            let (state, readers) = guard.parts();
+            state.dirty = true;
+            state.order.replayed_by(reader);
+            let mut logs = readers.map(|r| &mut r.log);
+            let batch = state
+                .batch
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            batch.take(&mut state.order, &mut logs);
+            state.dirty = false;
+        }
+        // Nothing was freed and no spare let go of: the write section leaves nothing behind.
+        let mut guard = match guard.downgrade(me) {
+            Ok(guard) => guard,
+            Err(mut guard) => {
+                // Not reached (checked above), but the batch's hits are older than the logs'.
+                let (state, _) = guard.parts();
+                let batch = state
+                    .batch
+                    .get_mut()
+                    .unwrap_or_else(PoisonError::into_inner);
+                batch.replay(|slot| state.lru.touch(slot));
+                return;
+            }
+        };
+        let (state, _) = guard.parts();
+        let mut batch = state.batch.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut touches = state.lru.touches();
+        batch.replay(|slot| touches.touch(slot));
     }
 
     /// The lookup of [`Cache::lookup_shared`] under the write lock (`guard`, or one taken now):
@@ -1476,6 +1529,30 @@ mod tests {
             assert_eq!(got, expected, "{threads} threads");
             assert_eq!(c.stats().hits, visits.len() as u64);
         }
+    }
+
+    /// A replay beside lookups that a panic interrupted (it holds the reader slot, not the write
+    /// lock, so nothing marks the state dirty) leaves the order half replayed: the next writer
+    /// resets the cache instead of trusting it.
+    #[test]
+    fn a_replay_interrupted_beside_lookups_resets_the_cache() {
+        let c = Cache::default();
+        c.insert("a", pm(1, 1)).unwrap();
+        let me = lock::me();
+        let mut access = c.state.read(me);
+        let (state, _) = match &mut access {
+            Access::Shared(g) => g.parts(),
+            Access::Exclusive(_) => panic!("a new cache is not biased"),
+        };
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _touches = state.lru.touches();
+            panic!("a replay interrupted");
+        }));
+        assert!(r.is_err());
+        drop(access);
+        c.insert("b", pm(1, 1)).unwrap();
+        assert!(c.find("a").is_none(), "the cache was trusted");
+        assert!(c.find("b").is_some());
     }
 
     #[test]

@@ -712,7 +712,7 @@ pub struct WriteGuard<'a, T, R> {
     grant: Option<usize>,
 }
 
-impl<T, R> WriteGuard<'_, T, R> {
+impl<'a, T, R> WriteGuard<'a, T, R> {
     /// True when this guard came in through the bias. No reader slot has been used since the
     /// bias was granted (every other thread revokes it first, and its owner reads through
     /// write guards), so the slots' data is as the last unbiased write guard left it.
@@ -723,6 +723,50 @@ impl<T, R> WriteGuard<'_, T, R> {
     /// True when the lock will be biased to this guard's thread as the guard leaves.
     pub fn grants_bias(&self) -> bool {
         self.grant.is_some()
+    }
+
+    /// Turns this write guard into `me`'s reader slot without letting any writer in between: what
+    /// was written under it stays as it is until the read guard leaves, while other readers come
+    /// in. Refused (the guard is handed back) when it came in through the bias or grants it as it
+    /// leaves: the bias excludes readers, and it is granted only by a write guard leaving.
+    pub fn downgrade(self, me: Me) -> Result<ReadGuard<'a, T, R>, Self> {
+        if self.biased.is_some() || self.grant.is_some() {
+            return Err(self);
+        }
+        let lock = self.lock;
+        let index = me.slot() % READER_SLOTS;
+        let s = &lock.slots[index];
+        // Every slot was free when this guard came in, and a reader that sets `busy` since sees
+        // the writer's flag and clears it again at once, so this takes a few tries at most. Not
+        // `BrLock::wait`: this thread holds the writer's flag, which that would take for a call
+        // from under its own guard.
+        let mut spins = 0;
+        while s
+            .busy
+            .compare_exchange_weak(false, true, Ordering::SeqCst, Ordering::Relaxed)
+            .is_err()
+        {
+            backoff(&mut spins);
+        }
+        // The read guard first: it leaves the slot if anything below unwinds. The write guard is
+        // not dropped (it would clear the writer's flag before the slot is recorded as this
+        // thread's); the flag is cleared by hand below.
+        let guard = ReadGuard {
+            slot: s,
+            lock,
+            index,
+        };
+        let this = std::mem::ManuallyDrop::new(self);
+        debug_assert!(this.grant.is_none() && this.biased.is_none());
+        // SAFETY: this thread holds the writer's flag (every other user of `last_reader` is
+        // excluded) and the slot.
+        unsafe { *s.last_reader.get() = me.token };
+        s.holder.store(me.token, Ordering::Relaxed);
+        lock.writer.holder.store(0, Ordering::Relaxed);
+        // Release: every write made under the write guard happens-before the next holder's
+        // acquire, as in `WriteGuard::drop`. Writers that come now wait for this slot.
+        lock.writer.busy.store(false, Ordering::Release);
+        Ok(guard)
     }
 
     /// The value, and every slot's data (in slot order).
@@ -1021,6 +1065,134 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(*lock.write(me()).parts().1[3], 4 * 20_000);
+    }
+
+    /// A downgraded write guard keeps writers out until it leaves (what it wrote stays as it
+    /// was), lets readers in meanwhile, and holds the thread's reader slot (the slot's count,
+    /// bumped non-atomically by readers and downgraded writers alike, adds up).
+    #[test]
+    fn a_downgraded_writer_keeps_writers_out_and_lets_readers_in() {
+        const WRITES: u64 = 5_000;
+        let lock = Arc::new(BrLock::with_bias_after(0, 0, (0u64, 0u64), || 0u64));
+        let writers_left = Arc::new(AtomicUsize::new(2));
+        let readers: Vec<_> = (0..2)
+            .map(|slot| {
+                let (lock, writers_left) = (lock.clone(), writers_left.clone());
+                std::thread::spawn(move || {
+                    let mut n = 0u64;
+                    while writers_left.load(Ordering::Relaxed) > 0 || n < 1000 {
+                        check_and_count(&lock, on_slot(slot));
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let writers: Vec<_> = (0..2)
+            .map(|w| {
+                let (lock, writers_left) = (lock.clone(), writers_left.clone());
+                std::thread::spawn(move || {
+                    // Counted out even if this writer panics, so that the readers stop.
+                    struct Done(Arc<AtomicUsize>);
+                    impl Drop for Done {
+                        fn drop(&mut self) {
+                            self.0.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    let _done = Done(writers_left);
+                    // Writer 0 shares slot 1 with a reader.
+                    let me = on_slot(1 + w);
+                    for _ in 0..WRITES {
+                        let mut g = lock.write(me);
+                        let (value, _) = g.parts();
+                        value.0 += 1;
+                        value.1 += 1;
+                        let written = *value;
+                        let Ok(mut g) = g.downgrade(me) else {
+                            panic!("an unbiased write guard was refused its downgrade");
+                        };
+                        assert_eq!(g.slot(), (1 + w) % READER_SLOTS);
+                        for _ in 0..20 {
+                            let (value, count) = g.parts();
+                            assert_eq!(*std::hint::black_box(value), written, "a writer got in");
+                            let c = *count;
+                            std::hint::black_box(&c);
+                            *count = c + 1;
+                        }
+                    }
+                })
+            })
+            .collect();
+        let reads: u64 = readers.into_iter().map(|t| t.join().unwrap()).sum();
+        writers.into_iter().for_each(|t| t.join().unwrap());
+        let mut g = lock.write(me());
+        let (value, counts) = g.parts();
+        assert_eq!(*value, (2 * WRITES, 2 * WRITES));
+        assert_eq!(
+            counts.iter().map(|c| **c).sum::<u64>(),
+            reads + 2 * WRITES * 20
+        );
+
+        // While a downgraded guard is held a reader gets in, and a writer does not.
+        drop(g);
+        let me = me();
+        let held = lock.write(me).downgrade(me).ok().expect("downgraded");
+        let reader = {
+            let lock = Arc::clone(&lock);
+            let slot = me.slot() + 1;
+            std::thread::spawn(move || match lock.read(on_slot(slot)) {
+                Access::Shared(mut g) => *g.parts().0,
+                Access::Exclusive(_) => panic!("read through a write guard"),
+            })
+        };
+        assert_eq!(reader.join().unwrap(), (2 * WRITES, 2 * WRITES));
+        let wrote = Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (lock, wrote) = (Arc::clone(&lock), Arc::clone(&wrote));
+            std::thread::spawn(move || {
+                lock.write(super::me()).parts().0 .0 += 1;
+                wrote.store(true, Ordering::Relaxed);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !wrote.load(Ordering::Relaxed),
+            "a writer got past a read guard"
+        );
+        drop(held);
+        writer.join().unwrap();
+        assert!(wrote.load(Ordering::Relaxed));
+    }
+
+    /// The bias excludes readers, and is granted by a write guard leaving: a guard that came in
+    /// through it, or that grants it, is not downgraded.
+    #[test]
+    fn a_write_guard_under_or_granting_the_bias_is_not_downgraded() {
+        if !barrier::available() {
+            eprintln!("membarrier(2) is not available here: the lock never biases");
+            return;
+        }
+        let lock = BrLock::with_bias_after(2, MAX_BIAS_DOUBLINGS, 0u64, || 0u64);
+        let me = me();
+        drop(lock.write(me)); // starts the streak
+        let first = lock.write(me);
+        assert!(!first.grants_bias());
+        let first = first
+            .downgrade(me)
+            .ok()
+            .expect("an ordinary guard downgrades");
+        drop(first);
+        let granting = lock.write(me);
+        assert!(granting.grants_bias());
+        let granting = granting
+            .downgrade(me)
+            .err()
+            .expect("a granting guard stays");
+        drop(granting);
+        assert!(lock.is_biased_to(me));
+        let biased = lock.write(me);
+        assert!(biased.is_biased());
+        assert!(biased.downgrade(me).is_err());
     }
 
     #[test]

@@ -5,8 +5,12 @@
 //!
 //! Layout (chosen for the hot paths, see docs/ARCHITECTURE.md):
 //! - `slots`: a slab of nodes (key, hash, cost, value), recycled through a free list;
-//! - `links`: the recency list as `prev`/`next` slot numbers, kept apart from the nodes so that
-//!   moving an entry to the front does not dirty the cache lines lookups read;
+//! - `list`: the recency list as `prev`/`next` slot numbers (and the free list), kept apart
+//!   from the nodes so that moving an entry to the front does not dirty the cache lines lookups
+//!   read. It sits in a `Mutex` of its own, because lookups never read it: a caller that shares
+//!   the map with readers ([`Lru::peek`] only) can still move entries to the front through
+//!   [`Lru::touches`], beside them. Every `&mut self` method reaches it with `Mutex::get_mut`,
+//!   which takes no lock;
 //! - `table`: a `hashbrown::HashTable<u32>` of slot numbers, looked up by a hash the caller
 //!   computed (outside any lock) and the key stored once, in the slot.
 //!
@@ -18,6 +22,8 @@
 //!
 //! It also remembers which slots it freed (a few, or "all") until asked ([`Lru::take_freed`]), for
 //! a caller that keeps something per slot beside the map (the cache's spare shares, spares.rs).
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use hashbrown::HashTable;
 
@@ -94,10 +100,7 @@ pub struct Refused<V> {
 pub struct Lru<V> {
     table: HashTable<u32>,
     slots: Vec<Option<Node<V>>>,
-    links: Vec<Link>,
-    free: u32,
-    head: u32,
-    tail: u32,
+    list: Mutex<List>,
     len: usize,
     total: i64,
     limit: i64,
@@ -144,16 +147,111 @@ impl Freed {
     }
 }
 
+/// The recency list (most recent first) and the free list, threaded through one `Link` per
+/// slot.
+struct List {
+    links: Vec<Link>,
+    free: u32,
+    head: u32,
+    tail: u32,
+}
+
+/// The list of a map accessed exclusively: no lock is taken (a panic while it was locked
+/// through [`Lru::touches`] leaves it poisoned, which [`Lru::is_poisoned`] reports).
+#[inline]
+fn list_of(list: &mut Mutex<List>) -> &mut List {
+    list.get_mut().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Moves entries of a map shared with readers to the front ([`Lru::touches`]).
+pub struct Touches<'a> {
+    list: MutexGuard<'a, List>,
+}
+
+impl Touches<'_> {
+    /// [`Lru::touch`].
+    #[inline]
+    pub fn touch(&mut self, slot: u32) {
+        self.list.touch(slot);
+    }
+}
+
+impl List {
+    const EMPTY: List = List {
+        links: Vec::new(),
+        free: NIL,
+        head: NIL,
+        tail: NIL,
+    };
+
+    #[inline]
+    fn touch(&mut self, slot: u32) {
+        let occupied = self
+            .links
+            .get(slot as usize)
+            .is_some_and(|l| l.prev != FREE);
+        debug_assert!(occupied, "touch of free slot {slot}");
+        // A mutation test (scripts/test-qt.sh) builds the library with this rule broken and
+        // checks that the differential test against Qt notices.
+        #[cfg(not(pixcache_mutant = "find_no_refresh"))]
+        if occupied {
+            self.move_to_front(slot);
+        }
+    }
+
+    fn unlink(&mut self, slot: u32) {
+        let Link { prev, next } = self.links[slot as usize];
+        if prev != NIL {
+            self.links[prev as usize].next = next;
+        } else {
+            self.head = next;
+        }
+        if next != NIL {
+            self.links[next as usize].prev = prev;
+        } else {
+            self.tail = prev;
+        }
+    }
+
+    fn link_front(&mut self, slot: u32) {
+        self.links[slot as usize] = Link {
+            prev: NIL,
+            next: self.head,
+        };
+        if self.head != NIL {
+            self.links[self.head as usize].prev = slot;
+        } else {
+            self.tail = slot;
+        }
+        self.head = slot;
+    }
+
+    #[cfg_attr(pixcache_mutant = "find_no_refresh", allow(dead_code))]
+    fn move_to_front(&mut self, slot: u32) {
+        if self.head != slot {
+            self.unlink(slot);
+            self.link_front(slot);
+        }
+    }
+
+    /// Unlinks an occupied slot and puts it on the free list.
+    fn free(&mut self, slot: u32) {
+        self.unlink(slot);
+        self.links[slot as usize] = Link {
+            prev: FREE,
+            next: self.free,
+        };
+        self.free = slot;
+    }
+}
+
 impl<V> Lru<V> {
     /// An empty map holding at most `limit` cost units (nothing at all when `limit <= 0`).
     pub fn new(limit: i64) -> Self {
         Lru {
             table: HashTable::new(),
             slots: Vec::new(),
-            links: Vec::new(),
-            free: NIL,
-            head: NIL,
-            tail: NIL,
+            list: Mutex::new(List::EMPTY),
             len: 0,
             total: 0,
             limit,
@@ -248,17 +346,21 @@ impl<V> Lru<V> {
     /// promise above; ignoring it keeps a broken promise from corrupting the free list).
     #[inline]
     pub fn touch(&mut self, slot: u32) {
-        let occupied = self
-            .links
-            .get(slot as usize)
-            .is_some_and(|l| l.prev != FREE);
-        debug_assert!(occupied, "touch of free slot {slot}");
-        // A mutation test (scripts/test-qt.sh) builds the library with this rule broken and
-        // checks that the differential test against Qt notices.
-        #[cfg(not(pixcache_mutant = "find_no_refresh"))]
-        if occupied {
-            self.move_to_front(slot);
+        list_of(&mut self.list).touch(slot);
+    }
+
+    /// [`Lru::touch`] through a shared reference, for a caller that shares the map with readers
+    /// ([`Lru::peek`], [`Lru::value_at`]: they never read the recency list) while nothing else
+    /// changes it. Two callers at once take turns on the list's lock.
+    pub fn touches(&self) -> Touches<'_> {
+        Touches {
+            list: self.list.lock().unwrap_or_else(PoisonError::into_inner),
         }
+    }
+
+    /// True when a panic interrupted [`Lru::touches`]' holder: the order may be half replayed.
+    pub fn is_poisoned(&self) -> bool {
+        self.list.is_poisoned()
     }
 
     /// True when `key` is present; does not touch recency.
@@ -301,9 +403,10 @@ impl<V> Lru<V> {
             cost,
             value,
         };
-        let slot = if self.free != NIL {
-            let slot = self.free;
-            self.free = self.links[slot as usize].next;
+        let list = list_of(&mut self.list);
+        let slot = if list.free != NIL {
+            let slot = list.free;
+            list.free = list.links[slot as usize].next;
             self.slots[slot as usize] = Some(node);
             slot
         } else {
@@ -312,17 +415,17 @@ impl<V> Lru<V> {
                 .filter(|&s| s < FREE)
                 .expect("more than 4 billion cache entries");
             self.slots.push(Some(node));
-            self.links.push(Link {
+            list.links.push(Link {
                 prev: NIL,
                 next: NIL,
             });
             slot
         };
+        list.link_front(slot);
         let slots = &self.slots;
         self.table.insert_unique(hash, slot, |&i| {
             slots[i as usize].as_ref().map_or(0, |n| n.hash)
         });
-        self.link_front(slot);
         self.len += 1;
         self.total += cost;
         Ok(())
@@ -330,8 +433,9 @@ impl<V> Lru<V> {
 
     /// Makes sure one more entry fits without allocating; false when the allocator refuses.
     fn reserve_one(&mut self) -> bool {
-        if self.free == NIL
-            && (self.slots.try_reserve(1).is_err() || self.links.try_reserve(1).is_err())
+        let list = list_of(&mut self.list);
+        if list.free == NIL
+            && (self.slots.try_reserve(1).is_err() || list.links.try_reserve(1).is_err())
         {
             return false;
         }
@@ -366,8 +470,11 @@ impl<V> Lru<V> {
     /// Returns how many went.
     pub fn trim(&mut self, target: i64, evicted: &mut Garbage<V>) -> usize {
         let mut count = 0;
-        while self.total > target && self.tail != NIL {
-            let slot = self.tail;
+        while self.total > target {
+            let slot = list_of(&mut self.list).tail;
+            if slot == NIL {
+                break;
+            }
             let hash = self.node(slot).hash;
             let found = self.table.find_entry(hash, |&i| i == slot);
             match found {
@@ -389,10 +496,11 @@ impl<V> Lru<V> {
             evicted.push(node.value);
         }
         self.table.clear();
-        self.links.clear();
-        self.free = NIL;
-        self.head = NIL;
-        self.tail = NIL;
+        let list = list_of(&mut self.list);
+        list.links.clear();
+        list.free = NIL;
+        list.head = NIL;
+        list.tail = NIL;
         self.len = 0;
         self.total = 0;
         self.freed = Freed::ALL;
@@ -400,65 +508,26 @@ impl<V> Lru<V> {
 
     /// The keys from most to least recently used (for tests and diagnostics).
     pub fn keys_by_recency(&self) -> Vec<EntryKey> {
+        let list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out = Vec::with_capacity(self.len);
-        let mut at = self.head;
+        let mut at = list.head;
         while at != NIL {
             out.push(self.node(at).key.clone());
-            at = self.links[at as usize].next;
+            at = list.links[at as usize].next;
         }
         out
     }
 
     /// Unlinks an occupied slot that is already out of the table and frees it.
     fn release_slot(&mut self, slot: u32) -> V {
-        self.unlink(slot);
         let node = self.slots[slot as usize]
             .take()
             .expect("released slot is occupied");
-        self.links[slot as usize] = Link {
-            prev: FREE,
-            next: self.free,
-        };
-        self.free = slot;
+        list_of(&mut self.list).free(slot);
         self.freed.push(slot);
         self.len -= 1;
         self.total -= node.cost;
         node.value
-    }
-
-    fn unlink(&mut self, slot: u32) {
-        let Link { prev, next } = self.links[slot as usize];
-        if prev != NIL {
-            self.links[prev as usize].next = next;
-        } else {
-            self.head = next;
-        }
-        if next != NIL {
-            self.links[next as usize].prev = prev;
-        } else {
-            self.tail = prev;
-        }
-    }
-
-    fn link_front(&mut self, slot: u32) {
-        self.links[slot as usize] = Link {
-            prev: NIL,
-            next: self.head,
-        };
-        if self.head != NIL {
-            self.links[self.head as usize].prev = slot;
-        } else {
-            self.tail = slot;
-        }
-        self.head = slot;
-    }
-
-    #[cfg_attr(pixcache_mutant = "find_no_refresh", allow(dead_code))]
-    fn move_to_front(&mut self, slot: u32) {
-        if self.head != slot {
-            self.unlink(slot);
-            self.link_front(slot);
-        }
     }
 
     /// Panics when an invariant of the module documentation is broken (tests only).
@@ -478,12 +547,13 @@ impl<V> Lru<V> {
                 "table finds every node"
             );
         }
-        if self.tail != NIL {
-            assert_eq!(self.links[self.tail as usize].next, NIL);
+        let list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        if list.tail != NIL {
+            assert_eq!(list.links[list.tail as usize].next, NIL);
         }
         for (slot, node) in self.slots.iter().enumerate() {
             assert_eq!(
-                self.links[slot].prev == FREE,
+                list.links[slot].prev == FREE,
                 node.is_none(),
                 "free slots, and only they, are marked free"
             );
@@ -507,6 +577,42 @@ mod tests {
         lru.insert(h, key, k, cost, &mut ev).unwrap();
         lru.check_invariants();
         ev.into_vec()
+    }
+
+    /// `touches` moves entries to the front through a shared reference, while other threads
+    /// look entries up (peek) at the same time; a panic while holding it is reported.
+    #[test]
+    fn touches_reorder_through_a_shared_reference_beside_lookups() {
+        let mut lru = Lru::new(10);
+        for k in ["a", "b", "c"] {
+            put(&mut lru, k, 1);
+        }
+        let slot =
+            |lru: &Lru<&str>, k: &str| lru.peek(name(k).0, KeyRef::Name(k.as_bytes())).unwrap().0;
+        let (a, b) = (slot(&lru, "a"), slot(&lru, "b"));
+        std::thread::scope(|scope| {
+            let lru = &lru;
+            let mut touches = lru.touches();
+            let reader = scope.spawn(move || slot(lru, "c"));
+            touches.touch(a);
+            touches.touch(b);
+            drop(touches);
+            assert_eq!(reader.join().unwrap(), slot(lru, "c"));
+        });
+        assert_eq!(
+            lru.keys_by_recency(),
+            ["b", "a", "c"].map(|k| name(k).1).to_vec()
+        );
+        lru.check_invariants();
+        assert!(!lru.is_poisoned());
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _touches = lru.touches();
+            panic!("a replay interrupted");
+        }));
+        assert!(panicked.is_err());
+        assert!(lru.is_poisoned());
+        // Exclusive access goes on (the caller decides what to do with a poisoned order).
+        assert_eq!(put(&mut lru, "d", 8), vec!["c"]);
     }
 
     #[test]

@@ -189,46 +189,118 @@ impl Order {
 
 /// Replays every log into `touch`, oldest hit first, and empties them (under the write lock).
 /// Also decides whether stamping can stop (see the module documentation).
-pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], mut touch: impl FnMut(u32)) {
-    let mut busy = logs.iter().enumerate().filter(|(_, l)| !l.is_empty());
-    let Some((first, _)) = busy.next() else {
+pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], touch: impl FnMut(u32)) {
+    let Some(several) = settle(order, logs) else {
         return;
     };
-    let several = busy.next().is_some();
-    if !several {
-        // One slot's records: in order already (stamped or not), the set-aside part first.
-        let log = &mut *logs[first];
-        for hit in log.set_aside.iter().chain(&log.hits_to_replay) {
-            touch(hit.slot);
-        }
+    merge(
+        logs.iter()
+            .map(|l| [&l.set_aside[..], &l.hits_to_replay[..]]),
+        several,
+        touch,
+    );
+    for log in logs.iter_mut() {
         log.set_aside.clear();
         log.hits_to_replay.clear();
-        if order.stamped {
-            order.quiet += 1;
-            if order.quiet >= Order::QUIET_REPLAYS {
-                // Only `first` has been recording for a while: it records unstamped from now on
-                // (every log is empty after this replay, so no records are mixed).
-                order.stamped = false;
-                order.owner = Some(first);
-                order.quiet = 0;
+    }
+}
+
+/// Every log's hits, taken out of the reader slots under the write lock ([`Batch::take`]) and
+/// replayed after it, while lookups go on ([`Batch::replay`]). A lookup never reads what a
+/// replay writes (the LRU's links), so only the taking needs the readers out: the replay itself
+/// then no longer makes them wait.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Per reader slot: its log's set-aside part and the rest (buffers swapped with the log's).
+    parts: [[Vec<Hit>; 2]; crate::lock::READER_SLOTS],
+    /// More than one log had hits: they are merged by stamp.
+    several: bool,
+}
+
+impl Batch {
+    /// Under the write lock, with this batch empty: takes every log's hits (handing each log
+    /// this batch's empty buffers) and decides whether stamping can stop, as [`replay`] does.
+    /// The batch must be replayed before the logs are again: its hits are older.
+    pub fn take(&mut self, order: &mut Order, logs: &mut [&mut ReaderLog]) {
+        debug_assert!(self.is_empty(), "a batch taken over another");
+        let Some(several) = settle(order, logs) else {
+            return;
+        };
+        self.several = several;
+        for (log, [set_aside, rest]) in logs.iter_mut().zip(&mut self.parts) {
+            if !log.is_empty() {
+                std::mem::swap(&mut log.set_aside, set_aside);
+                std::mem::swap(&mut log.hits_to_replay, rest);
             }
+        }
+    }
+
+    /// Replays the hits taken, oldest first, and empties the batch (keeping its buffers).
+    pub fn replay(&mut self, touch: impl FnMut(u32)) {
+        merge(
+            self.parts.iter().map(|[a, b]| [&a[..], &b[..]]),
+            self.several,
+            touch,
+        );
+        self.clear();
+    }
+
+    /// True when there is nothing to replay.
+    pub fn is_empty(&self) -> bool {
+        self.parts.iter().flatten().all(Vec::is_empty)
+    }
+
+    /// Forgets the hits taken (with the state whose slots they name).
+    pub fn clear(&mut self) {
+        self.parts.iter_mut().flatten().for_each(Vec::clear);
+    }
+}
+
+/// Before replaying `logs`: `None` when they are all empty, else whether more than one has hits.
+/// Counts the replays that found one log's hits only, and after [`Order::QUIET_REPLAYS`] of them
+/// in a row stops stamping (every log is empty after this replay, so no records are mixed).
+fn settle(order: &mut Order, logs: &[&mut ReaderLog]) -> Option<bool> {
+    let mut busy = logs.iter().enumerate().filter(|(_, l)| !l.is_empty());
+    let (first, _) = busy.next()?;
+    let several = busy.next().is_some();
+    if several {
+        debug_assert!(order.stamped, "unstamped records in more than one log");
+        order.quiet = 0;
+    } else if order.stamped {
+        order.quiet += 1;
+        if order.quiet >= Order::QUIET_REPLAYS {
+            // Only `first` has been recording for a while: it records unstamped from now on.
+            order.stamped = false;
+            order.owner = Some(first);
+            order.quiet = 0;
+        }
+    }
+    Some(several)
+}
+
+/// Touches the hits of `logs` (each a set-aside part, then the rest), oldest first: in order
+/// when only one log has hits (stamped or not), else merged by stamp.
+fn merge<'a>(
+    logs: impl Iterator<Item = [&'a [Hit]; 2]>,
+    several: bool,
+    mut touch: impl FnMut(u32),
+) {
+    if !several {
+        for hit in logs.flatten().flatten() {
+            touch(hit.slot);
         }
         return;
     }
-    debug_assert!(order.stamped, "unstamped records in more than one log");
-    order.quiet = 0;
     // Merge the logs by stamp: each is sorted (a slot's set-aside part, then the rest: a log's
     // stamps always increase). Only the parts with records take part (usually two or three,
     // however many slots there are), and a part runs on as long as its stamps stay below the
     // next one's head, so a replay costs little more than its touches.
     let mut heads = [&[][..]; 2 * crate::lock::READER_SLOTS];
     let mut n = 0;
-    for log in logs.iter() {
-        for part in [&log.set_aside, &log.hits_to_replay] {
-            if !part.is_empty() {
-                heads[n] = part;
-                n += 1;
-            }
+    for part in logs.flatten() {
+        if !part.is_empty() && n < heads.len() {
+            heads[n] = part;
+            n += 1;
         }
     }
     let heads = &mut heads[..n];
@@ -263,10 +335,6 @@ pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], mut touch: impl Fn
             touch(hit.slot);
         }
         heads[i] = &head[run..];
-    }
-    for log in logs.iter_mut() {
-        log.set_aside.clear();
-        log.hits_to_replay.clear();
     }
 }
 
@@ -459,6 +527,77 @@ mod tests {
         }
     }
 
+    /// A batch takes every log's hits (their set-aside parts first), counts as a replay for the
+    /// quiet count, and hands the logs empty buffers: what they record next is replayed after
+    /// the batch, and buffers keep going round without being allocated again.
+    #[test]
+    fn a_batch_takes_the_logs_and_replays_them_first() {
+        let clock = Clock::counter();
+        let mut order = Order::default();
+        order.admit(0);
+        order.admit(1);
+        let mut logs = logs();
+        let mut batch = Batch::default();
+        let hits = std::cell::Cell::new(0);
+        let record = |order: &Order, logs: &mut [ReaderLog], reader: usize, n: u32| {
+            for _ in 0..n {
+                assert_eq!(
+                    order.record(&clock, reader, &mut logs[reader], hits.get()),
+                    Record::Done
+                );
+                hits.set(hits.get() + 1);
+            }
+        };
+        record(&order, &mut logs, 0, LOG_CAPACITY as u32);
+        order.replayed_by(1);
+        assert!(!order.must_replay(0, &mut logs[0]), "set aside");
+        record(&order, &mut logs, 1, 10);
+        record(&order, &mut logs, 0, 5);
+        let mut refs: Vec<&mut ReaderLog> = logs.iter_mut().collect();
+        batch.take(&mut order, &mut refs);
+        assert!(logs.iter().all(ReaderLog::is_empty));
+        assert!(!batch.is_empty());
+        // Recorded after the take: replayed after the batch.
+        record(&order, &mut logs, 1, 3);
+        let mut out = Vec::new();
+        batch.replay(|s| out.push(s));
+        assert!(batch.is_empty());
+        out.extend(replayed(&mut order, &mut logs));
+        assert_eq!(out, (0..hits.get()).collect::<Vec<_>>());
+        // The buffers went round: no log was left without one, nor the batch.
+        let capacities = |logs: &[ReaderLog]| -> usize {
+            logs.iter()
+                .map(|l| l.hits_to_replay.capacity() + l.set_aside.capacity())
+                .sum()
+        };
+        let all = |logs: &[ReaderLog], batch: &Batch| {
+            capacities(logs)
+                + batch
+                    .parts
+                    .iter()
+                    .flatten()
+                    .map(Vec::capacity)
+                    .sum::<usize>()
+        };
+        // The three buffers taken, and the one log 1 took for what it recorded since.
+        assert_eq!(all(&logs, &batch), 4 * LOG_CAPACITY);
+        // Taking one log's hits, replay after replay, stops stamping as `replay` does.
+        // (The replay of the logs above was the first quiet one.)
+        for i in 1..Order::QUIET_REPLAYS {
+            assert!(order.is_stamped(), "still stamped after {i} quiet replays");
+            record(&order, &mut logs, 1, 1);
+            let mut refs: Vec<&mut ReaderLog> = logs.iter_mut().collect();
+            batch.take(&mut order, &mut refs);
+            batch.replay(|_| ());
+        }
+        assert!(!order.is_stamped());
+        assert_eq!(
+            all(&logs, &batch),
+            4 * LOG_CAPACITY,
+            "a buffer was allocated again"
+        );
+    }
+
     #[test]
     fn the_merge_matches_a_sort_by_stamp_then_slot() {
         let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
@@ -502,7 +641,21 @@ mod tests {
             }
             expected.sort_unstable();
             let expected: Vec<u32> = expected.into_iter().map(|(_, _, slot)| slot).collect();
-            assert_eq!(replayed(&mut order, &mut logs), expected, "round {round}");
+            if round % 2 == 0 {
+                assert_eq!(replayed(&mut order, &mut logs), expected, "round {round}");
+            } else {
+                // The same through a batch (taken, then replayed).
+                let mut batch = Batch::default();
+                batch.take(&mut order, &mut logs.iter_mut().collect::<Vec<_>>());
+                assert!(
+                    logs.iter().all(ReaderLog::is_empty),
+                    "taking empties the logs"
+                );
+                let mut out = Vec::new();
+                batch.replay(|s| out.push(s));
+                assert!(batch.is_empty());
+                assert_eq!(out, expected, "round {round}, through a batch");
+            }
         }
     }
 }
