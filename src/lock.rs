@@ -4,7 +4,8 @@
 //! - Lookups take one of [`READER_SLOTS`] reader slots (each thread has its own slot, on its own
 //!   cache line), so two threads looking things up at once write no cache line in common;
 //!   writers take the whole lock. A reader pays one atomic on its own slot; a writer one atomic
-//!   plus a read of every slot.
+//!   plus a read of every slot. A writer may turn its guard into its reader slot
+//!   ([`WriteGuard::downgrade`]) to go on reading what it wrote while other readers come in.
 //! - While one thread has been the only one using the lock for a while, the lock is *biased* to
 //!   it: that thread then gets exclusive access, for lookups and writes alike, with no atomic
 //!   read-modify-write at all (a plain store, a compiler fence and a load; see `barrier.rs`). The

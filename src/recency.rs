@@ -20,6 +20,12 @@
 //! Why records stay valid: a record names a slot number of the LRU. Slots are freed (and reused)
 //! only by writers, and every writer replays the logs before anything else, so a slot named in a
 //! log is still the entry that was hit.
+//!
+//! A thread whose log is full need not hold the other threads up for the whole replay: under the
+//! write lock it takes every log's hits as a [`Batch`] (swapping buffers), and replays that after
+//! turning the write lock into its reader slot, beside the lookups (which never read the recency
+//! list). No writer gets in before the batch is replayed, and its hits are older than any
+//! recorded since, so the order is the same as replaying it under the write lock.
 
 use crate::clock::Clock;
 
