@@ -1531,6 +1531,67 @@ mod tests {
         }
     }
 
+    /// Threads look up their own keys round and round, each more keys than a log holds, so
+    /// full logs are replayed beside the others' lookups, while a writer inserts, removes and
+    /// lists the entries by recency (which replays everything). However the replays and the
+    /// writes interleave, each thread's keys must be in the order it found them: most recent
+    /// first, cyclically. A writer that got in between a batch being taken and replayed (the
+    /// window `WriteGuard::downgrade` closes) would replay newer hits before it. (From review.)
+    #[test]
+    fn replays_beside_lookups_keep_each_threads_order_under_writers() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        for threads in [2usize, 3, 4, 9] {
+            let per = 5000usize;
+            let c = Arc::new(Cache::new(1 << 24));
+            let p = pm(1, 1);
+            for t in 0..threads {
+                for k in 0..per {
+                    c.insert(&format!("{t}-{k}"), &p).unwrap();
+                }
+            }
+            let stop = Arc::new(AtomicBool::new(false));
+            let workers: Vec<_> = (0..threads)
+                .map(|t| {
+                    let (c, stop) = (Arc::clone(&c), Arc::clone(&stop));
+                    std::thread::spawn(move || {
+                        let mut out = Pixmap::null();
+                        let mut i = 0usize;
+                        while !stop.load(Ordering::Relaxed) || i < 4 * per {
+                            assert!(c.find_into(&format!("{t}-{}", i % per), &mut out));
+                            i += 1;
+                        }
+                    })
+                })
+                .collect();
+            let start = std::time::Instant::now();
+            let mut snapshots = 0;
+            while start.elapsed() < std::time::Duration::from_millis(1000) {
+                c.insert(&format!("w{}", snapshots % 7), &p).unwrap();
+                c.remove(&format!("w{}", (snapshots + 3) % 7));
+                let names = c.names_by_recency();
+                snapshots += 1;
+                for t in 0..threads {
+                    let prefix = format!("{t}-");
+                    let mine: Vec<usize> = names
+                        .iter()
+                        .filter_map(|n| n.as_deref()?.strip_prefix(&prefix)?.parse().ok())
+                        .collect();
+                    assert_eq!(mine.len(), per);
+                    for w in mine.windows(2) {
+                        assert_eq!(
+                            w[1],
+                            (w[0] + per - 1) % per,
+                            "thread {t} of {threads}, snapshot {snapshots}: {:?}",
+                            &mine[..8]
+                        );
+                    }
+                }
+            }
+            stop.store(true, Ordering::Relaxed);
+            workers.into_iter().for_each(|w| w.join().unwrap());
+        }
+    }
+
     /// A replay beside lookups that a panic interrupted (it holds the reader slot, not the write
     /// lock, so nothing marks the state dirty) leaves the order half replayed: the next writer
     /// resets the cache instead of trusting it.

@@ -699,8 +699,10 @@ impl<T, R> ReadGuard<'_, T, R> {
     /// The shared value, and this slot's data.
     pub fn parts(&mut self) -> (&T, &mut R) {
         // SAFETY: this guard holds `slot.busy` and saw the writer's flag clear after setting it
-        // (see `read`), and revoked any bias, and no writer gets in while `busy` is set, so
-        // nothing writes `value` while the guard lives; other readers only read it. The slot's
+        // (see `read`; or it was a write guard, downgraded while holding the flag), and revoked
+        // any bias, and no writer gets in while `busy` is set, so no `&mut` to `value` exists
+        // while the guard lives: readers only read it, or change what `T` keeps behind a lock
+        // of its own (the cache's replay beside lookups, through a `Mutex`). The slot's
         // data is touched only by the holder of `busy` (this guard) or by a writer or bias owner
         // (excluded), and `&mut self` makes this the only borrow through the guard.
         unsafe { (&*self.lock.value.get(), &mut *self.slot.data.get()) }

@@ -593,11 +593,15 @@ mod tests {
         std::thread::scope(|scope| {
             let lru = &lru;
             let mut touches = lru.touches();
-            let reader = scope.spawn(move || slot(lru, "c"));
             touches.touch(a);
+            // A lookup on another thread completes while the list is locked (it must not need
+            // the list): it would time out if it did.
+            let (tx, rx) = std::sync::mpsc::channel();
+            scope.spawn(move || tx.send(slot(lru, "c")).unwrap());
+            let found = rx.recv_timeout(std::time::Duration::from_secs(10));
             touches.touch(b);
             drop(touches);
-            assert_eq!(reader.join().unwrap(), slot(lru, "c"));
+            assert_eq!(found, Ok(slot(lru, "c")), "a lookup waited for the list");
         });
         assert_eq!(
             lru.keys_by_recency(),
