@@ -86,6 +86,13 @@ impl State {
         }
     }
 
+    /// True when the state cannot be trusted and must be reset: a panic interrupted a write
+    /// section (`dirty`) or a replay beside lookups (the recency list's or the batch's lock is
+    /// poisoned: the order is half replayed).
+    fn broken(&self) -> bool {
+        self.dirty || self.lru.is_poisoned() || self.batch.is_poisoned()
+    }
+
     /// A lookup with the state to itself: moves the entry to the front; counts it if `count` is
     /// 1.
     #[inline(always)]
@@ -394,9 +401,7 @@ impl Cache {
         let grants_bias = guard.grants_bias();
         let result = {
             let (state, mut readers) = guard.parts();
-            // Poisoned: a panic interrupted a replay beside lookups (a bug), the order is half
-            // replayed.
-            if state.dirty || state.lru.is_poisoned() || state.batch.is_poisoned() {
+            if state.broken() {
                 let limit = state.stats.limit_kb;
                 broken_state = Some(std::mem::replace(state, State::new(limit)));
                 // The logs name slots of the old state's LRU, and count its lookups; the spares
@@ -717,10 +722,9 @@ impl Cache {
     fn replay_full_log(&self, reader: usize) {
         let me = lock::me();
         let mut guard = self.state.write(me);
-        let (state, _) = guard.parts();
-        let plain = state.dirty || state.lru.is_poisoned() || state.batch.is_poisoned();
-        // Through the bias, or granting it, there are no other readers to let in.
-        if plain || guard.is_biased() || guard.grants_bias() {
+        // A broken state is reset by `with_guard`; through the bias, or granting it, there are
+        // no other readers to let in.
+        if guard.parts().0.broken() || guard.is_biased() || guard.grants_bias() {
             return self.with_guard(guard, |s, _| s.order.replayed_by(reader));
         }
         {

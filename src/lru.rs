@@ -354,8 +354,13 @@ impl<V> Lru<V> {
     /// changes it. Two callers at once take turns on the list's lock.
     pub fn touches(&self) -> Touches<'_> {
         Touches {
-            list: self.list.lock().unwrap_or_else(PoisonError::into_inner),
+            list: self.locked_list(),
         }
+    }
+
+    /// The list, locked (a poisoned lock is taken all the same: see [`Lru::is_poisoned`]).
+    fn locked_list(&self) -> MutexGuard<'_, List> {
+        self.list.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// True when a panic interrupted [`Lru::touches`]' holder: the order may be half replayed.
@@ -508,7 +513,7 @@ impl<V> Lru<V> {
 
     /// The keys from most to least recently used (for tests and diagnostics).
     pub fn keys_by_recency(&self) -> Vec<EntryKey> {
-        let list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = self.locked_list();
         let mut out = Vec::with_capacity(self.len);
         let mut at = list.head;
         while at != NIL {
@@ -547,7 +552,7 @@ impl<V> Lru<V> {
                 "table finds every node"
             );
         }
-        let list = self.list.lock().unwrap_or_else(PoisonError::into_inner);
+        let list = self.locked_list();
         if list.tail != NIL {
             assert_eq!(list.links[list.tail as usize].next, NIL);
         }

@@ -354,6 +354,15 @@ mod tests {
             .collect()
     }
 
+    /// A counter clock, an order with slots 0 and 1 admitted (so hits are stamped), and empty
+    /// logs.
+    fn stamped() -> (Clock, Order, Vec<ReaderLog>) {
+        let mut order = Order::default();
+        order.admit(0);
+        order.admit(1);
+        (Clock::counter(), order, logs())
+    }
+
     fn replayed(order: &mut Order, logs: &mut [ReaderLog]) -> Vec<u32> {
         let mut refs: Vec<&mut ReaderLog> = logs.iter_mut().collect();
         let mut out = Vec::new();
@@ -414,11 +423,7 @@ mod tests {
 
     #[test]
     fn stamped_logs_replay_in_stamp_order() {
-        let clock = Clock::counter();
-        let mut order = Order::default();
-        order.admit(0);
-        order.admit(1);
-        let mut logs = logs();
+        let (clock, mut order, mut logs) = stamped();
         for (reader, slot) in [(0, 10), (1, 20), (1, 21), (0, 11), (2, 30), (0, 12)] {
             if order.record(&clock, reader, &mut logs[reader], slot) == Record::NotAdmitted {
                 let _ = replayed(&mut order, &mut logs);
@@ -437,11 +442,7 @@ mod tests {
 
     #[test]
     fn stamping_stops_after_quiet_replays() {
-        let clock = Clock::counter();
-        let mut order = Order::default();
-        order.admit(0);
-        order.admit(1);
-        let mut logs = logs();
+        let (clock, mut order, mut logs) = stamped();
         for i in 0..Order::QUIET_REPLAYS {
             assert!(order.is_stamped(), "still stamped after {i} quiet replays");
             assert_eq!(order.record(&clock, 1, &mut logs[1], i), Record::Done);
@@ -463,11 +464,7 @@ mod tests {
 
     #[test]
     fn a_busy_second_log_resets_the_quiet_count() {
-        let clock = Clock::counter();
-        let mut order = Order::default();
-        order.admit(0);
-        order.admit(1);
-        let mut logs = logs();
+        let (clock, mut order, mut logs) = stamped();
         for i in 0..Order::QUIET_REPLAYS * 2 {
             order.record(&clock, 0, &mut logs[0], i);
             if i % 10 == 0 {
@@ -538,11 +535,7 @@ mod tests {
     /// the batch, and buffers keep going round without being allocated again.
     #[test]
     fn a_batch_takes_the_logs_and_replays_them_first() {
-        let clock = Clock::counter();
-        let mut order = Order::default();
-        order.admit(0);
-        order.admit(1);
-        let mut logs = logs();
+        let (clock, mut order, mut logs) = stamped();
         let mut batch = Batch::default();
         let hits = std::cell::Cell::new(0);
         let record = |order: &Order, logs: &mut [ReaderLog], reader: usize, n: u32| {
