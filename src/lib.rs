@@ -43,6 +43,8 @@ pub mod name;
 /// cbindgen:ignore
 pub mod pixmap;
 /// cbindgen:ignore
+pub mod prefetch;
+/// cbindgen:ignore
 pub mod recency;
 /// cbindgen:ignore
 pub mod shared;

@@ -28,6 +28,7 @@
 //! recorded since, so the order is the same as replaying it under the write lock.
 
 use crate::clock::Clock;
+use crate::prefetch;
 
 /// How many hits a log holds before its thread replays all logs itself. Every replay is a
 /// write-lock section (the other threads' lookups wait, and its lines move between cores), so
@@ -36,6 +37,11 @@ use crate::clock::Clock;
 /// record (so up to 128 KiB for a cache that 8 threads use, none for one that a single thread
 /// uses under the lock's bias).
 pub const LOG_CAPACITY: usize = 1024;
+
+/// How far ahead of its end a log asks for the line it will write ([`prefetch::for_write`]):
+/// 16 hits, 4 lines, at least a few hundred nanoseconds of lookups ahead. 32 and 64 measured
+/// the same.
+const PREFETCH_AHEAD: usize = 16;
 
 /// One recorded hit: when (0 while unstamped) and which LRU slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -141,6 +147,11 @@ impl Order {
             stamp,
             slot: lru_slot,
         });
+        // The log's next lines were last read by the thread that replayed them, likely on
+        // another core: ask for them early (prefetch.rs).
+        if let Some(ahead) = log.hits_to_replay.spare_capacity_mut().get(PREFETCH_AHEAD) {
+            prefetch::for_write(ahead.as_ptr());
+        }
         Record::Done
     }
 
