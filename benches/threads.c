@@ -7,7 +7,8 @@
  * that switches entries update one of a few shared reference counts, which no application does
  * (it measured half the 2-thread throughput, all of it in those two atomics). For reference it
  * also runs the same with a private cache per thread (no sharing at all: the scaling ceiling of
- * the host). Qt's QPixmapCache cannot be used from more than one thread at all.
+ * the host). Qt's QPixmapCache cannot be used from more than one thread at all. Each round also
+ * prints how long a cache line takes to move between two cores, before and after it.
  * Usage: threads [seconds-per-run [read-through|read-mostly|paint|both|all [rounds]]]   (default 2 s,
  * both = read-through and read-mostly, 3 rounds; medians over the rounds) */
 #define _GNU_SOURCE
@@ -81,6 +82,38 @@ static void *run(void *arg) {
 }
 
 static int limit_kb = 10240;
+
+/* How long one cache line takes to move between two cores, in ns: two threads bounce a counter
+ * 100,000 times. Printed with every round: on the VM this is measured on, it is either ~60 ns or
+ * ~200 ns (the host moves the two virtual CPUs between nearby and distant physical cores), and
+ * which one a round ran in decides much of what sharing costs (docs/PERFORMANCE.md §3). */
+static _Alignas(64) volatile long ball;
+enum { BOUNCES = 100000 };
+
+static void *bounce_back(void *arg) {
+    (void)arg;
+    for (long i = 1; i < 2 * BOUNCES; i += 2) {
+        while (__atomic_load_n(&ball, __ATOMIC_ACQUIRE) != i) {}
+        __atomic_store_n(&ball, i + 1, __ATOMIC_RELEASE);
+    }
+    return NULL;
+}
+
+static double line_transfer_ns(void) {
+    pthread_t t;
+    ball = 0;
+    if (pthread_create(&t, NULL, bounce_back, NULL) != 0) return 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (long i = 0; i < 2 * BOUNCES; i += 2) {
+        while (__atomic_load_n(&ball, __ATOMIC_ACQUIRE) != i) {}
+        __atomic_store_n(&ball, i + 1, __ATOMIC_RELEASE);
+    }
+    while (__atomic_load_n(&ball, __ATOMIC_ACQUIRE) != 2 * BOUNCES) {}
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    pthread_join(t, NULL);
+    return ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / (2.0 * BOUNCES);
+}
 
 /* The median of n values (sorts them). */
 static double median(double *v, int n) {
@@ -165,12 +198,14 @@ int main(int argc, char **argv) {
         paint = loads[l].paint;
         printf("%s: %d rounds of %.1f s per figure\n", loads[l].name, rounds, seconds);
         for (int r = 0; r < rounds; ++r) {
+            double before = line_transfer_ns();
             for (int c = 0; c < 4; ++c) {
                 shared[r][c] = measure(counts[c], 0, seconds, ws);
                 priv[r][c] = measure(counts[c], 1, seconds, ws);
             }
-            printf("  round %d: 2 threads vs 1: shared %.2fx, private %.2fx\n", r + 1,
-                   shared[r][1] / shared[r][0], priv[r][1] / priv[r][0]);
+            double after = line_transfer_ns();
+            printf("  round %d: 2 threads vs 1: shared %.2fx, private %.2fx (cache-line transfer %.0f ns before, %.0f after)\n",
+                   r + 1, shared[r][1] / shared[r][0], priv[r][1] / priv[r][0], before, after);
             fflush(stdout);
         }
         printf("%-8s %16s %8s %13s %22s %8s\n", "threads", "shared Mops/s", "vs 1", "(range)", "private-per-thread", "vs 1");
