@@ -184,12 +184,14 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: threads [seconds-per-run [read-through|read-mostly|paint|both|all [rounds (1-15)]]]\n");
         return 2;
     }
-    /* The VM this is measured on switches between a good and a bad mode for seconds to minutes
-     * at a time (2 threads then get a third of their throughput, with any design, private caches
-     * included): every round measures every thread count once, each ratio compares figures of
-     * one round (measured seconds apart), and the table gives medians over the rounds. */
+    /* The VM this is measured on switches, for seconds to minutes at a time, between its two
+     * vCPUs near each other (a cache line moves in 40-100 ns) and far apart (190-330 ns), and
+     * what threads share costs several times more in the second: every round measures every
+     * thread count once, each ratio compares figures of one round (measured seconds apart), the
+     * table gives medians over the rounds, and the line after it splits the 2-thread ratio by
+     * the rounds' cache-line transfers. */
     enum { MAX_ROUNDS = 15 };
-    double shared[MAX_ROUNDS][4], priv[MAX_ROUNDS][4];
+    double shared[MAX_ROUNDS][4], priv[MAX_ROUNDS][4], transfer[MAX_ROUNDS][2];
     for (int l = 0; l < 3; ++l) {
         int wanted = strcmp(only, "all") == 0 || strcmp(only, loads[l].arg) == 0 ||
                      (strcmp(only, "both") == 0 && !loads[l].paint);
@@ -204,6 +206,8 @@ int main(int argc, char **argv) {
                 priv[r][c] = measure(counts[c], 1, seconds, ws);
             }
             double after = line_transfer_ns();
+            transfer[r][0] = before;
+            transfer[r][1] = after;
             printf("  round %d: 2 threads vs 1: shared %.2fx, private %.2fx (cache-line transfer %.0f ns before, %.0f after)\n",
                    r + 1, shared[r][1] / shared[r][0], priv[r][1] / priv[r][0], before, after);
             fflush(stdout);
@@ -224,6 +228,21 @@ int main(int argc, char **argv) {
             printf("%-8d %16.2f %7.2fx %13s %22.2f %7.2fx\n", counts[c], median(sm, rounds) / 1e6,
                    median(sr, rounds), range, median(pm, rounds) / 1e6, median(pr, rounds));
         }
+        /* Rounds whose two probes were both under FAR_NS count as near, both at or over as far;
+         * a round that changed in between counts as neither. */
+        enum { FAR_NS = 150 };
+        double near[MAX_ROUNDS], far[MAX_ROUNDS];
+        int n_near = 0, n_far = 0;
+        for (int r = 0; r < rounds; ++r) {
+            double ratio = shared[r][1] / shared[r][0];
+            if (transfer[r][0] < FAR_NS && transfer[r][1] < FAR_NS) near[n_near++] = ratio;
+            else if (transfer[r][0] >= FAR_NS && transfer[r][1] >= FAR_NS) far[n_far++] = ratio;
+        }
+        char near_s[32] = "-", far_s[32] = "-";
+        if (n_near) snprintf(near_s, sizeof near_s, "%.2fx", median(near, n_near));
+        if (n_far) snprintf(far_s, sizeof far_s, "%.2fx", median(far, n_far));
+        printf("2 threads vs 1, median by cache-line transfer: under %d ns %s (%d rounds), %d ns or more %s (%d rounds), changing %d\n",
+               FAR_NS, near_s, n_near, FAR_NS, far_s, n_far, rounds - n_near - n_far);
     }
     for (int t = 0; t < 8; ++t) free(ws[t].trace);
     return 0;
