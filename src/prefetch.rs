@@ -7,9 +7,9 @@
 //! the way; but every lookup takes its reader slot with a locked `cmpxchg` (`lock.rs`), which
 //! drains the store buffer, so each lookup that started a new line of its log waited for the
 //! whole transfer. How long that is depends on where the host puts the two cores: on the test
-//! machine one cache-line transfer takes either ~60 ns or ~200 ns, changing every few minutes,
-//! and at 200 ns the waits took a third of a 2-thread read-mostly run's throughput
-//! (docs/PERFORMANCE.md §3).
+//! machine one cache-line transfer takes either 40–100 ns or 190–330 ns, changing every few
+//! minutes, and at the latter those waits cost a 2-thread read-mostly run a fifth of its
+//! throughput (docs/PERFORMANCE.md §3).
 //!
 //! [`for_write`] asks for a line a few records ahead with `PREFETCHW`, so the transfer is done
 //! before the store. Elsewhere (no `PREFETCHW`, not x86-64, or under Miri, which runs no
