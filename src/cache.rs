@@ -722,9 +722,9 @@ impl Cache {
     fn replay_full_log(&self, reader: usize) {
         let me = lock::me();
         let mut guard = self.state.write(me);
-        // A broken state is reset by `with_guard`; through the bias, or granting it, there are
-        // no other readers to let in.
-        if guard.parts().0.broken() || guard.is_biased() || guard.grants_bias() {
+        // A broken state is reset by `with_guard`; a guard that cannot become a reader slot
+        // (through the bias, or granting it: there are no other readers to let in) replays there.
+        if guard.parts().0.broken() || !guard.can_downgrade() {
             return self.with_guard(guard, |s, _| s.order.replayed_by(reader));
         }
         {

@@ -742,12 +742,18 @@ impl<'a, T, R> WriteGuard<'a, T, R> {
         self.grant.is_some()
     }
 
+    /// True when [`WriteGuard::downgrade`] would take this guard: it came in neither through the
+    /// bias nor grants it as it leaves (the bias excludes readers, and it is granted only by a
+    /// write guard leaving).
+    pub fn can_downgrade(&self) -> bool {
+        self.biased.is_none() && self.grant.is_none()
+    }
+
     /// Turns this write guard into `me`'s reader slot without letting any writer in between: what
     /// was written under it stays as it is until the read guard leaves, while other readers come
-    /// in. Refused (the guard is handed back) when it came in through the bias or grants it as it
-    /// leaves: the bias excludes readers, and it is granted only by a write guard leaving.
+    /// in. Refused (the guard is handed back) unless [`WriteGuard::can_downgrade`].
     pub fn downgrade(self, me: Me) -> Result<ReadGuard<'a, T, R>, Self> {
-        if self.biased.is_some() || self.grant.is_some() {
+        if !self.can_downgrade() {
             return Err(self);
         }
         let lock = self.lock;
@@ -773,8 +779,7 @@ impl<'a, T, R> WriteGuard<'a, T, R> {
             lock,
             index,
         };
-        let this = std::mem::ManuallyDrop::new(self);
-        debug_assert!(this.grant.is_none() && this.biased.is_none());
+        std::mem::forget(self);
         // SAFETY: this thread holds the writer's flag (every other user of `last_reader` is
         // excluded) and the slot.
         unsafe { *s.last_reader.get() = me.token };

@@ -40,21 +40,11 @@ pub fn for_write<T>(p: *const T) {
 /// calls "3DNowPrefetch"). Asked once: CPUID exits to the hypervisor in a virtual machine.
 #[cfg(target_arch = "x86_64")]
 pub fn has_prefetchw() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    const UNKNOWN: u8 = 0;
-    const NO: u8 = 1;
-    const YES: u8 = 2;
-    static KNOWN: AtomicU8 = AtomicU8::new(UNKNOWN);
-    match KNOWN.load(Ordering::Relaxed) {
-        UNKNOWN => {
-            use std::arch::x86_64::__cpuid;
-            let has =
-                __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0;
-            KNOWN.store(if has { YES } else { NO }, Ordering::Relaxed);
-            has
-        }
-        known => known == YES,
-    }
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        use std::arch::x86_64::__cpuid;
+        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+    })
 }
 
 #[cfg(test)]
