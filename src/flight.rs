@@ -10,11 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pixmap::Pixmap;
-use crate::token;
+use crate::sync::fork::{self, AtFork};
+use crate::sync::lock::{self, BrLock, WriteGuard};
+use crate::sync::token;
 
 /// One production in progress.
 pub(crate) struct Flight {
@@ -31,14 +33,58 @@ pub(crate) struct Flight {
 /// the wait-for graph. A thread adds its edge only after checking, under this lock, that the
 /// producer it is about to wait for does not wait (directly or through other producers) for
 /// it; so no cycle of waits can form, and whichever thread would close one gets an error.
-static WAITING: LazyLock<Mutex<HashMap<u64, Arc<Flight>>>> = LazyLock::new(Default::default);
+///
+/// A [`Table`], so that a `fork(2)` never leaves it locked in the child (`fork.rs`).
+static WAITING: LazyLock<Arc<Table<u64>>> = LazyLock::new(|| {
+    let table = Arc::new(Table::default());
+    let weak: Weak<dyn AtFork> = Arc::downgrade(&(Arc::clone(&table) as Arc<dyn AtFork>));
+    fork::register(weak);
+    table
+});
+
+/// A table of flights, by `K`, behind the parking lock (`lock.rs`, used as a plain mutex): its
+/// waits sleep, and its fork handlers leave the child a table it can lock, holding only the
+/// flights of the one thread that survived.
+pub(crate) struct Table<K>(BrLock<HashMap<K, Arc<Flight>>, ()>);
+
+impl<K> Default for Table<K> {
+    fn default() -> Self {
+        Table(BrLock::new(HashMap::new(), || ()))
+    }
+}
+
+impl<K> Table<K> {
+    fn lock(&self) -> WriteGuard<'_, HashMap<K, Arc<Flight>>, ()> {
+        self.0.write(lock::me())
+    }
+}
+
+impl<K: Send + Sync> AtFork for Table<K> {
+    fn before_fork(&self) -> bool {
+        self.0.before_fork()
+    }
+
+    fn after_fork_in_parent(&self) {
+        self.0.after_fork_in_parent();
+    }
+
+    /// Only the forking thread is left: a flight another thread was producing will never
+    /// finish, and an edge of a thread that was waiting names a wait that no longer exists.
+    /// Both go (a later call for that key starts a new flight); the forking thread's own
+    /// flights stay, for it to finish.
+    fn after_fork_in_child(&self) {
+        self.0.after_fork_in_child();
+        let me = token::current();
+        self.lock().retain(|_, flight| flight.producer == me);
+    }
+}
 
 /// Takes the caller's edge out of [`WAITING`] when its wait ends, however it ends.
 struct Edge(u64);
 
 impl Drop for Edge {
     fn drop(&mut self) {
-        lock(&WAITING).remove(&self.0);
+        WAITING.lock().remove(&self.0);
     }
 }
 
@@ -56,7 +102,7 @@ impl Flight {
             ));
         }
         let _edge = {
-            let mut waiting = lock(&WAITING);
+            let mut waiting = WAITING.lock();
             // Finished already: nothing to wait for, so nothing that could close a cycle (its
             // producer may be waiting on something else by now).
             if self.done.load(Ordering::Acquire) {
@@ -112,7 +158,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The flights in progress of one cache, by key.
 #[derive(Default)]
 pub(crate) struct Flights {
-    pending: Mutex<HashMap<Box<str>, Arc<Flight>>>,
+    pending: Table<Box<str>>,
 }
 
 /// What [`Flights::join`] decided for the caller.
@@ -123,12 +169,26 @@ pub(crate) enum Role<'a> {
     Lead(Lead<'a>),
 }
 
+impl AtFork for Flights {
+    fn before_fork(&self) -> bool {
+        self.pending.before_fork()
+    }
+
+    fn after_fork_in_parent(&self) {
+        self.pending.after_fork_in_parent();
+    }
+
+    fn after_fork_in_child(&self) {
+        self.pending.after_fork_in_child();
+    }
+}
+
 impl Flights {
     /// Joins the flight for `key`, or starts one. `still_missing` is re-checked under the table's
     /// lock before starting (a producer may have finished since the caller's miss); when it finds
     /// the key, `None` is returned.
     pub(crate) fn join(&self, key: &str, still_missing: impl FnOnce() -> bool) -> Option<Role<'_>> {
-        let mut pending = lock(&self.pending);
+        let mut pending = self.pending.lock();
         if let Some(flight) = pending.get(key) {
             return Some(Role::Wait(Arc::clone(flight)));
         }
@@ -154,7 +214,7 @@ impl Flights {
         *lock(&flight.result) = Some(result);
         flight.done.store(true, Ordering::Release);
         flight.woken.notify_all();
-        lock(&self.pending).remove(key);
+        self.pending.lock().remove(key);
     }
 }
 
@@ -192,12 +252,14 @@ mod tests {
 
     /// Whether some thread is waiting on `flight` (its edge is in [`WAITING`]).
     fn awaited(flight: &Arc<Flight>) -> bool {
-        lock(&WAITING).values().any(|f| Arc::ptr_eq(f, flight))
+        WAITING.lock().values().any(|f| Arc::ptr_eq(f, flight))
     }
 
     fn flight_of(flights: &Flights, key: &str) -> Arc<Flight> {
         Arc::clone(
-            lock(&flights.pending)
+            flights
+                .pending
+                .lock()
                 .get(key)
                 .expect("a flight in progress"),
         )

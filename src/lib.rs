@@ -10,32 +10,22 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 /// cbindgen:ignore
-pub mod barrier;
-/// cbindgen:ignore
 pub mod bytes;
 /// cbindgen:ignore
 pub mod cache;
-/// cbindgen:ignore
-pub mod clock;
-/// cbindgen:ignore
-pub mod convert;
-/// cbindgen:ignore
-pub mod decode;
 /// cbindgen:ignore
 pub mod error;
 pub mod ffi;
 /// cbindgen:ignore
 mod flight;
 /// cbindgen:ignore
-pub mod format;
-/// cbindgen:ignore
 pub mod garbage;
 /// cbindgen:ignore
 pub mod global;
 /// cbindgen:ignore
-pub mod key;
+pub mod images;
 /// cbindgen:ignore
-pub mod lock;
+pub mod key;
 /// cbindgen:ignore
 pub mod lru;
 /// cbindgen:ignore
@@ -43,20 +33,14 @@ pub mod name;
 /// cbindgen:ignore
 pub mod pixmap;
 /// cbindgen:ignore
-pub mod prefetch;
-/// cbindgen:ignore
-pub mod recency;
-/// cbindgen:ignore
 pub mod shared;
-mod spares;
 /// cbindgen:ignore
-pub mod tally;
-/// cbindgen:ignore
-pub mod token;
+pub mod sync;
 
 pub use cache::{Cache, Source, Stats, DEFAULT_LIMIT_KB};
 pub use error::{Error, ErrorKind, Result};
-pub use format::Format;
 pub use global::global;
+pub use images::format::Format;
+pub use images::{convert, decode, format};
 pub use key::Key;
 pub use pixmap::Pixmap;

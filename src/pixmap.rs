@@ -14,9 +14,9 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Format;
+use crate::images::format::Format;
 use crate::shared::Shared;
-use crate::tally::Tally;
+use crate::sync::tally::Tally;
 
 /// The largest depth (bits per pixel) a foreign pixmap may declare: Qt's widest is 128 (RGBA32FPx4).
 pub const MAX_FOREIGN_DEPTH: u32 = 128;

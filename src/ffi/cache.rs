@@ -3,10 +3,11 @@
 
 use std::ffi::{c_char, c_void};
 use std::ptr;
+use std::sync::Arc;
 
 use super::boundary::{
-    call, call_keeping_error, call_reporting, free, into_raw, try_bytes, try_bytes_n, try_mut,
-    try_ref, try_str, try_str_n, utf8, Handle,
+    call, call_keeping_error, call_reporting, into_raw, try_bytes, try_bytes_n, try_mut, try_ref,
+    try_str, try_str_n, utf8, Handle,
 };
 use super::key::PixcacheKey;
 use super::pixmap::{foreign_owned, PixcachePixmap, PixcacheReleaseFn};
@@ -17,8 +18,9 @@ use crate::key::Key;
 use crate::pixmap::Pixmap;
 
 /// A pixmap cache: size-bounded (in KB), least recently used first out, safe to use from any
-/// number of threads at once. Behind the handle is a Rust `Cache` (a `Box<Cache>` from
-/// `pixcache_cache_new`, or the static global cache from `pixcache_global`).
+/// number of threads at once. Behind the handle is a Rust `Cache` (an `Arc<Cache>` from
+/// `pixcache_cache_new`, which the `fork(2)` handlers also reach, or the global cache from
+/// `pixcache_global`).
 pub struct PixcacheCache {
     _opaque: [u8; 0],
 }
@@ -110,7 +112,11 @@ fn global_handle() -> *mut PixcacheCache {
 /// Free it with `pixcache_cache_free`.
 #[no_mangle]
 pub extern "C" fn pixcache_cache_new(limit_kb: i32) -> *mut PixcacheCache {
-    call(ptr::null_mut(), || into_raw(Cache::new(limit_kb)))
+    call(ptr::null_mut(), || {
+        Ok(Arc::into_raw(Cache::new_shared(limit_kb))
+            .cast_mut()
+            .cast::<PixcacheCache>())
+    })
 }
 
 /// Frees a cache from `pixcache_cache_new`, dropping its shares of its pixmaps (handles that
@@ -138,8 +144,9 @@ pub unsafe extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
                 whole.clear();
             }
         }
-        // SAFETY: as above; C gives the cache up here, and no borrow of it is left.
-        unsafe { free(cache) };
+        // SAFETY: as above; C gives the cache up here, and no borrow of it is left. Caches from
+        // `pixcache_cache_new` come from `Arc::into_raw`, each given back once.
+        drop(unsafe { Arc::from_raw(cache.cast_const().cast::<Cache>()) });
     })
 }
 
@@ -781,7 +788,7 @@ pub unsafe extern "C" fn pixcache_find_or_load(
     call(false, || {
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
         let (cache, path) = unsafe { (self::cache(cache)?, try_str(path, "path")?) };
-        let producer = || crate::decode::load(std::path::Path::new(path));
+        let producer = || crate::images::decode::load(std::path::Path::new(path));
         // SAFETY: C API contract: `out` is NULL or a live handle no other thread uses now.
         unsafe { find_or_insert(cache, path, out, producer) }
     })

@@ -8,9 +8,9 @@ use super::boundary::{
     call, call_keeping_error, free, into_raw, null_error, try_bytes_n, try_mut, try_path, try_ref,
     Handle,
 };
-use crate::decode;
 use crate::error::{Error, ErrorKind};
-use crate::format::Format;
+use crate::images::decode;
+use crate::images::format::Format;
 use crate::pixmap::{Pixmap, Release};
 
 /// A pixmap value, like `QPixmap`: owned by exactly one owner, freed with
@@ -455,7 +455,7 @@ pub unsafe extern "C" fn pixcache_pixmap_convert(
         let format = format_from_code(format)?;
         // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
         let pm = unsafe { pixmap(pm, "pm") }?;
-        into_raw(crate::convert::convert(pm, format)?)
+        into_raw(crate::images::convert::convert(pm, format)?)
     })
 }
 

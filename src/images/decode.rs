@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use image::{DynamicImage, ImageFormat, ImageReader, Limits};
 
-use crate::convert;
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Format;
+use crate::images::convert;
+use crate::images::format::Format;
 use crate::pixmap::Pixmap;
 
 /// Default largest width or height accepted from a decoder.

@@ -2,8 +2,10 @@
 //!
 //! While several threads look things up, every hit takes a stamp, and replay merges the threads'
 //! logs by stamp. Two sources:
-//! - **the processor's time-stamp counter** (x86-64, when CPUID says it is invariant: it ticks at
-//!   a constant rate and is synchronised across cores; Linux then uses it as its clock). Reading
+//! - **the processor's time-stamp counter** (x86-64, when CPUID says it is invariant — it ticks
+//!   at a constant rate in every power state — *and* the kernel uses it as its clocksource: Linux
+//!   checks at boot and while running that the cores' counters agree, and switches to another
+//!   clocksource when they do not, as on some VMs and multi-socket machines). Reading
 //!   it writes nothing shared, so threads stamping at once do not slow each other down. This is
 //!   how `perf`, ftrace and LTTng merge per-CPU event buffers into one time order. On the 2-core
 //!   benchmark machine it took two threads' shared lookups from 0.47x to 1.3x the throughput of
@@ -20,6 +22,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+/// The kernel's current clocksource, as Linux names it.
+const CLOCKSOURCE: &str = "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
 /// Where stamps come from; see the module documentation.
 pub struct Clock {
     counter: AtomicU64,
@@ -31,7 +36,7 @@ impl Clock {
     pub fn new() -> Self {
         Clock {
             counter: AtomicU64::new(0),
-            tsc: invariant_tsc(),
+            tsc: tsc_is_trusted(),
         }
     }
 
@@ -68,6 +73,21 @@ impl Default for Clock {
     }
 }
 
+/// Whether stamps may come from the time-stamp counter: CPUID says it is invariant, and the
+/// kernel keeps it as its clocksource (it trusts the cores' counters to agree). Asked once per
+/// process (a file read), then remembered.
+pub fn tsc_is_trusted() -> bool {
+    static TRUSTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRUSTED.get_or_init(|| {
+        invariant_tsc() && std::fs::read_to_string(CLOCKSOURCE).is_ok_and(|s| kernel_trusts_tsc(&s))
+    })
+}
+
+/// Whether the contents of [`CLOCKSOURCE`] name the time-stamp counter.
+fn kernel_trusts_tsc(clocksource: &str) -> bool {
+    clocksource.trim() == "tsc"
+}
+
 #[cfg(target_arch = "x86_64")]
 fn invariant_tsc() -> bool {
     use std::arch::x86_64::__cpuid;
@@ -82,12 +102,24 @@ fn invariant_tsc() -> bool {
     false
 }
 
+/// Reads the time-stamp counter after everything before it in program order has completed.
+///
+/// `rdtsc` alone may execute before earlier loads complete: a hit's stamp could then be taken
+/// before the lookup that acquired another thread's release, and be smaller than the stamp of a
+/// hit that happened before it. `lfence` first makes `rdtsc` wait for every earlier instruction
+/// (Intel documents this; Linux sets AMD processors' `lfence` to be dispatch-serialising too).
+/// A later release store cannot become visible before the `rdtsc` (it retires after it), so of
+/// two hits ordered by happens-before the earlier always has the smaller stamp.
 #[cfg(target_arch = "x86_64")]
 fn read_tsc() -> u64 {
-    // SAFETY: `rdtsc` exists on every x86-64 processor, reads a counter and has no other effect
-    // (user-space access is allowed unless the OS sets CR4.TSD, which no mainstream OS does; it
-    // is used here only when CPUID reported an invariant counter).
-    unsafe { std::arch::x86_64::_rdtsc() }
+    // SAFETY: `lfence` (SSE2) and `rdtsc` exist on every x86-64 processor; they read a counter,
+    // order instructions and have no other effect (user-space `rdtsc` is allowed unless the OS
+    // sets CR4.TSD, which no mainstream OS does; it is used here only when CPUID reported an
+    // invariant counter and the kernel uses it as its clock).
+    unsafe {
+        std::arch::x86_64::_mm_lfence();
+        std::arch::x86_64::_rdtsc()
+    }
 }
 
 #[cfg(not(target_arch = "x86_64"))]
@@ -98,6 +130,23 @@ fn read_tsc() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The counter is used only where the kernel uses it as its clock, and only with CPUID's
+    /// invariant bit: on a machine whose kernel switched away from the TSC (an unstable TSC),
+    /// stamps come from the shared counter.
+    #[test]
+    fn the_tsc_is_used_only_where_the_kernel_trusts_it() {
+        assert!(kernel_trusts_tsc("tsc\n"));
+        for other in ["hpet\n", "kvm-clock\n", "acpi_pm", "", "tsc-early"] {
+            assert!(!kernel_trusts_tsc(other), "{other:?}");
+        }
+        let kernel = std::fs::read_to_string(CLOCKSOURCE).unwrap_or_default();
+        assert_eq!(
+            Clock::new().uses_tsc(),
+            invariant_tsc() && kernel.trim() == "tsc",
+            "clocksource {kernel:?}"
+        );
+    }
 
     #[test]
     fn stamps_increase_within_a_log_whatever_the_source() {

@@ -45,6 +45,9 @@ pub struct Spares {
     held: usize,
     /// No cell past this one holds a share (so that letting go of them all scans no further).
     highest: usize,
+    /// Spares found not to be shares of their slot's pixmap (see [`Spares::share`]): always 0
+    /// unless a write path broke the invariant.
+    mismatches: u64,
 }
 
 impl std::fmt::Debug for Spares {
@@ -62,14 +65,23 @@ impl Spares {
     #[inline]
     pub fn share(&mut self, slot: u32, cached: &Pixmap) -> Pixmap {
         self.last = Some(slot);
-        if let Some(spare) = self.take(slot) {
-            debug_assert!(
-                spare.shares_pixels_with(cached),
-                "a spare of another pixmap"
-            );
-            return spare;
+        match self.cells.get(slot as usize) {
+            // The invariant checked in every build, with one pointer comparison: were a write
+            // path ever to free an LRU slot without reporting it, its spare would be a share of
+            // the pixmap that was there before, and handing it out would give the caller another
+            // key's pixels. Such a spare stays in its cell (dropping it here could run a release
+            // callback under the lock) until a writer lets go of the slot's spares, and the
+            // caller gets a new share of the right pixmap.
+            Some(cell) if cell.has_pixel_data() => {
+                if cell.shares_pixels_with(cached) {
+                    self.held -= 1;
+                    return std::mem::replace(&mut self.cells[slot as usize], Pixmap::null());
+                }
+                self.mismatches += 1;
+                cached.clone()
+            }
+            _ => cached.clone(),
         }
-        cached.clone()
     }
 
     /// Keeps `old` (what a caller's handle held before a lookup) as a spare if it is a share of
@@ -159,6 +171,12 @@ impl Spares {
         self.held == 0
     }
 
+    /// How many spares were found not to be shares of their slot's pixmap (0 unless a write path
+    /// broke the invariant; see [`Spares::share`]).
+    pub fn mismatches(&self) -> u64 {
+        self.mismatches
+    }
+
     /// How many cells hold a share.
     #[cfg(test)]
     pub fn len(&self) -> usize {
@@ -169,7 +187,7 @@ impl Spares {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::Format;
+    use crate::images::format::Format;
 
     fn pm() -> Pixmap {
         Pixmap::new(2, 2, Format::Rgba8888).unwrap()
@@ -213,6 +231,32 @@ mod tests {
         // One spare per slot: a second is handed back.
         assert!(spares.take_back(from_one, at).is_some());
         assert_eq!(spares.held, 1);
+    }
+
+    /// A spare that is not a share of its slot's pixmap (a write path that freed the slot without
+    /// reporting it) is never handed out: the caller gets a new share of the right pixmap, the
+    /// mismatch is counted, and the stale spare waits in its cell for a writer to let it go.
+    #[test]
+    fn a_spare_of_another_pixmap_is_never_handed_out() {
+        let (old, new) = (pm(), pm());
+        let mut spares = Spares::default();
+        let share = spares.share(0, &old);
+        assert!(spares.take_back(share, |_| Some(&old)).is_none());
+        // Slot 0 now holds `new`, and nobody told the spares.
+        let got = spares.share(0, &new);
+        assert!(
+            got.shares_pixels_with(&new),
+            "another entry's pixels handed out"
+        );
+        assert_eq!(spares.mismatches(), 1);
+        assert!(
+            !old.is_detached(),
+            "the stale spare is kept, not dropped under the lock"
+        );
+        let mut garbage = Garbage::new();
+        spares.release(0, &mut garbage);
+        drop(garbage);
+        assert!(old.is_detached());
     }
 
     #[test]

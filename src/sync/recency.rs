@@ -27,8 +27,8 @@
 //! list). No writer gets in before the batch is replayed, and its hits are older than any
 //! recorded since, so the order is the same as replaying it under the write lock.
 
-use crate::clock::Clock;
-use crate::prefetch;
+use crate::sync::clock::Clock;
+use crate::sync::prefetch;
 
 /// How many hits a log holds before its thread replays all logs itself. Every replay is a
 /// write-lock section (the other threads' lookups wait, and its lines move between cores), so
@@ -229,7 +229,7 @@ pub fn replay(order: &mut Order, logs: &mut [&mut ReaderLog], touch: impl FnMut(
 #[derive(Debug, Default)]
 pub struct Batch {
     /// Per reader slot: its log's set-aside part and the rest (buffers swapped with the log's).
-    parts: [[Vec<Hit>; 2]; crate::lock::READER_SLOTS],
+    parts: [[Vec<Hit>; 2]; crate::sync::lock::READER_SLOTS],
     /// More than one log had hits: they are merged by stamp.
     several: bool,
 }
@@ -312,7 +312,7 @@ fn merge<'a>(
     // stamps always increase). Only the parts with records take part (usually two or three,
     // however many slots there are), and a part runs on as long as its stamps stay below the
     // next one's head, so a replay costs little more than its touches.
-    let mut heads = [&[][..]; 2 * crate::lock::READER_SLOTS];
+    let mut heads = [&[][..]; 2 * crate::sync::lock::READER_SLOTS];
     let mut n = 0;
     for part in logs.flatten() {
         if !part.is_empty() && n < heads.len() {
@@ -360,7 +360,7 @@ mod tests {
     use super::*;
 
     fn logs() -> Vec<ReaderLog> {
-        (0..crate::lock::READER_SLOTS)
+        (0..crate::sync::lock::READER_SLOTS)
             .map(|_| ReaderLog::default())
             .collect()
     }
@@ -625,11 +625,11 @@ mod tests {
             let mut logs = logs();
             let mut expected = Vec::new();
             let mut stamp = 0;
-            let mut last = [0u64; crate::lock::READER_SLOTS];
+            let mut last = [0u64; crate::sync::lock::READER_SLOTS];
             for hit in 0..next(200) as u32 {
                 // Mostly long runs in one log; sometimes a stamp shared with the previous hit.
                 let reader = if next(4) == 0 {
-                    next(crate::lock::READER_SLOTS as u64)
+                    next(crate::sync::lock::READER_SLOTS as u64)
                 } else {
                     u64::from(hit) / 37 % 3
                 } as usize;

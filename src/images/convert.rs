@@ -8,7 +8,7 @@
 //! - grey is Qt's `qGray`: `(r * 11 + g * 16 + b * 5) / 32`; grey to colour replicates it.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::format::Format;
+use crate::images::format::Format;
 use crate::pixmap::Pixmap;
 
 /// Premultiplies one channel by alpha, rounding to nearest.

@@ -36,7 +36,7 @@
 
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 
-use crate::token;
+use crate::sync::token;
 
 /// How many threads can count in a cell of their own.
 pub const CELLS: usize = 64;

@@ -1,0 +1,31 @@
+//! The cache's concurrency machinery, none of which knows about pixmaps or eviction:
+//!
+//! - [`lock`]: the reader-slot lock around the cache's state (lookups share it, writers take it
+//!   whole), whose waits spin briefly and then sleep ([`park`]);
+//! - [`park`]: sleeping until a lock word changes (a futex on Linux);
+//! - [`recency`]: hits recorded per reader slot and replayed in order by writers, so that
+//!   lookups from several threads keep the LRU order exact without writing it themselves;
+//! - [`clock`]: the stamps that order hits of different threads;
+//! - [`prefetch`]: asking early for the log line a lookup is about to write;
+//! - [`spares`]: shares of cached pixmaps a reader slot hands out and takes back uncounted;
+//! - [`tally`]: the live-pixmap count, one cell per thread;
+//! - [`token`]: which thread is calling;
+//! - [`fork`]: what `fork(2)` does to all of the above (`pthread_atfork` handlers).
+
+/// cbindgen:ignore
+pub mod clock;
+/// cbindgen:ignore
+pub mod fork;
+/// cbindgen:ignore
+pub mod lock;
+/// cbindgen:ignore
+pub mod park;
+/// cbindgen:ignore
+pub mod prefetch;
+/// cbindgen:ignore
+pub mod recency;
+pub(crate) mod spares;
+/// cbindgen:ignore
+pub mod tally;
+/// cbindgen:ignore
+pub mod token;
