@@ -108,8 +108,9 @@ typedef enum PixcacheResult {
 
 /**
  * A pixmap cache: size-bounded (in KB), least recently used first out, safe to use from any
- * number of threads at once. Behind the handle is a Rust `Cache` (a `Box<Cache>` from
- * `pixcache_cache_new`, or the static global cache from `pixcache_global`).
+ * number of threads at once. Behind the handle is a Rust `Cache` (an `Arc<Cache>` from
+ * `pixcache_cache_new`, which the `fork(2)` handlers also reach, or the global cache from
+ * `pixcache_global`).
  */
 typedef struct PixcacheCache PixcacheCache;
 

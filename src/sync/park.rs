@@ -8,28 +8,36 @@
 //! child made by `fork(2)` inherits no half-taken queue lock (a user-space parking table, such as
 //! `parking_lot_core`'s, would have one).
 //!
-//! Elsewhere (no futex) a waiter sleeps in short, growing naps (50 µs up to 1 ms) and looks again:
-//! no CPU burnt and no lost wake-up, at the price of up to a millisecond of extra latency.
+//! Every sleep has a time limit, after which the waiter looks again: the lock frees its words with
+//! a plain store, which can miss a waiter announcing itself at that instant (`lock.rs`, `free`).
+//! Elsewhere (no futex) a waiter sleeps for that limit and looks again: no CPU burnt, at the
+//! price of up to the limit (1 ms at most) of extra latency.
 
 use std::sync::atomic::AtomicU32;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
-/// Sleeps while `word` holds `expected` (returns at once if it does not). May return early
-/// (a wake-up, a signal, a spurious return): callers look again and wait again as they need.
+/// Sleeps while `word` holds `expected` (returns at once if it does not), for at most `limit`.
+/// May return early (a wake-up, a signal, a spurious return): callers look again and wait again
+/// as they need.
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub fn wait(word: &AtomicU32, expected: u32) {
+pub fn wait(word: &AtomicU32, expected: u32, limit: Duration) {
+    let timeout = libc::timespec {
+        tv_sec: limit.as_secs().try_into().unwrap_or(libc::time_t::MAX),
+        tv_nsec: limit.subsec_nanos().into(),
+    };
     // SAFETY: FUTEX_WAIT reads the 4 aligned bytes at `word` (an `AtomicU32`, live for the
-    // call) atomically and sleeps only if they still equal `expected`; the null timeout means no
-    // time limit. It writes no memory of ours. Errors (EAGAIN: the word changed; EINTR) only
-    // mean "look again", which every caller does.
+    // call) atomically and sleeps only if they still equal `expected`, for at most the relative
+    // `timeout` (a live `timespec`). It writes no memory of ours. Errors (EAGAIN: the word
+    // changed; EINTR; ETIMEDOUT) only mean "look again", which every caller does.
     unsafe {
         libc::syscall(
             libc::SYS_futex,
             word.as_ptr(),
             libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
             expected,
-            std::ptr::null::<libc::timespec>(),
+            &timeout as *const libc::timespec,
         );
     }
 }
@@ -49,23 +57,13 @@ pub fn wake_all(word: &AtomicU32) {
     }
 }
 
-/// Sleeps while `word` holds `expected`, in naps (no futex on this target).
+/// Sleeps for `limit` if `word` holds `expected` (no futex on this target: the caller's limit,
+/// at most a millisecond, is how late it notices a change).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn wait(word: &AtomicU32, expected: u32) {
-    use std::cell::Cell;
-    thread_local! {
-        static NAP_US: Cell<u64> = const { Cell::new(50) };
+pub fn wait(word: &AtomicU32, expected: u32, limit: Duration) {
+    if word.load(Ordering::Acquire) == expected {
+        std::thread::sleep(limit);
     }
-    if word.load(Ordering::Acquire) != expected {
-        NAP_US.with(|n| n.set(50));
-        return;
-    }
-    let nap = NAP_US.try_with(|n| {
-        let v = n.get();
-        n.set((v * 2).min(1000));
-        v
-    });
-    std::thread::sleep(std::time::Duration::from_micros(nap.unwrap_or(1000)));
 }
 
 /// Nothing to do: waiters look again after each nap.
@@ -79,9 +77,17 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
+    fn a_wait_ends_at_its_limit() {
+        let word = AtomicU32::new(1);
+        let start = std::time::Instant::now();
+        wait(&word, 1, Duration::from_millis(5));
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
     fn a_wait_on_a_changed_word_returns_at_once() {
         let word = AtomicU32::new(1);
-        wait(&word, 0);
+        wait(&word, 0, Duration::from_secs(10));
     }
 
     #[test]
@@ -91,11 +97,11 @@ mod tests {
             let word = Arc::clone(&word);
             std::thread::spawn(move || {
                 while word.load(Ordering::Acquire) == 1 {
-                    wait(&word, 1);
+                    wait(&word, 1, Duration::from_secs(10));
                 }
             })
         };
-        std::thread::sleep(std::time::Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(20));
         word.store(0, Ordering::Release);
         wake_all(&word);
         waiter.join().unwrap();
