@@ -15,9 +15,10 @@
  * - from inside the callback, every cache function on the same cache (find, find_visit, insert,
  *   insert_key, remove, clear, set_cache_limit, cache_limit, total_used, stats, key_is_valid)
  *   fails with PIXCACHE_RESULT_REENTRANT and changes nothing, instead of deadlocking; checked
- *   hundreds of times on a cache used by this thread alone (so that the lock's bias is granted
- *   part way through) and while another thread hammers the same cache (shared reads, write
- *   probes, the other thread's writes); the outer call still succeeds with a clean last error;
+ *   hundreds of times on a cache used by this thread alone (its first visit under the write
+ *   lock, the rest through its reader slot) and while another thread hammers the same cache
+ *   (shared reads, the other thread's writes); the outer call still succeeds with a clean last
+ *   error;
  * - from inside the callback, another cache works normally.
  * A deadlock fails the test through alarm().
  *
@@ -296,11 +297,11 @@ static void test_reentrant_calls_fail(void) {
     CHECK(pixcache_insert(r.cache, "x", r.pm));
     r.key = pixcache_insert_key(r.cache, r.pm);
 
-    /* This thread alone: the first visits run unbiased (under the write lock or a reader slot),
-     * then the lock is biased to this thread and they run through the bias. */
+    /* This thread alone: the first visit runs under the write lock (admitting this thread's
+     * reader slot), the rest through the slot. */
     for (int i = 0; i < 400; ++i) visit_reentering(&r, i % 2);
 
-    /* With another thread using the cache at the same time: shared reads, write probes. */
+    /* With another thread using the cache at the same time: shared reads, its writes. */
     pthread_t t;
     atomic_store(&stop, false);
     CHECK(pthread_create(&t, NULL, hammer, r.cache) == 0);

@@ -66,7 +66,7 @@ struct State {
     /// Hits taken out of the logs by a full log's replay, replayed beside lookups
     /// ([`Cache::replay_full_log`]); empty whenever a writer comes in.
     batch: Mutex<Batch>,
-    /// Set while an operation changes the state under the write lock (or the bias): still set
+    /// Set while an operation changes the state under the write lock: still set
     /// when the next operation comes, it means a panic interrupted one, and the state is reset.
     dirty: bool,
 }
@@ -527,8 +527,8 @@ impl Cache {
     /// than [`Cache::find_bytes_into`]. `Some(Some(r))` on a hit, `Some(None)` on a miss, `None`
     /// when the bytes are not UTF-8.
     ///
-    /// `visit` holds up every writer (and, on a thread that has the lock's bias, everything)
-    /// while it runs: keep it short. It must not use this cache: a call on it from inside
+    /// `visit` holds up every writer (and every thread sharing this thread's reader slot) while
+    /// it runs: keep it short. It must not use this cache: a call on it from inside
     /// `visit` unwinds with an [`ErrorKind::Reentrant`](crate::ErrorKind) error instead of
     /// waiting for itself forever (`lock.rs`).
     ///
@@ -1230,8 +1230,7 @@ mod tests {
         for (key, token) in [("a", 1), ("b", 2), ("c", 3)] {
             c.insert(key, recorded(token, &released)).unwrap();
         }
-        // Another thread's lookup: this thread cannot have (or earn, in so few calls) the
-        // lock's bias, so its lookups go through its reader slot.
+        // Another thread's lookup first: this thread's lookups are then stamped.
         std::thread::scope(|s| {
             s.spawn(|| c.touch("c"));
         });

@@ -34,8 +34,8 @@ use crate::sync::prefetch;
 /// write-lock section (the other threads' lookups wait, and its lines move between cores), so
 /// fewer, longer replays serve threads better: 1024 measured 5–8% more 2-thread read-mostly
 /// throughput than 256. The cost is memory: 16 KiB per log, allocated on its slot's first
-/// record (so up to 128 KiB for a cache that 8 threads use, none for one that a single thread
-/// uses under the lock's bias).
+/// record (so up to 128 KiB for a cache that 8 threads use, 16 KiB for one that a single thread
+/// uses).
 pub const LOG_CAPACITY: usize = 1024;
 
 /// How far ahead of its end a log asks for the line it will write ([`prefetch::for_write`]):

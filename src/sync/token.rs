@@ -1,10 +1,11 @@
 //! Which thread is calling: a token that no other live thread has.
 //!
-//! The lock grants its bias to a token (`lock.rs`) and the live-pixmap count gives each token a
-//! cell of its own (`tally.rs`). Only *live* threads need distinct tokens: a thread that exits
+//! The lock tells a call from under the thread's own guard by its token (`lock.rs`), the flights
+//! table tells a producer by it (`flight.rs`), and the live-pixmap count gives each token a cell
+//! of its own (`tally.rs`). Only *live* threads need distinct tokens: a thread that exits
 //! can hand its token to a new thread (glibc reuses thread control blocks), which then simply
 //! carries on where the dead one left off. Everything that keys state by token must be correct
-//! under that reuse; both users say why they are.
+//! under that reuse; each user says why it is.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
