@@ -54,16 +54,21 @@ impl Clock {
         self.tsc
     }
 
-    /// A stamp greater than `previous` (the last stamp of the log it goes into).
-    pub fn stamp_after(&self, previous: u64) -> u64 {
-        let now = if self.tsc {
+    /// The time now: of two reads ordered by happens-before (in one thread or through a
+    /// release and an acquire), the later is the greater or equal.
+    pub fn now(&self) -> u64 {
+        if self.tsc {
             read_tsc()
         } else {
             // Relaxed is enough: all stamps come from one atomic's modification order, and
-            // hits ordered by happens-before get increasing stamps (coherence).
+            // reads ordered by happens-before get increasing values (coherence).
             self.counter.fetch_add(1, Ordering::Relaxed) + 1
-        };
-        now.max(previous.saturating_add(1))
+        }
+    }
+
+    /// A stamp greater than `previous` (the last stamp of the log it goes into).
+    pub fn stamp_after(&self, previous: u64) -> u64 {
+        self.now().max(previous.saturating_add(1))
     }
 }
 

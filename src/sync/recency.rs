@@ -124,10 +124,26 @@ impl Order {
         log: &mut ReaderLog,
         lru_slot: u32,
     ) -> Record {
+        self.record_at(clock, None, reader, log, lru_slot)
+    }
+
+    /// [`Order::record`] with the time already read (`now`, from `clock`) since the caller's
+    /// last synchronisation with other threads, if it was: a lookup reads it before taking its
+    /// slot, where waiting for everything before the read (`clock.rs`) costs least
+    /// (`Cache::lookup_counted`). Without it the time is read here.
+    pub fn record_at(
+        &self,
+        clock: &Clock,
+        now: Option<u64>,
+        reader: usize,
+        log: &mut ReaderLog,
+        lru_slot: u32,
+    ) -> Record {
         let stamp = if self.stamped {
-            // Taken while holding the reader slot, and after the log's last stamp, so each log
+            // Read while holding the reader slot, and after the log's last stamp, so each log
             // is in stamp order.
-            log.last_stamp = clock.stamp_after(log.last_stamp);
+            let now = now.unwrap_or_else(|| clock.now());
+            log.last_stamp = now.max(log.last_stamp.saturating_add(1));
             log.last_stamp
         } else if self.owner == Some(reader) {
             0
