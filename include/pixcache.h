@@ -16,6 +16,17 @@
  * pixcache_result_str). Objects from *_new / *_clone / *_convert / *_load* / *_wrap are freed
  * with their *_free.
  *
+ * Waiting: a call that has to wait for another thread spins for a few microseconds, then
+ * sleeps (a futex); pixcache makes no system call that a seccomp sandbox is likely to forbid.
+ *
+ * fork(): the child of a multi-threaded process gets every cache (the global one and those from
+ * pixcache_cache_new) whole and unlocked, as glibc's malloc does: pthread_atfork handlers take
+ * every cache's locks before the fork and free them after it. In the child every function may
+ * be called, from its one thread and from threads it starts; a find_or_insert that another
+ * thread of the parent was producing starts again. Not covered: a fork from inside a visit
+ * callback, on the cache that callback reads (the handlers cannot take a lock the forking
+ * thread holds; in the child that cache may stay locked by threads that did not survive).
+ *
  * Example:
  *
  *     PixcacheCache *cache = pixcache_global();
