@@ -49,7 +49,7 @@
  *
  * What it does not test: eviction and the LRU order (test_rules.c), other single-threaded error
  * cases (test_errors.c), foreign release timing (test_foreign.c), throughput, formats other
- * than PNG / BMP / JPEG, decoding bombs (unit tests in src/decode.rs), a producer that panics
+ * than PNG / BMP / JPEG, decoding bombs (unit tests in src/images/decode.rs), a producer that panics
  * (impossible from C), and whether a caller arriving after a failed flight finished waits or
  * produces again (timing: the test only requires that at least one caller did wait).
  */

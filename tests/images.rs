@@ -694,7 +694,7 @@ fn bad_memory_arguments_are_reported() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 2. The `_as` variants and the conversion rules of src/convert.rs
+// 2. The `_as` variants and the conversion rules of src/images/convert.rs
 
 /// `c' = (c * a + 127) / 255`.
 fn premultiply(c: u8, a: u8) -> u8 {
@@ -715,7 +715,7 @@ fn gray(r: u8, g: u8, b: u8) -> u8 {
     ((u32::from(r) * 11 + u32::from(g) * 16 + u32::from(b) * 5) / 32) as u8
 }
 
-/// One straight RGBA pixel as `format` stores it, per the rules in src/convert.rs.
+/// One straight RGBA pixel as `format` stores it, per the rules in src/images/convert.rs.
 fn expected_pixel(format: PixcacheFormat, [r, g, b, a]: [u8; 4]) -> Vec<u8> {
     match format {
         PIXCACHE_FORMAT_RGBA8888 => vec![r, g, b, a],
