@@ -5,8 +5,9 @@
 #      medians of ROUNDS rounds (default 5), ratios, and the Zipf hit ratios;
 #   2. cargo bench: Criterion benchmarks of the Rust core against lru, quick_cache and a bare map;
 #   3. benches/threads: Zipf read-through on the global cache with 1, 2, 4, 8 threads;
-#   4. benches/memory: bytes of overhead per entry with 1,000,000 tiny entries.
-# Usage: scripts/bench.sh [qt|criterion|threads|memory ...]   (default: all)
+#   4. benches/memory: bytes of overhead per entry with 1,000,000 tiny entries;
+#   5. benches/latency: single-call latency percentiles, write-heavy, 1, 2, 4 threads.
+# Usage: scripts/bench.sh [qt|criterion|threads|memory|latency ...]   (default: all)
 #   ROUNDS=n (qt, default 5); THREADS_SECONDS=s (default 2); THREADS_WORKLOAD=read-through,
 #   read-mostly, paint (read-mostly, each hit reading the found pixels), both (the default: the
 #   first two) or all; THREADS_ROUNDS=n (default 3; the threads table gives medians).
@@ -14,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export QT_QPA_PLATFORM=offscreen XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
-which=("${@:-qt criterion threads memory}")
+which=("${@:-qt criterion threads memory latency}")
 which=(${which[*]})
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -28,6 +29,7 @@ for w in "${which[@]}"; do
         criterion) echo "## Criterion (Rust core)"; cargo bench --bench core ;;
         threads) echo "## threads"; "$work/build/threads" "${THREADS_SECONDS:-2}" "${THREADS_WORKLOAD:-both}" "${THREADS_ROUNDS:-3}" ;;
         memory) echo "## memory"; "$work/build/memory" ;;
+        latency) echo "## latency"; "$work/build/latency" "${LATENCY_SECONDS:-2}" ;;
         *) echo "unknown benchmark $w" >&2; exit 2 ;;
     esac
 done

@@ -80,7 +80,8 @@ bash scripts/test-qt.sh
 
 step "benchmarks: build, run each briefly (figures unchecked); the Zipf hit ratios of Qt and pixcache must match"
 if pkg-config --exists Qt6Gui 2>/dev/null; then
-    ROUNDS=1 THREADS_SECONDS=0.05 THREADS_ROUNDS=1 THREADS_WORKLOAD=all bash scripts/bench.sh qt threads memory
+    ROUNDS=1 THREADS_SECONDS=0.05 THREADS_ROUNDS=1 THREADS_WORKLOAD=all LATENCY_SECONDS=0.05 \
+        bash scripts/bench.sh qt threads memory latency
 else
     echo "SKIPPED: the benchmarks need Qt 6 (apt-get install qt6-base-dev); they did not run."
     [ "${CI:-}" != "true" ] || { echo "CI must run the benchmarks' smoke run." >&2; exit 1; }
