@@ -58,28 +58,36 @@ pub fn register(object: Weak<dyn AtFork>) {
     registered.push(object);
 }
 
-/// `pthread_atfork`'s prepare handler.
+/// `pthread_atfork`'s prepare handler. A thread whose thread-locals are gone (a fork from a
+/// thread-local's destructor) takes nothing: it could not keep what it took for the other two
+/// handlers, which would then never free it.
 extern "C" fn prepare() {
     let _ = std::panic::catch_unwind(|| {
-        let registry = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut locked = Vec::with_capacity(registry.len());
-        for object in registry.iter().filter_map(Weak::upgrade) {
-            if object.before_fork() {
-                locked.push(object);
+        let _ = HELD.try_with(|h| {
+            let registry = REGISTERED.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut locked = Vec::with_capacity(registry.len());
+            for object in registry.iter().filter_map(Weak::upgrade) {
+                if object.before_fork() {
+                    locked.push(object);
+                }
             }
-        }
-        let held = Held {
-            _registry: registry,
-            locked,
-        };
-        HELD.with(|h| *h.borrow_mut() = Some(held));
+            *h.borrow_mut() = Some(Held {
+                _registry: registry,
+                locked,
+            });
+        });
     });
+}
+
+/// What `prepare` took on this thread, if anything.
+fn take_held() -> Option<Held> {
+    HELD.try_with(|h| h.borrow_mut().take()).ok().flatten()
 }
 
 /// `pthread_atfork`'s handler in the parent.
 extern "C" fn parent() {
     let _ = std::panic::catch_unwind(|| {
-        if let Some(held) = HELD.with(|h| h.borrow_mut().take()) {
+        if let Some(held) = take_held() {
             for object in &held.locked {
                 object.after_fork_in_parent();
             }
@@ -90,7 +98,7 @@ extern "C" fn parent() {
 /// `pthread_atfork`'s handler in the child.
 extern "C" fn child() {
     let _ = std::panic::catch_unwind(|| {
-        if let Some(held) = HELD.with(|h| h.borrow_mut().take()) {
+        if let Some(held) = take_held() {
             for object in &held.locked {
                 object.after_fork_in_child();
             }
