@@ -2,7 +2,8 @@
 # Runs every test of pixcache, in the order a failure is cheapest to read:
 #   formatting, header freshness, clippy, Rust unit + property tests, the C/C++ harness
 #   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck and
-#   the sanitizers, Miri on the core's reference counting (if a nightly toolchain can be had),
+#   the sanitizers, Miri on the core's reference counting and ThreadSanitizer on the library's
+#   unit tests (if a nightly toolchain can be had),
 # then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
 # then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt),
 # then a brief run of every benchmark but Criterion's (so that `scripts/bench.sh` keeps working).
@@ -57,6 +58,9 @@ fi
 
 step "Miri: shared.rs, tally.rs and token.rs under Miri's undefined-behaviour and data-race checks"
 bash scripts/miri.sh
+
+step "ThreadSanitizer: every unit test of the library, std instrumented too"
+bash scripts/tsan.sh
 
 step "allocation failure under an address-space limit (ulimit -v)"
 bash scripts/test-oom.sh
