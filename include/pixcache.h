@@ -25,7 +25,8 @@
  * be called, from its one thread and from threads it starts; a find_or_insert that another
  * thread of the parent was producing starts again. Not covered: a fork from inside a visit
  * callback, on the cache that callback reads (the handlers cannot take a lock the forking
- * thread holds; in the child that cache may stay locked by threads that did not survive).
+ * thread holds; in the child that cache may stay locked by threads that did not survive), and
+ * a fork from inside a find_or_insert producer while other threads wait for it.
  *
  * Example:
  *

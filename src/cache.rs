@@ -26,7 +26,7 @@ use crate::lru::{EntryKey, Freed, KeyRef, Lru, RefuseReason};
 use crate::name::Name;
 use crate::pixmap::Pixmap;
 use crate::sync::clock::Clock;
-use crate::sync::fork::{self, AtFork};
+use crate::sync::fork::{self, AtFork, Taken};
 use crate::sync::lock::{self, BrLock, WriteGuard, READER_SLOTS};
 use crate::sync::recency::{replay, Batch, Order, ReaderLog, Record};
 use crate::sync::spares::Spares;
@@ -612,8 +612,12 @@ impl Cache {
         // waits for everything before it to complete (`clock.rs`), which costs least here,
         // before the loads of the lock's and the table's lines that another core may hold (a
         // 2-thread read-mostly run: 1.37x one thread with the time read here, 1.24x after taking
-        // the slot, 1.12x after the probe). Any time between the caller's last synchronisation
-        // and the hit orders it right among the hits of other threads (recency.rs).
+        // the slot, 1.12x after the probe). Why a time read before the slot is still right: it
+        // lies inside this call, after everything the caller did before it (the fence); a hit
+        // of another thread that happened-before this call has the smaller stamp, and one that
+        // merely overlaps this call may be ordered either way, as any overlapping calls may.
+        // Writers replay every log before anything else, so each record lands among the hits
+        // recorded since the last replay, which is all the stamps order.
         let early = self
             .stamping
             .load(Ordering::Relaxed)
@@ -928,15 +932,16 @@ impl Cache {
 /// same order as `find_or_insert_with`), so that no other thread is inside and nothing is half
 /// changed; the child frees them and forgets the flights of the threads it lost.
 impl AtFork for Cache {
-    fn before_fork(&self) -> bool {
-        if !self.flights.before_fork() {
-            return false;
+    fn before_fork(&self) -> Taken {
+        match self.flights.before_fork() {
+            Taken::All => {}
+            other => return other,
         }
-        if !self.state.before_fork() {
+        let state = self.state.before_fork();
+        if state != Taken::All {
             self.flights.after_fork_in_parent();
-            return false;
         }
-        true
+        state
     }
 
     fn after_fork_in_parent(&self) {

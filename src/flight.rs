@@ -10,12 +10,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::pixmap::Pixmap;
-use crate::sync::fork::{self, AtFork};
+use crate::sync::fork::{self, AtFork, Taken};
 use crate::sync::lock::{self, BrLock, WriteGuard};
+use crate::sync::once::Published;
 use crate::sync::token;
 
 /// One production in progress.
@@ -35,32 +36,50 @@ pub(crate) struct Flight {
 /// it; so no cycle of waits can form, and whichever thread would close one gets an error.
 ///
 /// A [`Table`], so that a `fork(2)` never leaves it locked in the child (`fork.rs`).
-static WAITING: LazyLock<Arc<Table<u64>>> = LazyLock::new(|| {
-    let table = Arc::new(Table::default());
-    let weak: Weak<dyn AtFork> = Arc::downgrade(&(Arc::clone(&table) as Arc<dyn AtFork>));
-    fork::register(weak);
-    table
-});
+/// Made on first use without a `LazyLock` (`sync/once.rs`: a fork must never copy it half made).
+fn waiting() -> &'static Table<u64> {
+    static WAITING: Published<Arc<Table<u64>>> = Published::new();
+    WAITING.get_or(|| {
+        // The forking thread waits for no flight: in a child, every edge is a lost thread's.
+        let table = Arc::new(Table::new(Keep::Nothing));
+        let weak: Weak<dyn AtFork> = Arc::downgrade(&(Arc::clone(&table) as Arc<dyn AtFork>));
+        fork::register(weak);
+        table
+    })
+}
 
 /// A table of flights, by `K`, behind the parking lock (`lock.rs`, used as a plain mutex): its
 /// waits sleep, and its fork handlers leave the child a table it can lock, holding only the
 /// flights of the one thread that survived.
-pub(crate) struct Table<K>(BrLock<HashMap<K, Arc<Flight>>, ()>);
+pub(crate) struct Table<K>(BrLock<HashMap<K, Arc<Flight>>, ()>, Keep);
+
+/// What a [`Table`] keeps in a forked child.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Keep {
+    /// The flights the forking thread produces (a cache's flights in progress).
+    OwnFlights,
+    /// Nothing (the wait-for edges: the forking thread is in `fork`, waiting for nothing).
+    Nothing,
+}
 
 impl<K> Default for Table<K> {
     fn default() -> Self {
-        Table(BrLock::new(HashMap::new(), || ()))
+        Table::new(Keep::OwnFlights)
     }
 }
 
 impl<K> Table<K> {
+    fn new(keep: Keep) -> Self {
+        Table(BrLock::new(HashMap::new(), || ()), keep)
+    }
+
     fn lock(&self) -> WriteGuard<'_, HashMap<K, Arc<Flight>>, ()> {
         self.0.write(lock::me())
     }
 }
 
 impl<K: Send + Sync> AtFork for Table<K> {
-    fn before_fork(&self) -> bool {
+    fn before_fork(&self) -> Taken {
         self.0.before_fork()
     }
 
@@ -69,22 +88,24 @@ impl<K: Send + Sync> AtFork for Table<K> {
     }
 
     /// Only the forking thread is left: a flight another thread was producing will never
-    /// finish, and an edge of a thread that was waiting names a wait that no longer exists.
-    /// Both go (a later call for that key starts a new flight); the forking thread's own
-    /// flights stay, for it to finish.
+    /// finish, and an edge of a thread that was waiting names a wait that no longer exists
+    /// (and a new thread of the child may reuse that thread's token). Both go (a later call for
+    /// that key starts a new flight); the forking thread's own flights stay, for it to finish.
     fn after_fork_in_child(&self) {
         self.0.after_fork_in_child();
         let me = token::current();
-        self.lock().retain(|_, flight| flight.producer == me);
+        let keep = self.1;
+        self.lock()
+            .retain(|_, flight| keep == Keep::OwnFlights && flight.producer == me);
     }
 }
 
-/// Takes the caller's edge out of [`WAITING`] when its wait ends, however it ends.
+/// Takes the caller's edge out of [`waiting`] when its wait ends, however it ends.
 struct Edge(u64);
 
 impl Drop for Edge {
     fn drop(&mut self) {
-        WAITING.lock().remove(&self.0);
+        waiting().lock().remove(&self.0);
     }
 }
 
@@ -102,7 +123,7 @@ impl Flight {
             ));
         }
         let _edge = {
-            let mut waiting = WAITING.lock();
+            let mut waiting = waiting().lock();
             // Finished already: nothing to wait for, so nothing that could close a cycle (its
             // producer may be waiting on something else by now).
             if self.done.load(Ordering::Acquire) {
@@ -117,7 +138,7 @@ impl Flight {
             }
             // Follow the producers' own waits. A flight that is done is a wait about to end
             // (its waiter is awake or being woken), not an edge. The walk is bounded by the
-            // number of edges, and the graph has no cycle (see `WAITING`).
+            // number of edges, and the graph has no cycle (see `waiting`).
             let mut next = self.producer;
             for _ in 0..=waiting.len() {
                 let Some(flight) = waiting.get(&next) else {
@@ -170,7 +191,7 @@ pub(crate) enum Role<'a> {
 }
 
 impl AtFork for Flights {
-    fn before_fork(&self) -> bool {
+    fn before_fork(&self) -> Taken {
         self.pending.before_fork()
     }
 
@@ -250,9 +271,9 @@ mod tests {
     use std::sync::mpsc::channel;
     use std::thread;
 
-    /// Whether some thread is waiting on `flight` (its edge is in [`WAITING`]).
+    /// Whether some thread is waiting on `flight` (its edge is in [`waiting`]).
     fn awaited(flight: &Arc<Flight>) -> bool {
-        WAITING.lock().values().any(|f| Arc::ptr_eq(f, flight))
+        waiting().lock().values().any(|f| Arc::ptr_eq(f, flight))
     }
 
     fn flight_of(flights: &Flights, key: &str) -> Arc<Flight> {

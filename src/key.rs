@@ -11,9 +11,9 @@
 //!
 //! All-zero is the invalid key, never issued.
 
+use crate::sync::once::Word;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 /// A generated cache key. `Key::INVALID` (all zero) is never valid.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -86,8 +86,8 @@ impl KeySource {
 
 /// A random per-process secret, so key values cannot be predicted from one run to the next.
 fn secret() -> u64 {
-    static SECRET: OnceLock<u64> = OnceLock::new();
-    *SECRET.get_or_init(|| {
+    static SECRET: Word = Word::new();
+    SECRET.get_or(|| {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u64(0x7069_7863_6163_6865); // "pixcache"
         h.finish()

@@ -190,4 +190,5 @@ c_tests! {
     c_waiting => "test_waiting.c",
     c_fork_threads => "test_fork_threads.c",
     c_cells => "test_cells.c",
+    c_fork_deadlocks => "test_fork_deadlocks.c",
 }

@@ -82,8 +82,8 @@ impl Default for Clock {
 /// kernel keeps it as its clocksource (it trusts the cores' counters to agree). Asked once per
 /// process (a file read), then remembered.
 pub fn tsc_is_trusted() -> bool {
-    static TRUSTED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *TRUSTED.get_or_init(|| {
+    static TRUSTED: crate::sync::once::Flag = crate::sync::once::Flag::new();
+    TRUSTED.get_or(|| {
         invariant_tsc() && std::fs::read_to_string(CLOCKSOURCE).is_ok_and(|s| kernel_trusts_tsc(&s))
     })
 }

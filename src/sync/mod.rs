@@ -10,7 +10,8 @@
 //! - [`spares`]: shares of cached pixmaps a reader slot hands out and takes back uncounted;
 //! - [`tally`]: the live-pixmap count, one cell per thread;
 //! - [`token`]: which thread is calling;
-//! - [`fork`]: what `fork(2)` does to all of the above (`pthread_atfork` handlers).
+//! - [`fork`]: what `fork(2)` does to all of the above (`pthread_atfork` handlers);
+//! - [`once`]: values computed once with no "being computed" state a fork could copy.
 
 /// cbindgen:ignore
 pub mod clock;
@@ -18,6 +19,8 @@ pub mod clock;
 pub mod fork;
 /// cbindgen:ignore
 pub mod lock;
+/// cbindgen:ignore
+pub mod once;
 /// cbindgen:ignore
 pub mod park;
 /// cbindgen:ignore

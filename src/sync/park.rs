@@ -8,10 +8,10 @@
 //! child made by `fork(2)` inherits no half-taken queue lock (a user-space parking table, such as
 //! `parking_lot_core`'s, would have one).
 //!
-//! Every sleep has a time limit, after which the waiter looks again: the lock frees its words with
-//! a plain store, which can miss a waiter announcing itself at that instant (`lock.rs`, `free`).
-//! Elsewhere (no futex) a waiter sleeps for that limit and looks again: no CPU burnt, at the
-//! price of up to the limit (1 ms at most) of extra latency.
+//! Every sleep has a time limit (at most 1 ms), after which the waiter looks again: a safety net
+//! on Linux, where whoever frees a word wakes its announced sleepers, and the whole mechanism
+//! elsewhere (no futex): a waiter sleeps for that limit and looks again, no CPU burnt, at the
+//! price of up to the limit of extra latency.
 
 use std::sync::atomic::AtomicU32;
 #[cfg(not(any(target_os = "linux", target_os = "android")))]

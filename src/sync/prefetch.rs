@@ -40,8 +40,8 @@ pub fn for_write<T>(p: *const T) {
 /// calls "3DNowPrefetch"). Asked once: CPUID exits to the hypervisor in a virtual machine.
 #[cfg(target_arch = "x86_64")]
 pub fn has_prefetchw() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
+    static HAS: crate::sync::once::Flag = crate::sync::once::Flag::new();
+    HAS.get_or(|| {
         use std::arch::x86_64::__cpuid;
         __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
     })

@@ -127,10 +127,10 @@ impl Order {
         self.record_at(clock, None, reader, log, lru_slot)
     }
 
-    /// [`Order::record`] with the time already read (`now`, from `clock`) since the caller's
-    /// last synchronisation with other threads, if it was: a lookup reads it before taking its
-    /// slot, where waiting for everything before the read (`clock.rs`) costs least
-    /// (`Cache::lookup_counted`). Without it the time is read here.
+    /// [`Order::record`] with the time already read (`now`, from `clock`) earlier in the same
+    /// call, if it was: a lookup reads it before taking its slot, where waiting for everything
+    /// before the read (`clock.rs`) costs least (`Cache::lookup_counted` says why that orders
+    /// it right). Without it the time is read here.
     pub fn record_at(
         &self,
         clock: &Clock,
