@@ -149,7 +149,8 @@ extern "C" fn child() {
             // Not dropped here: were this the last reference (its owner let go during the
             // fork), dropping it would run release callbacks inside the fork handler, in a child
             // whose other threads, and what they held, are gone.
-            std::mem::forget(held.locked);
+            // (The vector itself is freed; the objects stay reachable through the registry.)
+            held.locked.into_iter().for_each(std::mem::forget);
         }
     });
 }
