@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of pixcache, in the order a failure is cheapest to read:
-#   formatting, header freshness, clippy, Rust unit + property tests, the C/C++ harness
+#   formatting, header freshness, clippy, the minimum supported Rust, Rust unit + property tests, the C/C++ harness
 #   (c-tests/ linked against libpixcache.so), then the same harness under valgrind memcheck and
 #   the sanitizers, Miri on the core's reference counting and ThreadSanitizer on the library's
 #   unit tests (if a nightly toolchain can be had),
 # then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
+# then every code block of the README, run as written,
 # then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt),
 # then a brief run of every benchmark but Criterion's (so that `scripts/bench.sh` keeps working).
 # Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, clang, binutils, valgrind, cmake, pkg-config,
@@ -39,6 +40,9 @@ cargo build --all-targets
 
 step "cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+
+step "the minimum supported Rust (Cargo.toml's rust-version) builds everything"
+bash scripts/msrv.sh
 
 step "cargo test (unit, property, header, exports, C/C++ harness)"
 cargo test
@@ -78,6 +82,9 @@ bash scripts/soak.sh "${PIXCACHE_SOAK_SECONDS:-20}"
 
 step "packaging: install into a temporary prefix, build and run consumers (CMake, pkg-config; shared, static)"
 bash scripts/test-packaging.sh
+
+step "README: every code block runs as written (a fresh HOME, ~/.local as the prefix)"
+bash scripts/test-readme.sh
 
 step "Qt: differential test against QPixmapCache, mutation test, widget example"
 bash scripts/test-qt.sh

@@ -98,8 +98,12 @@ fn invariant_tsc() -> bool {
     use std::arch::x86_64::__cpuid;
     // CPUID leaf 0x8000_0007, EDX bit 8: "invariant TSC" (constant rate, runs in every
     // power state; Linux's `nonstop_tsc`). Ask for the leaf only if it exists.
-    let highest = __cpuid(0x8000_0000).eax;
-    highest >= 0x8000_0007 && __cpuid(0x8000_0007).edx & (1 << 8) != 0
+    // SAFETY: CPUID exists on every x86-64 processor. (Newer Rust declares `__cpuid` safe; the
+    // block keeps the minimum supported Rust, Cargo.toml's `rust-version`, building.)
+    #[allow(unused_unsafe)]
+    let cpuid = |leaf| unsafe { __cpuid(leaf) };
+    let highest = cpuid(0x8000_0000).eax;
+    highest >= 0x8000_0007 && cpuid(0x8000_0007).edx & (1 << 8) != 0
 }
 
 #[cfg(not(target_arch = "x86_64"))]

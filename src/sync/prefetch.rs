@@ -43,7 +43,11 @@ pub fn has_prefetchw() -> bool {
     static HAS: crate::sync::once::Flag = crate::sync::once::Flag::new();
     HAS.get_or(|| {
         use std::arch::x86_64::__cpuid;
-        __cpuid(0x8000_0000).eax >= 0x8000_0001 && __cpuid(0x8000_0001).ecx & (1 << 8) != 0
+        // SAFETY: CPUID exists on every x86-64 processor. (Newer Rust declares `__cpuid` safe;
+        // the block keeps the minimum supported Rust, Cargo.toml's `rust-version`, building.)
+        #[allow(unused_unsafe)]
+        let cpuid = |leaf| unsafe { __cpuid(leaf) };
+        cpuid(0x8000_0000).eax >= 0x8000_0001 && cpuid(0x8000_0001).ecx & (1 << 8) != 0
     })
 }
 
