@@ -87,10 +87,17 @@ struct Row {
 
 // Prints the table and the hit ratios; false if a hit ratio differs (the eviction order does).
 bool print(const std::vector<Row> &rows) {
-    std::printf("\n%-22s %10s %12s %8s %14s %8s\n", "workload (ns/op)", "Qt 6", "pixcache C", "C/Qt", "pixcache_qt", "qt/Qt");
+    std::printf("\n%-24s %10s %12s %8s %14s %8s\n", "workload (ns/op)", "Qt 6", "pixcache C", "C/Qt", "pixcache_qt", "qt/Qt");
     for (const auto &r : rows) {
         double q = median(r.qt), c = median(r.capi), a = median(r.adapter);
-        std::printf("%-22s %10.1f %12.1f %7.2fx %14.1f %7.2fx\n", r.name, q, c, c / q, a, a / q);
+        std::printf("%-24s %10.1f %12.1f %7.2fx %14.1f %7.2fx\n", r.name, q, c, c / q, a, a / q);
+    }
+    // The same figures as the Markdown rows of the README's performance table and
+    // docs/PERFORMANCE.md section 1 (scripts/test-readme.sh checks that the two agree).
+    std::printf("\n| workload | Qt 6.4 | pixcache (C API) | ratio |\n|---|---:|---:|---:|\n");
+    for (const auto &r : rows) {
+        double q = median(r.qt), c = median(r.capi);
+        std::printf("| %s | %.1f | %.1f | %.2fx |\n", r.name, q, c, c / q);
     }
     bool identical = true;
     for (const auto &r : rows)
@@ -122,9 +129,10 @@ int main(int argc, char **argv) {
     const std::vector<int> zipf = zipfTrace(20000, 0.9, 1000000, 42);
     const Keys zkeys(20000, "zipf");
 
+    // The names are the README's and docs/PERFORMANCE.md's (the Markdown table below is theirs).
     std::vector<Row> rows = {{"string find hit", {}, {}, {}}, {"string find miss", {}, {}, {}},
-                             {"string insert+evict", {}, {}, {}}, {"key insert+evict", {}, {}, {}},
-                             {"key find hit", {}, {}, {}}, {"zipf read-through", {}, {}, {}}};
+                             {"string insert + evict", {}, {}, {}}, {"key insert + evict", {}, {}, {}},
+                             {"key find hit", {}, {}, {}}, {"Zipf(0.9) read-through", {}, {}, {}}};
 
     auto resetAll = [&] {
         QPixmapCache::clear();
