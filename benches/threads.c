@@ -86,7 +86,7 @@ static int limit_kb = 10240;
 /* How long one cache line takes to move between two cores, in ns: two threads bounce a counter
  * 100,000 times. Printed with every round: on the VM this is measured on, it is either ~60 ns or
  * ~200 ns (the host moves the two virtual CPUs between nearby and distant physical cores), and
- * which one a round ran in decides much of what sharing costs (docs/PERFORMANCE.md §3). */
+ * which one a round ran in decides much of what sharing costs (docs/PERFORMANCE.md §2). */
 static _Alignas(64) volatile long ball;
 enum { BOUNCES = 100000 };
 

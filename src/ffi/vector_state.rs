@@ -7,7 +7,7 @@
 //! the state stays dirty. Measured on the project's machine (AMD EPYC with AVX-512), in a Qt
 //! program: once `QPixmapCache::insert(QString, ...)` had run, `pixcache_insert_key` took
 //! 45–57 ns instead of 38–40 ns for the rest of the process, and `vzeroupper` before the loop
-//! brought it back (docs/PERFORMANCE.md §5). That was the "bimodal between processes" key
+//! brought it back (measured here). That was the "bimodal between processes" key
 //! insert of earlier measurements.
 //!
 //! So every entry point starts with `vzeroupper` on CPUs that have AVX: one cheap instruction,

@@ -9,7 +9,7 @@
 //! whole transfer. How long that is depends on where the host puts the two cores: on the test
 //! machine one cache-line transfer takes either 40–100 ns or 190–330 ns, changing every few
 //! minutes, and at the latter those waits cost a 2-thread read-mostly run a fifth of its
-//! throughput (docs/PERFORMANCE.md §3).
+//! throughput (docs/PERFORMANCE.md §6).
 //!
 //! [`for_write`] asks for a line a few records ahead with `PREFETCHW`, so the transfer is done
 //! before the store. Elsewhere (no `PREFETCHW`, not x86-64, or under Miri, which runs no

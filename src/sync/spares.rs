@@ -5,7 +5,7 @@
 //! before: one reference count up, another down. Alone, a thread pays two uncontended atomics for
 //! that. With two threads finding the same hot pixmaps, each of those atomics writes a line the
 //! other core wrote last, and the hot pixmaps' counts took a quarter of the time of a 2-thread
-//! read-mostly run (docs/PERFORMANCE.md §3).
+//! read-mostly run (docs/PERFORMANCE.md §6).
 //!
 //! So each reader slot of the lock (`lock.rs`) keeps [`Spares`]: for each LRU slot, at most one
 //! share of the pixmap cached there, which only threads holding that reader slot touch. A lookup

@@ -24,7 +24,7 @@ pub fn current() -> u64 {
 /// The thread pointer: the address of the thread's control block, which the x86-64 TLS ABI
 /// (variant II) requires to hold its own address at `%fs:0`. No two live threads share it, and
 /// reading it is one load, where a thread-local in a shared library costs a call to
-/// `__tls_get_addr` (~1 ns a call, measured: docs/PERFORMANCE.md §6).
+/// `__tls_get_addr` (~1 ns a call, measured with the Qt benchmark).
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(miri)))]
 #[inline]
 fn thread_pointer() -> u64 {
