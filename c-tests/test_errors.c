@@ -16,6 +16,9 @@
  *   getters, pixcache_key_equal, pixcache_version and the *_free functions leave it as it was,
  *   a find miss is not an error, and errors are per thread;
  * - pixcache_result_str for every code and for unknown ones;
+ * - pixcache_set_error: every code with its message; OK clears; NULL or "" gives the code's
+ *   text; invalid UTF-8 keeps the code (U+FFFD in the text), newlines become spaces; unknown
+ *   codes are INVALID_ARGUMENT; a success clears it, a free keeps it; it is per thread;
  * - pixel access on foreign and null pixmaps;
  * - pixcache_pixmap_load / load_from_memory on missing files, garbage, empty and truncated data
  *   (and, as the control, a tiny valid PNG that decodes to the right pixel).
@@ -982,12 +985,75 @@ static void test_errors_are_per_thread(void) {
     CHECK(strcmp(pixcache_last_error(), r.own_error) != 0);
 }
 
+/* ---- pixcache_set_error -------------------------------------------------------------------- */
+
+static void *set_error_elsewhere(void *arg) {
+    (void)arg;
+    pixcache_set_error(PIXCACHE_RESULT_IO, "another thread's error");
+    CHECK(pixcache_last_result() == PIXCACHE_RESULT_IO);
+    return NULL;
+}
+
+static void test_set_error(void) {
+    printf("/errors/set_error\n");
+    /* Every code but OK: that code, that message. */
+    for (int code = 1; code <= PIXCACHE_RESULT_PRODUCER_FAILED; ++code) {
+        pixcache_set_error(code, "my own words");
+        expect_error((PixcacheResult)code);
+        CHECK(strcmp(pixcache_last_error(), "my own words") == 0);
+    }
+    /* A success clears it, as it clears any error; a free keeps it. */
+    pixcache_set_error(PIXCACHE_RESULT_IO, "cannot read the theme");
+    PixcachePixmap *pm = raster(1, 1);
+    expect_ok();
+    pixcache_set_error(PIXCACHE_RESULT_IO, "cannot read the theme");
+    pixcache_pixmap_free(pm);
+    expect_error(PIXCACHE_RESULT_IO);
+    CHECK(strcmp(pixcache_last_error(), "cannot read the theme") == 0);
+    /* OK clears, whatever the message. */
+    pixcache_set_error(PIXCACHE_RESULT_OK, "ignored");
+    expect_ok();
+    pixcache_set_error(PIXCACHE_RESULT_OK, NULL);
+    expect_ok();
+    /* NULL or "" for the message: the code's own text (an error's message is never ""). */
+    pixcache_set_error(PIXCACHE_RESULT_DECODE, NULL);
+    expect_error(PIXCACHE_RESULT_DECODE);
+    CHECK(strcmp(pixcache_last_error(), pixcache_result_str(PIXCACHE_RESULT_DECODE)) == 0);
+    pixcache_set_error(PIXCACHE_RESULT_UNSUPPORTED, "");
+    expect_error(PIXCACHE_RESULT_UNSUPPORTED);
+    CHECK(strcmp(pixcache_last_error(), pixcache_result_str(PIXCACHE_RESULT_UNSUPPORTED)) == 0);
+    /* Invalid UTF-8 keeps the code; each bad sequence becomes U+FFFD. Newlines become spaces. */
+    pixcache_set_error(PIXCACHE_RESULT_IO, "bad \xff\xfe bytes\nsecond line");
+    expect_error(PIXCACHE_RESULT_IO);
+    CHECK(strcmp(pixcache_last_error(), "bad \xef\xbf\xbd\xef\xbf\xbd bytes second line") == 0);
+    /* An unknown code is a mistake of the caller's: INVALID_ARGUMENT naming the number, and its
+     * message is not used. */
+    const int unknown[] = {-1, PIXCACHE_RESULT_PRODUCER_FAILED + 1, 100, INT_MAX, INT_MIN};
+    for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; ++i) {
+        pixcache_set_error(unknown[i], "should not appear");
+        expect_error(PIXCACHE_RESULT_INVALID_ARGUMENT);
+        char number[32];
+        snprintf(number, sizeof number, "%d", unknown[i]);
+        CHECK(strstr(pixcache_last_error(), number) != NULL);
+        CHECK(strstr(pixcache_last_error(), "should not appear") == NULL);
+    }
+    /* Per thread: another thread's call does not touch this one's. */
+    pixcache_set_error(PIXCACHE_RESULT_DECODE, "mine");
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, set_error_elsewhere, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    expect_error(PIXCACHE_RESULT_DECODE);
+    CHECK(strcmp(pixcache_last_error(), "mine") == 0);
+    pixcache_set_error(PIXCACHE_RESULT_OK, NULL);
+    expect_ok();
+}
+
 /* ---- result strings ------------------------------------------------------------------------ */
 
 static void test_result_strings(void) {
     printf("/errors/result_str\n");
-    const char *s[13];
-    for (int code = 0; code <= 12; ++code) {
+    const char *s[14];
+    for (int code = 0; code <= 13; ++code) {
         s[code] = pixcache_result_str(code);
         CHECK(s[code] != NULL);
         CHECK(s[code][0] != '\0');
@@ -997,7 +1063,8 @@ static void test_result_strings(void) {
     }
     CHECK(pixcache_result_str(PIXCACHE_RESULT_PANIC) == s[11]);
     CHECK(pixcache_result_str(PIXCACHE_RESULT_REENTRANT) == s[12]);
-    const int unknown[] = {-1, 13, 14, 100, INT_MAX, INT_MIN};
+    CHECK(pixcache_result_str(PIXCACHE_RESULT_PRODUCER_FAILED) == s[13]);
+    const int unknown[] = {-1, 14, 15, 100, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; ++i) {
         const char *u = pixcache_result_str(unknown[i]);
         CHECK(u != NULL);
@@ -1219,6 +1286,7 @@ int main(void) {
     test_getters_do_not_clear();
     test_errors_are_per_thread();
     test_result_strings();
+    test_set_error();
     test_pixels_of_foreign_and_null();
     test_load_from_memory();
     test_load_file();

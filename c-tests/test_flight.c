@@ -9,9 +9,17 @@
  * - a failing producer: every caller of the flight (the producer's thread and the waiters) gets
  *   false and the same result and message, which names the key; nothing is inserted; a later
  *   call with a working producer produces again and succeeds; a producer that fails because its
- *   own pixcache call failed (pixcache_pixmap_new with format 99) gets that error's text into
- *   the message (on the waiters too); an error left from before the call is not taken for the
- *   producer's own (checked last, so that everything else has run if it fails);
+ *   own pixcache call failed (pixcache_pixmap_new with format 99) gets that error's code and
+ *   text into the message (on the waiters too); a producer that sets no error is
+ *   PRODUCER_FAILED; an error left from before the call is not taken for the producer's own
+ *   (checked last, so that everything else has run if it fails);
+ * - the producer's own result code reaches every caller: a producer whose pixcache_pixmap_load
+ *   fails gives IO (missing file) or DECODE (garbage) with the loader's message to its caller
+ *   and to waiters on other threads (one by find_or_insert_with, one by find_or_load, each
+ *   holding a different error of its own); find_or_load alone gives IO / DECODE with the
+ *   loader's message; a producer's pixcache_set_error sets the code and message (NULL message:
+ *   the code's text; unknown code: INVALID_ARGUMENT), and a later successful call or
+ *   PIXCACHE_RESULT_OK clears it (PRODUCER_FAILED);
  * - a producer may call pixcache_find_or_insert_with for another key (produced and inserted) and
  *   gets PIXCACHE_RESULT_INVALID_ARGUMENT, not a deadlock, for its own key (also through
  *   find_or_load), while the same key in another cache is produced there; the outer call then
@@ -430,10 +438,11 @@ static void test_failing_producer(void) {
     static Failing f;
     FailWorker w[NFAIL];
 
-    /* A producer that just returns false. */
+    /* A producer that just returns false, having set no error: PRODUCER_FAILED for all. */
     const char *key = "flight:broken";
     run_failing_flight(cache, key, FAIL_PLAIN, &f, w);
     check_failed_flight(cache, key, w);
+    CHECK(w[0].outcome.result == PIXCACHE_RESULT_PRODUCER_FAILED);
 
     /* A later call with a working producer produces again, and succeeds. */
     int calls = 0;
@@ -453,6 +462,8 @@ static void test_failing_producer(void) {
     run_failing_flight(cache2, key2, FAIL_OWN_CALL, &f, w);
     check_failed_flight(cache2, key2, w);
     CHECK(f.inner_error[0] != '\0');
+    /* ... and that call's code: pixcache_pixmap_new's INVALID_ARGUMENT, on every thread. */
+    CHECK(w[0].outcome.result == PIXCACHE_RESULT_INVALID_ARGUMENT);
     for (int t = 0; t < NFAIL; ++t) {
         if (!strstr(w[t].outcome.message, f.inner_error))
             fprintf(stderr, "thread %d: \"%s\" lacks the producer's error \"%s\"\n", t,
@@ -465,7 +476,7 @@ static void test_failing_producer(void) {
     calls = 0;
     CHECK(!pixcache_find_or_insert_with(cache, "flight:silent", silent_fail, &calls, out));
     CHECK(calls == 1);
-    CHECK(pixcache_last_result() != PIXCACHE_RESULT_OK);
+    expect_result(PIXCACHE_RESULT_PRODUCER_FAILED);
     CHECK(strstr(pixcache_last_error(), "flight:silent") != NULL);
 
     CHECK(pixcache_stats(cache).entries == 0);
@@ -494,7 +505,7 @@ static void test_stale_error_is_not_the_producers(void) {
     CHECK(calls == 1);
     Outcome after;
     capture(&after);
-    CHECK(after.result != PIXCACHE_RESULT_OK);
+    CHECK(after.result == PIXCACHE_RESULT_PRODUCER_FAILED); /* not the stale INVALID_ARGUMENT */
     CHECK(strstr(after.message, "flight:silent") != NULL);
     if (strstr(after.message, stale.message))
         fprintf(stderr,
@@ -506,6 +517,216 @@ static void test_stale_error_is_not_the_producers(void) {
     CHECK(pixcache_stats(cache).entries == 0);
     pixcache_pixmap_free(out);
     pixcache_cache_free(cache);
+}
+
+/* ---- 2c. the producer's own result code ---------------------------------------------------- */
+
+/* Under valgrind or sanitizers (c_harness.rs): timing-only waits are made longer. */
+static bool under_tool(void) {
+    const char *v = getenv("PIXCACHE_TEST_UNDER_TOOL");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+/* A producer that fails because its pixcache_pixmap_load failed: the caller and every waiter get
+ * the loader's result code (IO for a missing file, DECODE for garbage), not a generic one, and
+ * a message with the loader's message and the key in it. The waiters run on other threads,
+ * each of which first leaves an error of its own (INVALID_ARGUMENT) on itself: what they get
+ * must be the producer thread's code and message, not their own thread-local state.
+ *
+ * The waiters are started from inside the producer, so the flight is open when they arrive;
+ * the producer fails only after both have missed (pixcache_stats) and a little longer. A waiter
+ * that still came after the flight ended (timing only) would produce itself: the
+ * find_or_insert_with waiter's producer records that, and the find_or_load waiter then loads
+ * the file itself, giving the loader's bare message instead of the flight's; such a round is
+ * run again. */
+#define NIO_WAITERS 2
+
+struct IoFlight;
+
+typedef struct {
+    struct IoFlight *flight;
+    bool by_load;  /* pixcache_find_or_load; else pixcache_find_or_insert_with */
+    bool ok;
+    bool produced; /* its own producer ran: it did not wait */
+    Outcome outcome;
+} IoWaiter;
+
+typedef struct IoFlight {
+    PixcacheCache *cache;
+    const char *path; /* the file the producer loads, and the key */
+    IoWaiter waiters[NIO_WAITERS];
+    pthread_t threads[NIO_WAITERS];
+    int started;
+    PixcacheResult loader_result; /* what pixcache_pixmap_load left, on the producer's thread */
+    char loader_error[512];
+} IoFlight;
+
+static bool late_produce(void *user_data, PixcachePixmap *pixmap) {
+    (void)pixmap;
+    *(bool *)user_data = true;
+    return false;
+}
+
+static void *io_waiter(void *arg) {
+    IoWaiter *w = arg;
+    CHECK(pixcache_pixmap_new(1, 1, 77) == NULL); /* this thread's own, different, error */
+    CHECK(pixcache_last_result() == PIXCACHE_RESULT_INVALID_ARGUMENT);
+    if (w->by_load)
+        w->ok = pixcache_find_or_load(w->flight->cache, w->flight->path, NULL);
+    else
+        w->ok = pixcache_find_or_insert_with(w->flight->cache, w->flight->path, late_produce,
+                                             &w->produced, NULL);
+    capture(&w->outcome);
+    return NULL;
+}
+
+static bool io_produce(void *user_data, PixcachePixmap *pixmap) {
+    IoFlight *f = user_data;
+    (void)pixmap;
+    uint64_t misses = pixcache_stats(f->cache).misses;
+    for (int i = 0; i < NIO_WAITERS; ++i) {
+        CHECK(pthread_create(&f->threads[i], NULL, io_waiter, &f->waiters[i]) == 0);
+        ++f->started;
+    }
+    for (int i = 0; i < 10000 && pixcache_stats(f->cache).misses < misses + NIO_WAITERS; ++i)
+        sleep_ms(1);
+    sleep_ms(under_tool() ? 300 : 30);
+    /* The failing call comes last: any pixcache call after it would settle the error again. */
+    PixcachePixmap *pm = pixcache_pixmap_load(f->path);
+    CHECK(pm == NULL);
+    f->loader_result = pixcache_last_result();
+    snprintf(f->loader_error, sizeof f->loader_error, "%s", pixcache_last_error());
+    return false;
+}
+
+static void check_io_outcome(const char *who, bool ok, const Outcome *o, const IoFlight *f,
+                             PixcacheResult expected) {
+    if (ok || o->result != (int)expected || !strstr(o->message, f->loader_error) ||
+        !strstr(o->message, f->path))
+        fprintf(stderr, "%s: ok=%d result=%d (expected %d) \"%s\"; the loader said \"%s\"\n", who,
+                ok, o->result, expected, o->message, f->loader_error);
+    CHECK(!ok);
+    CHECK(o->result == (int)expected);
+    CHECK(strstr(o->message, f->loader_error) != NULL);
+    CHECK(strstr(o->message, f->path) != NULL);
+}
+
+static void run_io_flight(const char *path, PixcacheResult expected) {
+    for (int round = 0; round < 5; ++round) {
+        IoFlight f;
+        memset(&f, 0, sizeof f);
+        f.cache = pixcache_cache_new(1000);
+        f.path = path;
+        for (int i = 0; i < NIO_WAITERS; ++i) {
+            f.waiters[i].flight = &f;
+            f.waiters[i].by_load = i == 1;
+        }
+        /* The caller's own stale error must not matter either. */
+        CHECK(pixcache_pixmap_new(1, 1, 77) == NULL);
+        bool ok = pixcache_find_or_insert_with(f.cache, path, io_produce, &f, NULL);
+        Outcome mine;
+        capture(&mine);
+        for (int i = 0; i < f.started; ++i) CHECK(pthread_join(f.threads[i], NULL) == 0);
+        CHECK(f.started == NIO_WAITERS);
+        CHECK(f.loader_result == expected);
+        check_io_outcome("the producer's caller", ok, &mine, &f, expected);
+        check_io_outcome("the find_or_insert_with waiter", f.waiters[0].ok, &f.waiters[0].outcome,
+                         &f, expected);
+        check_io_outcome("the find_or_load waiter", f.waiters[1].ok, &f.waiters[1].outcome, &f,
+                         expected);
+        /* Nothing failed is cached. */
+        CHECK(!pixcache_find(f.cache, path, NULL));
+        CHECK(pixcache_stats(f.cache).inserts == 0);
+        pixcache_cache_free(f.cache);
+        bool waited = !f.waiters[0].produced &&
+                      strcmp(f.waiters[1].outcome.message, mine.message) == 0;
+        if (waited) {
+            /* A waiter's outcome is the producer's caller's, to the byte. */
+            CHECK(strcmp(f.waiters[0].outcome.message, mine.message) == 0);
+            return;
+        }
+        fprintf(stderr, "round %d: a waiter came after the flight ended; again\n", round);
+    }
+    CHECK(!"a waiter never waited for the producer");
+}
+
+/* pixcache_set_error from a producer: its code and message are the flight's. */
+typedef struct {
+    int code;
+    const char *message;
+    bool then_succeed; /* a successful pixcache call after pixcache_set_error */
+} Explicit;
+
+static bool explicit_produce(void *user_data, PixcachePixmap *pixmap) {
+    Explicit *e = user_data;
+    pixcache_set_error(e->code, e->message);
+    (void)pixmap;
+    if (e->then_succeed) {
+        (void)pixcache_stats(pixcache_global()); /* a call that succeeds clears the error */
+        expect_result(PIXCACHE_RESULT_OK);
+    }
+    return false;
+}
+
+static void test_producer_result_codes(void) {
+    printf("/flight/failing_producer/result_codes\n");
+    char dir[512], missing[600], garbage[600];
+    make_temp_dir(dir, sizeof dir);
+    snprintf(missing, sizeof missing, "%s/missing.png", dir);
+    snprintf(garbage, sizeof garbage, "%s/garbage.png", dir);
+    static const char junk[] = "not an image at all, though its name says png\n";
+    write_file(garbage, junk, sizeof junk - 1);
+
+    /* Alone: a missing file is IO, a corrupt one DECODE, with the loader's message. */
+    PixcacheCache *cache = pixcache_cache_new(1000);
+    const char *paths[2] = {missing, garbage};
+    const PixcacheResult codes[2] = {PIXCACHE_RESULT_IO, PIXCACHE_RESULT_DECODE};
+    for (int i = 0; i < 2; ++i) {
+        PixcachePixmap *pm = pixcache_pixmap_load(paths[i]);
+        CHECK(pm == NULL);
+        expect_result(codes[i]);
+        char loader[512];
+        snprintf(loader, sizeof loader, "%s", pixcache_last_error());
+        CHECK(!pixcache_find_or_load(cache, paths[i], NULL));
+        expect_result(codes[i]);
+        CHECK(strstr(pixcache_last_error(), loader) != NULL);
+    }
+
+    /* With waiters on other threads, for a producer of the caller's and for find_or_load. */
+    run_io_flight(missing, PIXCACHE_RESULT_IO);
+    run_io_flight(garbage, PIXCACHE_RESULT_DECODE);
+
+    /* pixcache_set_error: the producer's own code and message, with the key. */
+    Explicit e = {PIXCACHE_RESULT_DECODE, "my codec rejects this file", false};
+    CHECK(!pixcache_find_or_insert_with(cache, "flight:explicit", explicit_produce, &e, NULL));
+    expect_result(PIXCACHE_RESULT_DECODE);
+    CHECK(strstr(pixcache_last_error(), "my codec rejects this file") != NULL);
+    CHECK(strstr(pixcache_last_error(), "flight:explicit") != NULL);
+    /* Any code may be reported, PRODUCER_FAILED included; a NULL message is the code's text. */
+    e = (Explicit){PIXCACHE_RESULT_UNSUPPORTED, NULL, false};
+    CHECK(!pixcache_find_or_insert_with(cache, "flight:explicit", explicit_produce, &e, NULL));
+    expect_result(PIXCACHE_RESULT_UNSUPPORTED);
+    CHECK(strstr(pixcache_last_error(), pixcache_result_str(PIXCACHE_RESULT_UNSUPPORTED)) != NULL);
+    /* An unknown code is the producer's mistake: INVALID_ARGUMENT, naming the number. */
+    e = (Explicit){99, "never seen", false};
+    CHECK(!pixcache_find_or_insert_with(cache, "flight:explicit", explicit_produce, &e, NULL));
+    expect_result(PIXCACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(strstr(pixcache_last_error(), "99") != NULL);
+    CHECK(strstr(pixcache_last_error(), "never seen") == NULL);
+    /* It is the producer's *last* result that counts: a success after it, or OK, clears it. */
+    e = (Explicit){PIXCACHE_RESULT_IO, "gone", true};
+    CHECK(!pixcache_find_or_insert_with(cache, "flight:explicit", explicit_produce, &e, NULL));
+    expect_result(PIXCACHE_RESULT_PRODUCER_FAILED);
+    CHECK(strstr(pixcache_last_error(), "gone") == NULL);
+    e = (Explicit){PIXCACHE_RESULT_OK, "fine", false};
+    CHECK(!pixcache_find_or_insert_with(cache, "flight:explicit", explicit_produce, &e, NULL));
+    expect_result(PIXCACHE_RESULT_PRODUCER_FAILED);
+    CHECK(strstr(pixcache_last_error(), "flight:explicit") != NULL);
+
+    CHECK(pixcache_stats(cache).entries == 0);
+    pixcache_cache_free(cache);
+    CHECK(unlink(garbage) == 0);
+    CHECK(rmdir(dir) == 0);
 }
 
 /* ---- 3. a re-entrant producer -------------------------------------------------------------- */
@@ -1477,6 +1698,7 @@ int main(void) {
 
     test_eight_threads_fifty_keys();
     test_failing_producer();
+    test_producer_result_codes();
     test_reentrant_producer();
     test_other_keys_not_blocked();
     test_hit_and_arguments();

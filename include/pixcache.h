@@ -13,8 +13,9 @@
  * code (pixcache_last_result); a call that succeeds clears them, and the calls that cannot fail
  * leave them alone: the *_free functions, pixcache_global, pixcache_key_equal,
  * pixcache_version and the last-error getters (pixcache_last_error, pixcache_last_result,
- * pixcache_result_str). Objects from *_new / *_clone / *_convert / *_load* / *_wrap are freed
- * with their *_free.
+ * pixcache_result_str); pixcache_set_error sets them on purpose (a find_or_insert producer's
+ * way to say why it failed). Objects from *_new / *_clone / *_convert / *_load* / *_wrap are
+ * freed with their *_free.
  *
  * Waiting: a call that has to wait for another thread spins for a few microseconds, then
  * sleeps (a futex); pixcache makes no system call that a seccomp sandbox is likely to forbid.
@@ -116,6 +117,13 @@ typedef enum PixcacheResult {
    * like) on the same cache, which the callback's thread holds locked; the call did nothing.
    */
   PIXCACHE_RESULT_REENTRANT = 12,
+  /**
+   * A `pixcache_find_or_insert_with` producer returned false without saying why: its thread's
+   * last result was `PIXCACHE_RESULT_OK` (its last pixcache call, if it made any, succeeded).
+   * The message names the key. A producer that returns false leaving an error (a failed
+   * call's, or one set with `pixcache_set_error`) passes on that error's code instead.
+   */
+  PIXCACHE_RESULT_PRODUCER_FAILED = 13,
 } PixcacheResult;
 
 /**
@@ -226,7 +234,9 @@ typedef struct PixcacheStats {
 /**
  * Produces the pixmap for a key `pixcache_find_or_insert_with` did not find: writes it into
  * `pixmap` (a null pixmap handle owned by pixcache, valid only during the call: assign to it, or
- * write its pixels) and returns true; or returns false to fail. It runs outside every pixcache
+ * write its pixels) and returns true; or returns false to fail. To say why it failed, leave an
+ * error as its last pixcache call: a failed call's (e.g. `pixcache_pixmap_load`'s
+ * `PIXCACHE_RESULT_IO`) or one of its own (`pixcache_set_error`). It runs outside every pixcache
  * lock and may call pixcache (for other keys). It must not throw or `longjmp` out.
  */
 typedef bool (*PixcacheProduceFn)(void *user_data, struct PixcachePixmap *pixmap);
@@ -526,13 +536,22 @@ struct PixcacheStats pixcache_stats(const struct PixcacheCache *cache);
  * and threads asking for other keys are never blocked by it. `out` (may be NULL) then shares
  * the pixmap, even if it was too large to cache.
  *
- * Returns false with the last error set when an argument is bad or the producer fails: then
- * this call and every caller waiting on the same production fail with the same error (the
- * message includes the producer's own last pixcache error, if it set one), nothing is
- * inserted, and a later call produces again. A producer asking for its own key gets
- * `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock, and so does a producer whose
- * wait would close a cycle of producers waiting for each other (A's producer asks for B's key
- * while B's asks for A's, in the same cache or not): the productions in the cycle fail.
+ * Returns false with the last error set when an argument is bad or the producer fails. When
+ * the producer returns false, this call and every caller waiting on the same production (on
+ * any thread) fail with the same code and message, nothing is inserted, and a later call
+ * produces again. The code is the producer's own: the result its thread was left with when it
+ * returned (a producer whose `pixcache_pixmap_load` failed gives `PIXCACHE_RESULT_IO` for a
+ * missing file and `PIXCACHE_RESULT_DECODE` for a corrupt one; a producer may also set one with
+ * `pixcache_set_error`), and the message names the key, then gives that error's message. A
+ * producer that returns false with no error set (its last result `PIXCACHE_RESULT_OK`; an
+ * error left before this call does not count) gives `PIXCACHE_RESULT_PRODUCER_FAILED`, with a
+ * message naming the key.
+ *
+ * `PIXCACHE_RESULT_INVALID_ARGUMENT` is the caller's own mistake: a producer asking for its
+ * own key gets it rather than a deadlock, and so does a producer whose wait would close a
+ * cycle of producers waiting for each other (A's producer asks for B's key while B's asks for
+ * A's, in the same cache or not); the productions in the cycle then fail (with that code, if
+ * their producers return false right after the failed call).
  */
 bool pixcache_find_or_insert_with(struct PixcacheCache *cache,
                                   const char *key,
@@ -555,7 +574,9 @@ bool pixcache_find_or_insert_with_n(struct PixcacheCache *cache,
  * `pixcache_find_or_insert_with` with the file path as the key and the decoder
  * (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) as the producer: each file is
  * decoded once however many threads ask for it at the same time. The path must be UTF-8 (it is
- * the cache key). False with the last error set if it cannot be read or decoded.
+ * the cache key). False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g.
+ * a missing file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the
+ * loader's code and message, for this caller and every caller waiting for the same file.
  */
 bool pixcache_find_or_load(struct PixcacheCache *cache,
                            const char *path,
@@ -574,6 +595,23 @@ const char *pixcache_last_error(void);
  * The result code of the last call on this thread: `PIXCACHE_RESULT_OK` if it succeeded.
  */
 enum PixcacheResult pixcache_last_result(void);
+
+/**
+ * Sets this thread's last result to `code` and its message to `message`, as a call failing with
+ * `code` would: for producers and callbacks that fail for their own reasons and want their
+ * caller to see why. A `pixcache_find_or_insert_with` producer that calls it and then returns
+ * false passes `code` and `message` on to its caller and to every thread waiting for it (rather
+ * than `PIXCACHE_RESULT_PRODUCER_FAILED`). Make it the producer's last pixcache call: any later
+ * call settles the last result again (a success clears it; a `*_free` leaves it alone).
+ *
+ * `code` is a `PixcacheResult`, taken as an integer (as by `pixcache_result_str`), so any value
+ * is safe: one that is no result code sets `PIXCACHE_RESULT_INVALID_ARGUMENT` instead, with a
+ * message naming it. `PIXCACHE_RESULT_OK` clears the last error (`message` is not used).
+ * `message` may be NULL or `""`: the message is then `pixcache_result_str(code)`. It is copied;
+ * bytes that are not UTF-8 become U+FFFD and line breaks become spaces (the message stays one
+ * line).
+ */
+void pixcache_set_error(int code, const char *message);
 
 /**
  * A static, human-readable description of a result code (taken as an integer, so any value is

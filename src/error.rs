@@ -3,7 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// What went wrong, in a form a caller can branch on. New kinds may be added (`Reentrant` was).
+/// What went wrong, in a form a caller can branch on. New kinds may be added (`Reentrant` and
+/// `ProducerFailed` were).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -32,6 +33,9 @@ pub enum ErrorKind {
     /// The cache was called from code running under its own lock (a lookup's visit callback);
     /// the call did nothing.
     Reentrant,
+    /// A producer of the C API's find-or-insert failed without saying why: it returned false
+    /// with no pixcache error of its own set (a producer that did set one passes on its kind).
+    ProducerFailed,
 }
 
 /// An error with a one-line message for `pixcache_last_error`.

@@ -259,3 +259,312 @@ fn producers_waiting_in_a_cycle_get_an_error_instead_of_a_deadlock() {
             .expect("a chain without a cycle completes");
     }
 }
+
+/// The C API's single flight (`pixcache_find_or_insert_with`): a failing producer's own result
+/// code and message reach its caller and every waiter.
+mod c_api {
+    use std::ffi::{c_char, c_int, c_void, CStr, CString};
+    use std::ptr;
+    use std::thread::{self, JoinHandle};
+    use std::time::Duration;
+
+    use pixcache::ffi::cache::{
+        pixcache_cache_free, pixcache_cache_new, pixcache_find, pixcache_find_or_insert_with,
+        pixcache_find_or_load, pixcache_stats, PixcacheCache,
+    };
+    use pixcache::ffi::error::{
+        pixcache_last_error, pixcache_last_result, pixcache_result_str, pixcache_set_error,
+        PixcacheResult,
+    };
+    use pixcache::ffi::pixmap::{pixcache_pixmap_load, pixcache_pixmap_new, PixcachePixmap};
+
+    fn last_error() -> String {
+        // SAFETY: pixcache_last_error returns a valid NUL-terminated string.
+        unsafe { CStr::from_ptr(pixcache_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// What a call left on its thread.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Outcome {
+        ok: bool,
+        code: PixcacheResult,
+        message: String,
+    }
+
+    fn outcome(ok: bool) -> Outcome {
+        Outcome {
+            ok,
+            code: pixcache_last_result(),
+            message: last_error(),
+        }
+    }
+
+    /// Leaves an error of this thread's own (`INVALID_ARGUMENT`, format 77).
+    fn own_error() {
+        assert!(pixcache_pixmap_new(1, 1, 77).is_null());
+        assert_eq!(pixcache_last_result(), PixcacheResult::InvalidArgument);
+    }
+
+    struct Cache(*mut PixcacheCache);
+
+    impl Cache {
+        fn new() -> Self {
+            Cache(pixcache_cache_new(1000))
+        }
+    }
+
+    impl Drop for Cache {
+        fn drop(&mut self) {
+            // SAFETY: made by pixcache_cache_new, freed once.
+            unsafe { pixcache_cache_free(self.0) }
+        }
+    }
+
+    /// The producer's state, behind its `user_data`.
+    struct Producing {
+        cache: usize, // *mut PixcacheCache, for the waiter's thread
+        path: CString,
+        by_load: bool,
+        waiter: Option<JoinHandle<(Outcome, bool)>>,
+        loader: Option<Outcome>,
+    }
+
+    unsafe extern "C" fn late(user_data: *mut c_void, _pm: *mut PixcachePixmap) -> bool {
+        // SAFETY: `user_data` is the waiter's `bool`.
+        unsafe { *user_data.cast::<bool>() = true };
+        false
+    }
+
+    /// Starts a waiter for its own key, waits until it has missed (and a little longer), then
+    /// fails by loading its path with `pixcache_pixmap_load`, as its last pixcache call.
+    unsafe extern "C" fn load_and_fail(user_data: *mut c_void, _pm: *mut PixcachePixmap) -> bool {
+        // SAFETY: `user_data` is the caller's `Producing`, used by this thread only.
+        let p = unsafe { &mut *user_data.cast::<Producing>() };
+        let cache = p.cache as *mut PixcacheCache;
+        // SAFETY: a live cache.
+        let misses = unsafe { pixcache_stats(cache) }.misses;
+        let (path, by_load, cache_addr) = (p.path.clone(), p.by_load, p.cache);
+        p.waiter = Some(thread::spawn(move || {
+            own_error();
+            let cache = cache_addr as *mut PixcacheCache;
+            let mut produced = false;
+            // SAFETY: a live cache and C string; `late` gets a live `bool`.
+            let ok = unsafe {
+                if by_load {
+                    pixcache_find_or_load(cache, path.as_ptr(), ptr::null_mut())
+                } else {
+                    pixcache_find_or_insert_with(
+                        cache,
+                        path.as_ptr(),
+                        Some(late),
+                        (&raw mut produced).cast(),
+                        ptr::null_mut(),
+                    )
+                }
+            };
+            (outcome(ok), produced)
+        }));
+        for _ in 0..10_000 {
+            // SAFETY: a live cache.
+            if unsafe { pixcache_stats(cache) }.misses > misses {
+                break;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        thread::sleep(Duration::from_millis(30));
+        // SAFETY: a C string.
+        assert!(unsafe { pixcache_pixmap_load(p.path.as_ptr()) }.is_null());
+        p.loader = Some(outcome(false));
+        false
+    }
+
+    /// Runs `load_and_fail` for `path` with one waiter until the waiter did wait (timing only);
+    /// returns the caller's, the waiter's and the loader's outcomes.
+    fn io_flight(path: &CString, by_load: bool) -> (Outcome, Outcome, Outcome) {
+        for round in 0..5 {
+            let cache = Cache::new();
+            let mut p = Producing {
+                cache: cache.0 as usize,
+                path: path.clone(),
+                by_load,
+                waiter: None,
+                loader: None,
+            };
+            own_error();
+            // SAFETY: a live cache and C string; `load_and_fail` gets `p`.
+            let ok = unsafe {
+                pixcache_find_or_insert_with(
+                    cache.0,
+                    path.as_ptr(),
+                    Some(load_and_fail),
+                    (&raw mut p).cast(),
+                    ptr::null_mut(),
+                )
+            };
+            let caller = outcome(ok);
+            let (waiter, produced) = p.waiter.take().unwrap().join().unwrap();
+            // SAFETY: a live cache and C string.
+            assert!(!unsafe { pixcache_find(cache.0, path.as_ptr(), ptr::null_mut()) });
+            // A find_or_load that came late loads the file itself: the loader's bare message.
+            if !produced && waiter.message == caller.message {
+                return (caller, waiter, p.loader.unwrap());
+            }
+            eprintln!("round {round}: the waiter came after the flight ended; again");
+        }
+        panic!("the waiter never waited for the producer");
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("pixcache-flight-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_producers_io_and_decode_errors_reach_the_caller_and_a_waiter() {
+        let dir = temp_dir("codes");
+        let missing = dir.join("missing.png");
+        let garbage = dir.join("garbage.png");
+        std::fs::write(&garbage, b"not an image, whatever the name says\n").unwrap();
+        for (path, code) in [
+            (&missing, PixcacheResult::Io),
+            (&garbage, PixcacheResult::Decode),
+        ] {
+            let path = CString::new(path.to_str().unwrap()).unwrap();
+            for by_load in [false, true] {
+                let (caller, waiter, loader) = io_flight(&path, by_load);
+                assert_eq!(loader.code, code);
+                assert_eq!(caller.code, code, "{caller:?}; the loader: {loader:?}");
+                assert!(!caller.ok);
+                assert!(caller.message.contains(&loader.message), "{caller:?}");
+                assert!(caller.message.contains(path.to_str().unwrap()));
+                // The waiter holds an error of its own before it waits: it gets the producer's.
+                assert_eq!(waiter, caller, "by_load: {by_load}");
+            }
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn find_or_load_keeps_io_and_decode() {
+        let dir = temp_dir("load");
+        let missing = CString::new(dir.join("missing.png").to_str().unwrap()).unwrap();
+        let garbage = dir.join("garbage.png");
+        std::fs::write(&garbage, b"not an image either, just text").unwrap();
+        let garbage = CString::new(garbage.to_str().unwrap()).unwrap();
+        let cache = Cache::new();
+        for (path, code) in [
+            (&missing, PixcacheResult::Io),
+            (&garbage, PixcacheResult::Decode),
+        ] {
+            // SAFETY: a live cache and C strings.
+            let ok = unsafe { pixcache_find_or_load(cache.0, path.as_ptr(), ptr::null_mut()) };
+            let got = outcome(ok);
+            assert!(!got.ok);
+            assert_eq!(got.code, code, "{got:?}");
+            assert!(got.message.contains(path.to_str().unwrap()));
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    unsafe extern "C" fn silent(_user_data: *mut c_void, _pm: *mut PixcachePixmap) -> bool {
+        false
+    }
+
+    /// `(code, message, then a successful call)` for `pixcache_set_error`.
+    type Explicit = (c_int, *const c_char, bool);
+
+    unsafe extern "C" fn explicit(user_data: *mut c_void, _pm: *mut PixcachePixmap) -> bool {
+        // SAFETY: `user_data` is an `Explicit`.
+        let (code, message, then_succeed) = unsafe { *user_data.cast::<Explicit>() };
+        // SAFETY: `message` is NULL or a C string.
+        unsafe { pixcache_set_error(code, message) };
+        if then_succeed {
+            // SAFETY: the global cache.
+            let _ = unsafe { pixcache_stats(pixcache::ffi::cache::pixcache_global()) };
+            assert_eq!(pixcache_last_result(), PixcacheResult::Ok);
+        }
+        false
+    }
+
+    fn produce(
+        cache: &Cache,
+        key: &CStr,
+        f: pixcache::ffi::cache::PixcacheProduceFn,
+        data: *mut c_void,
+    ) -> Outcome {
+        // SAFETY: a live cache and C string; `f` gets `data`.
+        let ok = unsafe {
+            pixcache_find_or_insert_with(cache.0, key.as_ptr(), f, data, ptr::null_mut())
+        };
+        outcome(ok)
+    }
+
+    #[test]
+    fn a_producer_that_sets_no_error_is_producer_failed() {
+        let cache = Cache::new();
+        own_error(); // an earlier error is not the producer's
+        let got = produce(&cache, c"silent:key", Some(silent), ptr::null_mut());
+        assert!(!got.ok);
+        assert_eq!(got.code, PixcacheResult::ProducerFailed);
+        assert!(got.message.contains("silent:key"), "{got:?}");
+        assert!(!got.message.contains("77"), "{got:?}");
+    }
+
+    #[test]
+    fn a_producer_may_set_its_own_error() {
+        let cache = Cache::new();
+        let mut e: Explicit = (
+            PixcacheResult::Decode as c_int,
+            c"my codec says no".as_ptr(),
+            false,
+        );
+        let got = produce(&cache, c"own:key", Some(explicit), (&raw mut e).cast());
+        assert_eq!(got.code, PixcacheResult::Decode);
+        assert!(got.message.contains("my codec says no") && got.message.contains("own:key"));
+        // A NULL message: the code's own text.
+        e = (PixcacheResult::Io as c_int, ptr::null(), false);
+        let got = produce(&cache, c"own:key", Some(explicit), (&raw mut e).cast());
+        assert_eq!(got.code, PixcacheResult::Io);
+        // SAFETY: pixcache_result_str returns a static C string.
+        let text = unsafe { CStr::from_ptr(pixcache_result_str(PixcacheResult::Io as c_int)) };
+        assert!(got.message.contains(text.to_str().unwrap()), "{got:?}");
+        // An unknown code is the producer's mistake.
+        e = (1234, c"unused".as_ptr(), false);
+        let got = produce(&cache, c"own:key", Some(explicit), (&raw mut e).cast());
+        assert_eq!(got.code, PixcacheResult::InvalidArgument);
+        assert!(got.message.contains("1234") && !got.message.contains("unused"));
+        // Only the producer's last result counts.
+        e = (PixcacheResult::Io as c_int, c"gone".as_ptr(), true);
+        let got = produce(&cache, c"own:key", Some(explicit), (&raw mut e).cast());
+        assert_eq!(got.code, PixcacheResult::ProducerFailed);
+        // SAFETY: a live cache.
+        assert_eq!(unsafe { pixcache_stats(cache.0) }.entries, 0);
+    }
+
+    #[test]
+    fn set_error_validates_and_never_crashes() {
+        // SAFETY: NULL or C strings.
+        unsafe {
+            pixcache_set_error(PixcacheResult::Refused as c_int, c"too big".as_ptr());
+            assert_eq!(pixcache_last_result(), PixcacheResult::Refused);
+            assert_eq!(last_error(), "too big");
+            pixcache_set_error(PixcacheResult::Io as c_int, c"a\xff\xfeb\nc".as_ptr());
+            assert_eq!(pixcache_last_result(), PixcacheResult::Io);
+            assert_eq!(last_error(), "a\u{fffd}\u{fffd}b c");
+            pixcache_set_error(PixcacheResult::Io as c_int, c"".as_ptr());
+            assert_eq!(last_error(), "an I/O error occurred");
+            for bad in [-1, 14, c_int::MAX, c_int::MIN] {
+                pixcache_set_error(bad, ptr::null());
+                assert_eq!(pixcache_last_result(), PixcacheResult::InvalidArgument);
+                assert!(last_error().contains(&bad.to_string()));
+            }
+            pixcache_set_error(PixcacheResult::Ok as c_int, c"ignored".as_ptr());
+            assert_eq!(pixcache_last_result(), PixcacheResult::Ok);
+            assert_eq!(last_error(), "");
+        }
+    }
+}

@@ -692,7 +692,9 @@ pub unsafe extern "C" fn pixcache_stats(cache: *const PixcacheCache) -> Pixcache
 
 /// Produces the pixmap for a key `pixcache_find_or_insert_with` did not find: writes it into
 /// `pixmap` (a null pixmap handle owned by pixcache, valid only during the call: assign to it, or
-/// write its pixels) and returns true; or returns false to fail. It runs outside every pixcache
+/// write its pixels) and returns true; or returns false to fail. To say why it failed, leave an
+/// error as its last pixcache call: a failed call's (e.g. `pixcache_pixmap_load`'s
+/// `PIXCACHE_RESULT_IO`) or one of its own (`pixcache_set_error`). It runs outside every pixcache
 /// lock and may call pixcache (for other keys). It must not throw or `longjmp` out.
 pub type PixcacheProduceFn =
     Option<unsafe extern "C" fn(user_data: *mut c_void, pixmap: *mut PixcachePixmap) -> bool>;
@@ -703,13 +705,22 @@ pub type PixcacheProduceFn =
 /// and threads asking for other keys are never blocked by it. `out` (may be NULL) then shares
 /// the pixmap, even if it was too large to cache.
 ///
-/// Returns false with the last error set when an argument is bad or the producer fails: then
-/// this call and every caller waiting on the same production fail with the same error (the
-/// message includes the producer's own last pixcache error, if it set one), nothing is
-/// inserted, and a later call produces again. A producer asking for its own key gets
-/// `PIXCACHE_RESULT_INVALID_ARGUMENT` rather than a deadlock, and so does a producer whose
-/// wait would close a cycle of producers waiting for each other (A's producer asks for B's key
-/// while B's asks for A's, in the same cache or not): the productions in the cycle fail.
+/// Returns false with the last error set when an argument is bad or the producer fails. When
+/// the producer returns false, this call and every caller waiting on the same production (on
+/// any thread) fail with the same code and message, nothing is inserted, and a later call
+/// produces again. The code is the producer's own: the result its thread was left with when it
+/// returned (a producer whose `pixcache_pixmap_load` failed gives `PIXCACHE_RESULT_IO` for a
+/// missing file and `PIXCACHE_RESULT_DECODE` for a corrupt one; a producer may also set one with
+/// `pixcache_set_error`), and the message names the key, then gives that error's message. A
+/// producer that returns false with no error set (its last result `PIXCACHE_RESULT_OK`; an
+/// error left before this call does not count) gives `PIXCACHE_RESULT_PRODUCER_FAILED`, with a
+/// message naming the key.
+///
+/// `PIXCACHE_RESULT_INVALID_ARGUMENT` is the caller's own mistake: a producer asking for its
+/// own key gets it rather than a deadlock, and so does a producer whose wait would close a
+/// cycle of producers waiting for each other (A's producer asks for B's key while B's asks for
+/// A's, in the same cache or not); the productions in the cycle then fail (with that code, if
+/// their producers return false right after the failed call).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_find_or_insert_with(
     cache: *mut PixcacheCache,
@@ -778,7 +789,9 @@ unsafe fn produce_str(
 /// `pixcache_find_or_insert_with` with the file path as the key and the decoder
 /// (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) as the producer: each file is
 /// decoded once however many threads ask for it at the same time. The path must be UTF-8 (it is
-/// the cache key). False with the last error set if it cannot be read or decoded.
+/// the cache key). False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g.
+/// a missing file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the
+/// loader's code and message, for this caller and every caller waiting for the same file.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_find_or_load(
     cache: *mut PixcacheCache,
@@ -815,23 +828,20 @@ unsafe fn find_or_insert(
     Ok(true)
 }
 
+/// The error of a producer that returned false, made on its own thread right after it returned:
+/// its last pixcache error (a failed call's, or `pixcache_set_error`'s), code and message, with
+/// the key added to the message; `PIXCACHE_RESULT_PRODUCER_FAILED` if it left none. The flight
+/// hands this value to every waiter, so they get the producer thread's error, not their own.
 fn producer_failed(key: &str) -> Error {
-    let code = super::error::pixcache_last_result();
-    if code == super::error::PixcacheResult::Ok {
-        Error::new(
-            crate::error::ErrorKind::InvalidArgument,
-            format!("the producer for \"{key}\" failed"),
-        )
-    } else {
-        // SAFETY: pixcache_last_error returns a valid NUL-terminated string.
-        let why = unsafe { std::ffi::CStr::from_ptr(super::error::pixcache_last_error()) };
-        Error::new(
-            crate::error::ErrorKind::InvalidArgument,
-            format!(
-                "the producer for \"{key}\" failed: {}",
-                why.to_string_lossy()
-            ),
-        )
+    match super::error::last_error() {
+        Some(why) => Error::new(
+            why.kind(),
+            format!("the producer for \"{key}\" failed: {}", why.message()),
+        ),
+        None => Error::new(
+            crate::error::ErrorKind::ProducerFailed,
+            format!("the producer for \"{key}\" failed without setting an error"),
+        ),
     }
 }
 

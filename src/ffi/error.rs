@@ -6,6 +6,8 @@
 //! `pixcache_last_result`, `pixcache_result_str`, `pixcache_key_equal`, `pixcache_version`,
 //! `pixcache_global` and the `*_free` functions (so cleanup between a failing call and reading the error keeps it).
 //! So right after any other call, `pixcache_last_error()` is `""` exactly when it succeeded.
+//! `pixcache_set_error` sets them on purpose, for code that fails for its own reasons (a
+//! `pixcache_find_or_insert_with` producer): it "fails" with the code it is given.
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_int, CStr};
@@ -44,10 +46,15 @@ pub enum PixcacheResult {
     /// A cache function was called from inside a visit callback (`pixcache_find_visit` and the
     /// like) on the same cache, which the callback's thread holds locked; the call did nothing.
     Reentrant = 12,
+    /// A `pixcache_find_or_insert_with` producer returned false without saying why: its thread's
+    /// last result was `PIXCACHE_RESULT_OK` (its last pixcache call, if it made any, succeeded).
+    /// The message names the key. A producer that returns false leaving an error (a failed
+    /// call's, or one set with `pixcache_set_error`) passes on that error's code instead.
+    ProducerFailed = 13,
 }
 
 impl PixcacheResult {
-    const ALL: [PixcacheResult; 13] = [
+    const ALL: [PixcacheResult; 14] = [
         PixcacheResult::Ok,
         PixcacheResult::NullArgument,
         PixcacheResult::InvalidUtf8,
@@ -61,7 +68,15 @@ impl PixcacheResult {
         PixcacheResult::Decode,
         PixcacheResult::Panic,
         PixcacheResult::Reentrant,
+        PixcacheResult::ProducerFailed,
     ];
+
+    /// The code whose value is `code`, if there is one.
+    fn from_int(code: c_int) -> Option<Self> {
+        PixcacheResult::ALL
+            .into_iter()
+            .find(|r| *r as c_int == code)
+    }
 
     fn from_kind(kind: ErrorKind) -> Self {
         match kind {
@@ -77,7 +92,29 @@ impl PixcacheResult {
             ErrorKind::Decode => PixcacheResult::Decode,
             ErrorKind::Panic => PixcacheResult::Panic,
             ErrorKind::Reentrant => PixcacheResult::Reentrant,
+            ErrorKind::ProducerFailed => PixcacheResult::ProducerFailed,
         }
+    }
+
+    /// The error kind a failure with this code is made of (`None` for `Ok`): the inverse of
+    /// [`PixcacheResult::from_kind`].
+    fn kind(self) -> Option<ErrorKind> {
+        Some(match self {
+            PixcacheResult::Ok => return None,
+            PixcacheResult::NullArgument => ErrorKind::NullArgument,
+            PixcacheResult::InvalidUtf8 => ErrorKind::InvalidUtf8,
+            PixcacheResult::InvalidArgument => ErrorKind::InvalidArgument,
+            PixcacheResult::TooLarge => ErrorKind::TooLarge,
+            PixcacheResult::OutOfMemory => ErrorKind::OutOfMemory,
+            PixcacheResult::Refused => ErrorKind::Refused,
+            PixcacheResult::InvalidKey => ErrorKind::InvalidKey,
+            PixcacheResult::Unsupported => ErrorKind::Unsupported,
+            PixcacheResult::Io => ErrorKind::Io,
+            PixcacheResult::Decode => ErrorKind::Decode,
+            PixcacheResult::Panic => ErrorKind::Panic,
+            PixcacheResult::Reentrant => ErrorKind::Reentrant,
+            PixcacheResult::ProducerFailed => ErrorKind::ProducerFailed,
+        })
     }
 
     fn description(self) -> &'static CStr {
@@ -95,6 +132,9 @@ impl PixcacheResult {
             PixcacheResult::Decode => c"the data could not be decoded as an image",
             PixcacheResult::Panic => c"internal error (caught panic)",
             PixcacheResult::Reentrant => c"the cache was called from inside its own visit callback",
+            PixcacheResult::ProducerFailed => {
+                c"a find-or-insert producer failed without saying why"
+            }
         }
     }
 }
@@ -213,6 +253,15 @@ pub(crate) fn set_last_error(error: &Error) {
     });
 }
 
+/// This thread's last error, code and message, as an [`Error`]; `None` while its last result is
+/// `Ok`. (What a producer left behind, `cache.rs`.)
+pub(crate) fn last_error() -> Option<Error> {
+    let kind = LAST_CODE.get().kind()?;
+    // SAFETY: pixcache_last_error returns a valid NUL-terminated string.
+    let message = unsafe { CStr::from_ptr(pixcache_last_error()) };
+    Some(Error::new(kind, message.to_string_lossy().into_owned()))
+}
+
 /// The last error's message as a Rust string (tests).
 #[cfg(test)]
 pub(crate) fn last_error_message() -> String {
@@ -247,14 +296,87 @@ pub extern "C" fn pixcache_last_result() -> PixcacheResult {
     LAST_CODE.get()
 }
 
+/// Sets this thread's last result to `code` and its message to `message`, as a call failing with
+/// `code` would: for producers and callbacks that fail for their own reasons and want their
+/// caller to see why. A `pixcache_find_or_insert_with` producer that calls it and then returns
+/// false passes `code` and `message` on to its caller and to every thread waiting for it (rather
+/// than `PIXCACHE_RESULT_PRODUCER_FAILED`). Make it the producer's last pixcache call: any later
+/// call settles the last result again (a success clears it; a `*_free` leaves it alone).
+///
+/// `code` is a `PixcacheResult`, taken as an integer (as by `pixcache_result_str`), so any value
+/// is safe: one that is no result code sets `PIXCACHE_RESULT_INVALID_ARGUMENT` instead, with a
+/// message naming it. `PIXCACHE_RESULT_OK` clears the last error (`message` is not used).
+/// `message` may be NULL or `""`: the message is then `pixcache_result_str(code)`. It is copied;
+/// bytes that are not UTF-8 become U+FFFD and line breaks become spaces (the message stays one
+/// line).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_set_error(code: c_int, message: *const c_char) {
+    super::boundary::call((), || {
+        let Some(result) = PixcacheResult::from_int(code) else {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("pixcache_set_error: {code} is not a pixcache result code"),
+            ));
+        };
+        let Some(kind) = result.kind() else {
+            return Ok(()); // OK: settled as a success, which clears
+        };
+        let text = if message.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: C API contract (module docs of `ffi`): a string is NULL or NUL-terminated.
+            unsafe { CStr::from_ptr(message) }.to_bytes()
+        };
+        Err(if text.is_empty() {
+            // The descriptions are ASCII.
+            Error::new(kind, result.description().to_str().unwrap_or_default())
+        } else {
+            Error::new(kind, String::from_utf8_lossy(text).into_owned())
+        })
+    })
+}
+
 /// A static, human-readable description of a result code (taken as an integer, so any value is
 /// safe to pass). Unknown codes give `"unknown result code"`. Never NULL; never freed.
 #[no_mangle]
 pub extern "C" fn pixcache_result_str(code: c_int) -> *const c_char {
-    PixcacheResult::ALL
-        .iter()
-        .find(|r| **r as c_int == code)
-        .map_or(c"unknown result code".as_ptr(), |r| {
-            r.description().as_ptr()
-        })
+    PixcacheResult::from_int(code).map_or(c"unknown result code".as_ptr(), |r| {
+        r.description().as_ptr()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ALL` holds every code once, numbered 0, 1, 2, ... in order (so `pixcache_result_str`
+    /// and `pixcache_set_error` know every code), and every code but `Ok` is some error kind's,
+    /// whose code it is in turn.
+    #[test]
+    fn every_code_is_listed_and_maps_to_its_kind_and_back() {
+        for (i, code) in PixcacheResult::ALL.into_iter().enumerate() {
+            assert_eq!(code as usize, i, "{code:?}");
+            assert_eq!(PixcacheResult::from_int(i as c_int), Some(code));
+            match code.kind() {
+                None => assert_eq!(code, PixcacheResult::Ok),
+                Some(kind) => assert_eq!(PixcacheResult::from_kind(kind), code),
+            }
+        }
+        let next = PixcacheResult::ALL.len() as c_int;
+        assert_eq!(PixcacheResult::from_int(next), None);
+        assert_eq!(PixcacheResult::from_int(-1), None);
+    }
+
+    /// What `pixcache_set_error` sets is what `last_error` (a producer's failure) reads back.
+    #[test]
+    fn set_error_is_what_last_error_reads() {
+        // SAFETY: a C string.
+        unsafe { pixcache_set_error(PixcacheResult::Io as c_int, c"gone".as_ptr()) };
+        let e = last_error().expect("an error");
+        assert_eq!((e.kind(), e.message()), (ErrorKind::Io, "gone"));
+        // SAFETY: NULL is allowed.
+        unsafe { pixcache_set_error(PixcacheResult::Ok as c_int, std::ptr::null()) };
+        assert_eq!(last_error(), None);
+        assert_eq!(last_error_message(), "");
+    }
 }
