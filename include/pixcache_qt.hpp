@@ -263,6 +263,8 @@ public:
 
         /// The pixcache key value (for pixcache's C API).
         PixcacheKey raw() const noexcept { return k_; }
+        /// The Key holding a pixcache key value (from raw(), or from pixcache's C API).
+        static Key fromRaw(PixcacheKey k) noexcept { return Key(k); }
 
     private:
         friend class PixmapCache;

@@ -7,6 +7,7 @@
 # then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
 # then every code block of the README, run as written,
 # then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt),
+# then unmodified Qt programs served by libpixcache-qt6.so (and Qt Designer under Xvfb),
 # then a brief run of every benchmark but Criterion's (so that `scripts/bench.sh` keeps working).
 # Needs: Rust (cargo, rustfmt, clippy), a C/C++ compiler, clang, binutils, valgrind, cmake, pkg-config,
 # and for the Qt tests qt6-base-dev.
@@ -89,10 +90,13 @@ bash scripts/test-readme.sh
 step "Qt: differential test against QPixmapCache, mutation test, widget example"
 bash scripts/test-qt.sh
 
+step "drop-in without recompiling: unmodified Qt programs through libpixcache-qt6.so / pixcache-run"
+bash scripts/test-qt6-replace.sh
+
 step "benchmarks: build, run each briefly (figures unchecked); the Zipf hit ratios of Qt and pixcache must match"
 if pkg-config --exists Qt6Gui 2>/dev/null; then
     ROUNDS=1 THREADS_SECONDS=0.05 THREADS_ROUNDS=1 THREADS_WORKLOAD=all LATENCY_SECONDS=0.05 \
-        bash scripts/bench.sh qt threads memory latency
+        bash scripts/bench.sh qt threads memory latency qt-preload
 else
     echo "SKIPPED: the benchmarks need Qt 6 (apt-get install qt6-base-dev); they did not run."
     [ "${CI:-}" != "true" ] || { echo "CI must run the benchmarks' smoke run." >&2; exit 1; }

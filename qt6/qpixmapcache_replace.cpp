@@ -1,0 +1,373 @@
+// libpixcache-qt6.so: Qt 6's own QPixmapCache symbols, served by pixcache.
+//
+// An unmodified Qt 6 program that loads this library before libQt6Gui (LD_PRELOAD, as
+// `pixcache-run` does, or linked first: the CMake target pixcache::qt6_replace) has its
+// QPixmapCache calls, and those of Qt Widgets (styles, item delegates, graphics effects, cached
+// graphics items), answered by pixcache instead of Qt's cache. The library defines exactly the
+// QPixmapCache member functions libQt6Gui exports, under Qt's `Qt_6` version node
+// (qpixmapcache.map), and exports nothing else: pixcache itself is linked in statically, hidden.
+//
+// Behaviour is Qt's, rule for rule (docs/spec.md), through the Qt adapter (pixcache_qt.hpp),
+// with Qt's own restrictions kept so that a program sees what it saw before:
+//   - calls off the thread that owns the application object (or before it exists) fail silently,
+//     as in Qt 6, unless PIXCACHE_QT6_ANY_THREAD=1 (then every thread is served);
+//   - totalUsed() rounds as Qt 6.4's does (KB / 1024, rounded up);
+//   - the idle trim runs on Qt's timer, and destroying the application object clears the cache.
+// What it does not change: libQt6Gui's calls to its own cache (QIcon, QPixmap::load, ...) are
+// bound inside libQt6Gui and cannot be reached. So that the two caches stay aligned,
+// setCacheLimit() and clear() are also forwarded to Qt's own implementation.
+//
+// Safety at load: if the Qt in the process is not the major.minor version this library was
+// built against, or one of Qt's QPixmapCache symbols cannot be found, every call is forwarded to
+// Qt's own implementation (decided before any Key exists) and one line on stderr says why.
+//
+// Environment (read once, when the library is loaded):
+//   PIXCACHE_QT6_ANY_THREAD=1   serve calls from any thread
+//   PIXCACHE_QT6_STATS=1        print one line of statistics on stderr at exit ("pixcache: ...")
+//   PIXCACHE_QT6_QT_VERSION=X   test seam: pretend the running Qt is version X
+//   PIXCACHE_RUN_PRELOAD=PATH   set by pixcache-run: PATH is removed from LD_PRELOAD at load, so
+//                               that the program's children do not inherit the library
+//                               (PIXCACHE_RUN_INHERIT=1 keeps it)
+#define Q_TEST_QPIXMAPCACHE  // declares flushDetachedPixmaps() and totalUsed(), exported by Qt
+#include <QCoreApplication>
+#include <QPixmapCache>
+#include <QThread>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <unistd.h>  // environ
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "pixcache_qt.hpp"
+
+namespace {
+
+using Key = QPixmapCache::Key;
+using Adapter = pixcache::qt::PixmapCache;
+namespace detail = pixcache::qt::detail;
+
+// ---- Qt's own implementation, for forwarding ---------------------------------------------
+
+// The mangled names of the 18 functions (21 symbols with the constructors' and destructor's
+// second variants, which share their addresses) libQt6Gui 6.x exports for QPixmapCache.
+struct QtOwn {
+    int (*cacheLimit)() = nullptr;
+    void (*setCacheLimit)(int) = nullptr;
+    bool (*findString)(const QString &, QPixmap *) = nullptr;
+    bool (*findKey)(const Key &, QPixmap *) = nullptr;
+    bool (*insertString)(const QString &, const QPixmap &) = nullptr;
+    Key (*insertPixmap)(const QPixmap &) = nullptr;
+    bool (*replace)(const Key &, const QPixmap &) = nullptr;
+    void (*removeString)(const QString &) = nullptr;
+    void (*removeKey)(const Key &) = nullptr;
+    void (*clear)() = nullptr;
+    void (*flushDetachedPixmaps)() = nullptr;
+    int (*totalUsed)() = nullptr;
+    // Key's members take `this` as their first argument (the Itanium C++ ABI).
+    void (*keyConstruct)(Key *) = nullptr;
+    void (*keyCopy)(Key *, const Key *) = nullptr;
+    void (*keyDestroy)(Key *) = nullptr;
+    Key *(*keyAssign)(Key *, const Key *) = nullptr;
+    bool (*keyEqual)(const Key *, const Key *) = nullptr;
+    bool (*keyIsValid)(const Key *) = nullptr;
+};
+
+template <typename F>
+bool resolve(F &fn, const char *name, std::string &missing) {
+    // The next definition after this library's: libQt6Gui's.
+    void *sym = dlvsym(RTLD_NEXT, name, "Qt_6");
+    if (!sym) {
+        if (!missing.empty()) missing += ", ";
+        missing += name;
+        return false;
+    }
+    fn = reinterpret_cast<F>(sym);
+    return true;
+}
+
+// ---- What was decided at load ---------------------------------------------------------------
+
+enum class Mode { Pixcache, Forward };
+
+struct State {
+    Mode mode = Mode::Pixcache;
+    bool anyThread = false;
+    bool stats = false;
+    QtOwn qt;
+};
+
+State &state();
+
+bool envFlag(const char *name) {
+    const char *v = std::getenv(name);
+    return v && *v && std::strcmp(v, "0") != 0;
+}
+
+// "6.4.2" -> major 6, minor 4; false if it does not parse.
+bool majorMinor(const char *version, int &major, int &minor) {
+    return version && std::sscanf(version, "%d.%d", &major, &minor) == 2;
+}
+
+// Removes `path` from LD_PRELOAD (entries are separated by ':' or ' '). The variable is
+// rewritten in place, in the string the environment already holds (the result is never
+// longer), so that programs which pass on main()'s `envp` rather than `environ` (shells) drop
+// it too.
+void removeFromPreload(const char *path) {
+    if (!path || !*path) return;
+    static const char kName[] = "LD_PRELOAD=";
+    for (char **env = environ; env && *env; ++env) {
+        if (std::strncmp(*env, kName, sizeof kName - 1) != 0) continue;
+        char *value = *env + sizeof kName - 1;
+        std::string kept, entry;
+        for (const char *p = value;; ++p) {
+            if (*p == ':' || *p == ' ' || *p == '\0') {
+                if (!entry.empty() && entry != path) kept += (kept.empty() ? "" : ":") + entry;
+                entry.clear();
+                if (*p == '\0') break;
+            } else {
+                entry += *p;
+            }
+        }
+        std::memcpy(value, kept.c_str(), kept.size() + 1);
+    }
+}
+
+std::atomic<unsigned long long> calls{0};
+std::atomic<unsigned long long> insertedKb{0};
+
+void printStats() {
+    const PixcacheStats s = pixcache_stats(detail::global());
+    std::fprintf(stderr,
+                 "pixcache: %llu calls, %llu hits, %llu misses, %llu inserts, %llu evictions, %llu KB inserted, "
+                 "%d KB cached at exit\n",
+                 calls.load(), (unsigned long long)s.hits, (unsigned long long)s.misses,
+                 (unsigned long long)s.inserts, (unsigned long long)s.evictions, insertedKb.load(), s.total_kb);
+}
+
+State makeState() {
+    State s;
+    std::string missing;
+    QtOwn &q = s.qt;
+    bool all = true;
+    all &= resolve(q.cacheLimit, "_ZN12QPixmapCache10cacheLimitEv", missing);
+    all &= resolve(q.setCacheLimit, "_ZN12QPixmapCache13setCacheLimitEi", missing);
+    all &= resolve(q.findString, "_ZN12QPixmapCache4findERK7QStringP7QPixmap", missing);
+    all &= resolve(q.findKey, "_ZN12QPixmapCache4findERKNS_3KeyEP7QPixmap", missing);
+    all &= resolve(q.insertString, "_ZN12QPixmapCache6insertERK7QStringRK7QPixmap", missing);
+    all &= resolve(q.insertPixmap, "_ZN12QPixmapCache6insertERK7QPixmap", missing);
+    all &= resolve(q.replace, "_ZN12QPixmapCache7replaceERKNS_3KeyERK7QPixmap", missing);
+    all &= resolve(q.removeString, "_ZN12QPixmapCache6removeERK7QString", missing);
+    all &= resolve(q.removeKey, "_ZN12QPixmapCache6removeERKNS_3KeyE", missing);
+    all &= resolve(q.clear, "_ZN12QPixmapCache5clearEv", missing);
+    all &= resolve(q.flushDetachedPixmaps, "_ZN12QPixmapCache20flushDetachedPixmapsEv", missing);
+    all &= resolve(q.totalUsed, "_ZN12QPixmapCache9totalUsedEv", missing);
+    all &= resolve(q.keyConstruct, "_ZN12QPixmapCache3KeyC1Ev", missing);
+    all &= resolve(q.keyCopy, "_ZN12QPixmapCache3KeyC1ERKS0_", missing);
+    all &= resolve(q.keyDestroy, "_ZN12QPixmapCache3KeyD1Ev", missing);
+    all &= resolve(q.keyAssign, "_ZN12QPixmapCache3KeyaSERKS0_", missing);
+    all &= resolve(q.keyEqual, "_ZNK12QPixmapCache3KeyeqERKS0_", missing);
+    all &= resolve(q.keyIsValid, "_ZNK12QPixmapCache3Key7isValidEv", missing);
+
+    const char *running = std::getenv("PIXCACHE_QT6_QT_VERSION");
+    if (!running || !*running) running = qVersion();
+    int major = 0, minor = 0;
+    const bool parsed = majorMinor(running, major, minor);
+    if (!parsed || major != QT_VERSION_MAJOR || minor != QT_VERSION_MINOR) {
+        s.mode = Mode::Forward;
+        std::fprintf(stderr,
+                     "pixcache: libpixcache-qt6 was built for Qt %d.%d but this program runs Qt %s; "
+                     "QPixmapCache stays Qt's own\n",
+                     QT_VERSION_MAJOR, QT_VERSION_MINOR, running ? running : "(unknown)");
+    } else if (!all) {
+        s.mode = Mode::Forward;
+        std::fprintf(stderr, "pixcache: Qt %s lacks QPixmapCache symbols (%s); QPixmapCache stays Qt's own\n",
+                     running, missing.c_str());
+    }
+    s.anyThread = envFlag("PIXCACHE_QT6_ANY_THREAD");
+    s.stats = envFlag("PIXCACHE_QT6_STATS") && s.mode == Mode::Pixcache;
+    return s;
+}
+
+State &state() {
+    // Made by the load-time constructor below, before the program's own static initialisers
+    // (which may construct Keys) run; the function-local static also covers a call that comes
+    // earlier than that (another library's constructor).
+    static State s = makeState();
+    return s;
+}
+
+__attribute__((constructor)) void atLoad() {
+    if (const char *lib = std::getenv("PIXCACHE_RUN_PRELOAD"); lib && !envFlag("PIXCACHE_RUN_INHERIT")) {
+        removeFromPreload(lib);
+    }
+    State &s = state();
+    if (s.stats) std::atexit(printStats);
+}
+
+// ---- Qt's thread rule --------------------------------------------------------------------------
+
+// The thread the application object lives in, remembered for the last application object seen
+// (Qt's own test, QThread::currentThread() == app->thread(), costs a thread-data lookup a call).
+std::atomic<QCoreApplication *> seenApp{nullptr};
+std::atomic<pthread_t> seenThread{};
+
+// True if this call may be served: Qt 6 serves only the application object's thread.
+inline bool served() noexcept {
+    const State &s = state();
+    if (s.anyThread) return true;
+    QCoreApplication *app = QCoreApplication::instance();
+    if (!app) return false;
+    if (seenApp.load(std::memory_order_acquire) == app && pthread_equal(seenThread.load(std::memory_order_relaxed), pthread_self()))
+        return true;
+    if (QThread::currentThread() != app->thread()) return false;
+    seenThread.store(pthread_self(), std::memory_order_relaxed);
+    seenApp.store(app, std::memory_order_release);
+    return true;
+}
+
+inline void count() noexcept {
+    if (state().stats) calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+inline void countInsert(const QPixmap &pm) noexcept {
+    if (!state().stats) return;
+    const long long kb = (long long)pm.width() * pm.height() * pm.depth() / 8 / 1024;
+    insertedKb.fetch_add(kb < 1 ? 1 : (unsigned long long)kb, std::memory_order_relaxed);
+}
+
+inline bool forwarding() noexcept { return state().mode == Mode::Forward; }
+inline const QtOwn &qt() noexcept { return state().qt; }
+
+// The pixcache key a QPixmapCache::Key carries in its one pointer-sized member (null: invalid).
+inline PixcacheKey raw(QPixmapCache::KeyData *d) noexcept { return PixcacheKey{reinterpret_cast<uintptr_t>(d)}; }
+inline QPixmapCache::KeyData *data(PixcacheKey k) noexcept { return reinterpret_cast<QPixmapCache::KeyData *>(uintptr_t(k.id)); }
+
+}  // namespace
+
+// ---- The exported definitions ------------------------------------------------------------------
+
+QPixmapCache::Key::Key() : d(nullptr) {
+    if (forwarding()) qt().keyConstruct(this);
+}
+
+QPixmapCache::Key::Key(const Key &other) : d(other.d) {
+    if (forwarding()) qt().keyCopy(this, &other);
+}
+
+QPixmapCache::Key::~Key() {
+    if (forwarding()) qt().keyDestroy(this);
+}
+
+QPixmapCache::Key &QPixmapCache::Key::operator=(const Key &other) {
+    if (forwarding()) return *qt().keyAssign(this, &other);
+    d = other.d;
+    return *this;
+}
+
+bool QPixmapCache::Key::operator==(const Key &key) const {
+    if (forwarding()) return qt().keyEqual(this, &key);
+    return d == key.d;
+}
+
+bool QPixmapCache::Key::isValid() const noexcept {
+    if (forwarding()) return qt().keyIsValid(this);
+    return d && pixcache_key_is_valid(detail::global(), raw(d));
+}
+
+int QPixmapCache::cacheLimit() {
+    if (forwarding()) return qt().cacheLimit();
+    count();
+    return served() ? Adapter::cacheLimit() : 0;
+}
+
+void QPixmapCache::setCacheLimit(int n) {
+    if (forwarding()) return qt().setCacheLimit(n);
+    count();
+    if (!served()) return;
+    Adapter::setCacheLimit(n);
+    if (qt().setCacheLimit) qt().setCacheLimit(n);  // Qt's own cache (QIcon, QPixmap::load) follows
+}
+
+bool QPixmapCache::find(const QString &key, QPixmap *pixmap) {
+    if (forwarding()) return qt().findString(key, pixmap);
+    count();
+    return served() && Adapter::find(key, pixmap);
+}
+
+bool QPixmapCache::find(const Key &key, QPixmap *pixmap) {
+    if (forwarding()) return qt().findKey(key, pixmap);
+    count();
+    return served() && Adapter::find(Adapter::Key::fromRaw(raw(key.d)), pixmap);
+}
+
+bool QPixmapCache::insert(const QString &key, const QPixmap &pixmap) {
+    if (forwarding()) return qt().insertString(key, pixmap);
+    count();
+    if (!served()) return false;
+    const bool ok = Adapter::insert(key, pixmap);
+    if (ok) countInsert(pixmap);
+    return ok;
+}
+
+QPixmapCache::Key QPixmapCache::insert(const QPixmap &pixmap) {
+    if (forwarding()) return qt().insertPixmap(pixmap);
+    count();
+    Key key;
+    if (!served()) return key;
+    const PixcacheKey k = Adapter::insert(pixmap).raw();
+    key.d = data(k);
+    if (pixcache_key_is_valid(detail::global(), k)) countInsert(pixmap);
+    return key;
+}
+
+bool QPixmapCache::replace(const Key &key, const QPixmap &pixmap) {
+    if (forwarding()) return qt().replace(key, pixmap);
+    count();
+    if (!served()) return false;
+    const Adapter::Key k = Adapter::Key::fromRaw(raw(key.d));
+    const bool ok = Adapter::replace(k, pixmap);
+    // Qt updates the caller's key in place (through its const reference), valid or not.
+    const_cast<Key &>(key).d = data(k.raw());
+    if (ok) countInsert(pixmap);
+    return ok;
+}
+
+void QPixmapCache::remove(const QString &key) {
+    if (forwarding()) return qt().removeString(key);
+    count();
+    if (served()) Adapter::remove(key);
+}
+
+void QPixmapCache::remove(const Key &key) {
+    if (forwarding()) return qt().removeKey(key);
+    count();
+    if (served()) Adapter::remove(Adapter::Key::fromRaw(raw(key.d)));
+}
+
+void QPixmapCache::clear() {
+    if (forwarding()) return qt().clear();
+    count();
+    // As Qt: refused off the application's thread, except while the application shuts down.
+    if (!QCoreApplication::closingDown() && !served()) return;
+    Adapter::clear();
+    if (qt().clear) qt().clear();
+}
+
+void QPixmapCache::flushDetachedPixmaps() {
+    if (forwarding()) return qt().flushDetachedPixmaps();
+    count();
+    Adapter::flushDetachedPixmaps();
+}
+
+int QPixmapCache::totalUsed() {
+    if (forwarding()) return qt().totalUsed();
+    count();
+    // Qt 6.4 divides its total, already in KB, by 1024 again, rounding up; programs built
+    // against Qt see that figure, so this library reports it too (pixcache's own API is exact).
+    return (Adapter::totalUsed() + 1023) / 1024;
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Drop-in without recompiling: unmodified Qt 6 programs served by libpixcache-qt6.so.
+#   1. install pixcache (with libpixcache-qt6.so and pixcache-run) into a temporary prefix;
+#   2. the library exports exactly Qt's 21 QPixmapCache symbols, under Qt_6, and nothing else;
+#   3. c-tests/qt6/behaviour (a QPixmapCache program built against Qt only) prints the same
+#      transcript with Qt's cache, through pixcache-run, and linked with pixcache::qt6_replace;
+#      --stats shows that pixcache served the calls;
+#   4. c-tests/qt6/widgets (Fusion, item views, graphics effects, cached graphics items, QIcon,
+#      its own cache calls) renders identical frames with and without pixcache-run, also under
+#      valgrind;
+#   5. Qt's thread rule by default, --any-thread serves other threads;
+#   6. a Qt of another version: everything forwarded to Qt's own cache, one line on stderr;
+#   7. children do not inherit the preload unless --inherit; --check;
+#   8. a real application from Debian's packages (Qt Designer) under Xvfb: starts, paints, quits
+#      cleanly with traffic in --stats.
+# Without Qt 6 (or, for step 8, Xvfb, xdotool and designer-qt6) it says what was skipped (and
+# fails under CI=true).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/runtime-$(id -u)}"
+mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
+skip() {
+    echo "SKIPPED: $*"
+    if [ "${CI:-}" = "true" ]; then echo "CI must run this (.ci/run installs what it needs)." >&2; exit 1; fi
+}
+fail() { echo "FAILED: $*" >&2; exit 1; }
+
+if ! pkg-config --exists Qt6Widgets 2>/dev/null; then
+    skip "the drop-in tests: Qt 6 development files are not installed (apt-get install qt6-base-dev)"
+    exit 0
+fi
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+prefix="$work/prefix"
+PIXCACHE_CMAKE_BUILD_DIR="$work/install-build" scripts/install.sh "$prefix" >"$work/install.log" 2>&1 ||
+    { cat "$work/install.log"; exit 1; }
+lib="$prefix/lib/libpixcache-qt6.so"
+run="$prefix/bin/pixcache-run"
+[ -f "$lib" ] || fail "the install has no $lib"
+[ -x "$run" ] || fail "the install has no $run"
+pass=0
+
+echo "# exports: Qt's 21 QPixmapCache symbols under Qt_6, nothing else"
+nm -D --defined-only /usr/lib/x86_64-linux-gnu/libQt6Gui.so.6 2>/dev/null | awk '/QPixmapCache/ { print $3 }' | sort >"$work/qt.syms" ||
+    nm -D --defined-only "$(pkg-config --variable=libdir Qt6Gui)/libQt6Gui.so.6" | awk '/QPixmapCache/ { print $3 }' | sort >"$work/qt.syms"
+nm -D --defined-only "$lib" | awk '$2 != "A" { print $3 }' | sort >"$work/ours.syms"
+[ "$(wc -l <"$work/qt.syms")" -eq 21 ] || fail "expected 21 QPixmapCache symbols in libQt6Gui, found $(wc -l <"$work/qt.syms")"
+diff "$work/qt.syms" "$work/ours.syms" || fail "libpixcache-qt6.so's exports differ from libQt6Gui's QPixmapCache symbols"
+size=$(stat -c %s "$lib")
+echo "21 symbols, all @@Qt_6; $((size / 1024)) KB"
+pass=$((pass + 1))
+
+cmake -S c-tests/qt6 -B "$work/build" -DCMAKE_PREFIX_PATH="$prefix" -DPIXCACHE_LINKED=ON \
+    -DCMAKE_BUILD_TYPE=Release >"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
+cmake --build "$work/build" -j2 >>"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
+b="$work/build"
+# The programs must not know pixcache: only the linked variant may name it.
+if ldd "$b/behaviour" "$b/widgets" | grep -q pixcache; then fail "the Qt-only programs link pixcache"; fi
+export QT_QPA_PLATFORM=offscreen
+
+# stats_line FILE: the "pixcache:" line of FILE, which must show calls served and hits.
+stats_line() {
+    local line
+    line=$(grep '^pixcache: ' "$1" | grep -v 'built for' || true)
+    [ "$(printf '%s\n' "$line" | grep -c .)" -eq 1 ] || fail "expected one 'pixcache:' statistics line in $1, got: $(cat "$1")"
+    [[ "$line" =~ ^pixcache:\ [1-9][0-9]*\ calls,\ [1-9][0-9]*\ hits,\ [0-9]+\ misses,\ [1-9][0-9]*\ inserts ]] ||
+        fail "the statistics show no traffic served by pixcache: $line"
+    echo "$line"
+}
+
+echo "# behaviour: Qt's cache vs pixcache-run vs linked, transcripts compared"
+"$b/behaviour" 100 2000 >"$work/qt.txt" 2>/dev/null
+"$run" --stats "$b/behaviour" 100 2000 >"$work/preloaded.txt" 2>"$work/preloaded.err"
+diff "$work/qt.txt" "$work/preloaded.txt" >"$work/diff.txt" || { head -20 "$work/diff.txt"; fail "behaviour differs through pixcache-run"; }
+stats_line "$work/preloaded.err"
+ldd "$b/behaviour_linked" | grep -q libpixcache-qt6 || fail "behaviour_linked does not load libpixcache-qt6.so"
+PIXCACHE_QT6_STATS=1 "$b/behaviour_linked" 100 2000 >"$work/linked.txt" 2>"$work/linked.err"
+diff "$work/qt.txt" "$work/linked.txt" >"$work/diff.txt" || { head -20 "$work/diff.txt"; fail "behaviour differs when linked"; }
+stats_line "$work/linked.err"
+echo "identical: $(wc -l <"$work/qt.txt") lines"
+pass=$((pass + 1))
+
+echo "# widgets: frames pixel for pixel, Qt's cache vs pixcache-run"
+"$b/widgets" 24 >"$work/frames-qt.txt" 2>/dev/null
+"$run" --stats "$b/widgets" 24 >"$work/frames-px.txt" 2>"$work/frames-px.err"
+diff "$work/frames-qt.txt" "$work/frames-px.txt" || fail "frames differ through pixcache-run"
+stats_line "$work/frames-px.err"
+echo "identical: $(wc -l <"$work/frames-qt.txt") frames"
+pass=$((pass + 1))
+
+if command -v valgrind >/dev/null 2>&1; then
+    echo "# widgets under valgrind memcheck, through pixcache-run (errors fail)"
+    "$run" --inherit --stats valgrind -q --error-exitcode=99 --leak-check=no "$b/widgets" 4 \
+        >"$work/frames-vg.txt" 2>"$work/frames-vg.err" || { tail -40 "$work/frames-vg.err"; fail "valgrind reported errors"; }
+    head -4 "$work/frames-qt.txt" | diff - "$work/frames-vg.txt" || fail "frames differ under valgrind"
+    stats_line "$work/frames-vg.err"
+    pass=$((pass + 1))
+else
+    skip "the valgrind run of the widgets program: valgrind is not installed"
+fi
+
+echo "# threads: Qt's rule by default, every thread with --any-thread"
+grep -q '^thread: find = 0$' "$work/preloaded.txt" || fail "an off-thread find was served by default"
+"$run" --any-thread "$b/behaviour" 1 10 >"$work/any.txt" 2>/dev/null
+grep -q '^thread: find = 1$' "$work/any.txt" || fail "--any-thread did not serve the other thread's find"
+grep -q '^thread: insert = 1$' "$work/any.txt" || fail "--any-thread: the other thread's insert failed"
+grep -q '^after the thread: limit = 1$' "$work/any.txt" || fail "--any-thread: the other thread's setCacheLimit was ignored"
+echo "off-thread calls refused by default, served with --any-thread"
+pass=$((pass + 1))
+
+echo "# another Qt version: every call forwarded to Qt's own cache, one line says why"
+PIXCACHE_QT6_QT_VERSION=6.99.0 "$run" --stats "$b/behaviour" 100 2000 >"$work/other.txt" 2>"$work/other.err"
+diff "$work/qt.txt" "$work/other.txt" >/dev/null || fail "forwarding to Qt's cache changed the behaviour"
+[ "$(grep -c '^pixcache: ' "$work/other.err")" -eq 1 ] || fail "expected exactly one pixcache line, got: $(grep '^pixcache' "$work/other.err")"
+grep -q "^pixcache: libpixcache-qt6 was built for Qt 6\.[0-9]* but this program runs Qt 6\.99\.0; QPixmapCache stays Qt's own$" "$work/other.err" ||
+    fail "no version-mismatch line: $(cat "$work/other.err")"
+grep '^pixcache: ' "$work/other.err"
+pass=$((pass + 1))
+
+echo "# children: no inherited preload unless --inherit; --check"
+child=$("$run" bash -c 'printf %s "${LD_PRELOAD:-}"')
+[ -z "$child" ] || fail "a child inherited LD_PRELOAD=$child"
+child=$("$run" --inherit bash -c 'printf %s "${LD_PRELOAD:-}"')
+[[ "$child" == *libpixcache-qt6.so* ]] || fail "--inherit: the child did not get the preload ($child)"
+"$run" --check "$b/widgets" || fail "--check says the widgets program is not served"
+if "$run" --check /bin/sh >"$work/check.txt"; then fail "--check says /bin/sh is served"; fi
+grep -q '^no: /bin/sh: does not load libQt6Gui' "$work/check.txt" || fail "--check /bin/sh: $(cat "$work/check.txt")"
+cat "$work/check.txt"
+pass=$((pass + 1))
+
+echo "# a real application: Qt Designer under Xvfb, through pixcache-run"
+designer=/usr/lib/qt6/bin/designer
+if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null || [ ! -x "$designer" ]; then
+    skip "the real-application run: needs Xvfb, xdotool and designer-qt6 (apt-get install xvfb xauth xdotool designer-qt6)"
+else
+    display=":$((90 + RANDOM % 100))"
+    Xvfb "$display" -screen 0 1280x1024x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+    xvfb=$!
+    trap 'kill $xvfb 2>/dev/null; rm -rf "$work"' EXIT
+    sleep 1
+    (
+        export DISPLAY="$display" QT_QPA_PLATFORM=xcb
+        "$run" --stats "$designer" >"$work/designer.out" 2>"$work/designer.err" &
+        app=$!
+        win=$(timeout 30 xdotool search --sync --onlyvisible --name "Qt Designer" | head -1)
+        [ -n "$win" ] || { kill "$app"; fail "Qt Designer showed no window"; }
+        sleep 2
+        # Qt Designer opens with its "New Form" dialog: close it, then quit with Ctrl+Q.
+        dialog=$(xdotool search --onlyvisible --name "New Form" | head -1 || true)
+        if [ -n "$dialog" ]; then xdotool windowfocus --sync "$dialog" key Escape; sleep 1; fi
+        xdotool windowfocus --sync "$win" key ctrl+q
+        for _ in $(seq 1 40); do kill -0 "$app" 2>/dev/null || break; sleep 0.25; done
+        if kill -0 "$app" 2>/dev/null; then kill "$app"; fail "Qt Designer did not quit"; fi
+        wait "$app" || fail "Qt Designer exited with status $?: $(tail -5 "$work/designer.err")"
+    )
+    stats_line "$work/designer.err"
+    kill "$xvfb" 2>/dev/null || true
+    pass=$((pass + 1))
+fi
+
+echo "$pass passed, 0 failed"
