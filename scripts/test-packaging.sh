@@ -2,8 +2,11 @@
 # Packaging tests: install pixcache into a temporary prefix with the documented command
 # (scripts/install.sh), then build and *run* a separate consumer project against the installed
 # copy four ways: CMake find_package (shared, static) and pkg-config + make (shared, static).
-# Also: the soname layout, relocating the installed tree, and a clear failure for a version
-# mismatch. Needs cmake, pkg-config, make, a C/C++ compiler, binutils.
+# Also: the soname layout, a release-sized install (stripped, debug info installable apart),
+# programs that run from a non-system prefix without LD_LIBRARY_PATH (pkg-config with an rpath,
+# pixcache-static.pc, a CMake build tree and an installed CMake consumer), pixcache::qt6 (with
+# and without Qt 6), relocating the installed tree, and a clear failure for a version mismatch.
+# Needs cmake, pkg-config, make, a C/C++ compiler, binutils; Qt 6 for pixcache::qt6.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -35,6 +38,34 @@ readelf -d "$lib/libpixcache.so.$version" | grep -q "Library soname: \[libpixcac
 ok "soname libpixcache.so.$major with the .so.$major and .so links"
 cmp -s include/pixcache.h "$prefix/include/pixcache.h" || fail "installed header is the committed one"
 
+# Release-sized: no debug info installed by default (cargo's release build keeps it), a GNU
+# debuglink to where PIXCACHE_INSTALL_DEBUG=ON puts it.
+so="$lib/libpixcache.so.$version"
+size=$(stat -c %s "$so")
+[ "$size" -le $((4 * 1024 * 1024)) ] || fail "the installed libpixcache.so is $size bytes (at most 4 MB)"
+has_debug_info() { readelf -S -W "$1" 2>/dev/null | grep -q '\.debug_info'; }
+has_debug_info "$so" && fail "the installed libpixcache.so has debug info"
+has_debug_info "$lib/libpixcache.a" && fail "the installed libpixcache.a has debug info"
+readelf -S -W "$lib/libpixcache.a" | grep -q '\.llvmbc' && fail "the installed libpixcache.a carries LLVM bitcode"
+readelf --string-dump=.gnu_debuglink "$so" | grep -q "libpixcache.so.$version.debug" || fail "no GNU debuglink in libpixcache.so"
+[ -e "$lib/.debug" ] && fail "debug info installed without PIXCACHE_INSTALL_DEBUG=ON"
+ok "release-sized: libpixcache.so $((size / 1024)) KB, libpixcache.a $(($(stat -c %s "$lib/libpixcache.a") / 1024 / 1024)) MB, no debug info, a debuglink"
+
+debug_prefix="$work/with-debug"
+PIXCACHE_INSTALL_DEBUG=ON PIXCACHE_CMAKE_BUILD_DIR="$work/install-build" scripts/install.sh "$debug_prefix" >"$work/install-debug.log" 2>&1 \
+    || { cat "$work/install-debug.log"; fail "PIXCACHE_INSTALL_DEBUG=ON scripts/install.sh"; }
+dbg="$debug_prefix/lib/.debug/libpixcache.so.$version.debug"
+[ -f "$dbg" ] && has_debug_info "$dbg" || fail "PIXCACHE_INSTALL_DEBUG=ON installs $dbg with the debug info"
+has_debug_info "$debug_prefix/lib/libpixcache.so.$version" && fail "the library itself stays stripped"
+if command -v gdb >/dev/null 2>&1; then
+    where() { gdb -nx -batch -ex 'info line pixcache_find' "$1" 2>&1; }
+    where "$debug_prefix/lib/libpixcache.so.$version" | grep -q 'src/ffi/cache.rs' || fail "gdb does not find the debug info through the debuglink: $(where "$debug_prefix/lib/libpixcache.so.$version")"
+    where "$so" | grep -q 'src/ffi/cache.rs' && fail "gdb finds source lines without the debug file"
+    ok "PIXCACHE_INSTALL_DEBUG=ON: gdb finds the source lines through lib/.debug/ (and not without it)"
+else
+    ok "PIXCACHE_INSTALL_DEBUG=ON installs lib/.debug/libpixcache.so.$version.debug (gdb absent: lookup not tried)"
+fi
+
 needs_pixcache() { readelf -d "$1" | grep -q "NEEDED.*\[libpixcache.so.$major\]"; }
 
 run_cmake_consumer() { # <name> <prefix> [cmake args...]
@@ -64,6 +95,44 @@ for mode in shared static; do
     else needs_pixcache "$out/consumer_c" && fail "pkg-config static must not need the .so"; fi
     ok "pkg-config --cflags --libs pixcache + make, $mode: built, ran"
 done
+
+# Installed with CMake, the consumer still finds libpixcache.so.0 (install RPATH from the link path).
+b=$(run_cmake_consumer install "$prefix" -DCMAKE_INSTALL_PREFIX="$work/app" | tail -n1)
+cmake --install "$b" >"$b-install.log" 2>&1 || { cat "$b-install.log"; fail "cmake --install (consumer)"; }
+env -u LD_LIBRARY_PATH "$work/app/bin/consumer_c" >/dev/null && env -u LD_LIBRARY_PATH "$work/app/bin/consumer_cpp" >/dev/null \
+    || fail "the installed CMake consumer runs without LD_LIBRARY_PATH"
+ok "a CMake consumer, built and installed from a non-system prefix, runs (build and install RPATH)"
+
+# The pkg-config lines the README gives, from a non-system prefix, no LD_LIBRARY_PATH.
+out="$work/pc-readme"; mkdir -p "$out"
+export PKG_CONFIG_PATH="$lib/pkgconfig"
+# shellcheck disable=SC2046
+cc c-tests/consumer/consumer.c -o "$out/shared" $(pkg-config --cflags --libs pixcache) -Wl,-rpath,$(pkg-config --variable=libdir pixcache) \
+    || fail "the README's shared pkg-config line"
+env -u LD_LIBRARY_PATH "$out/shared" >/dev/null || fail "the shared build runs without LD_LIBRARY_PATH"
+# shellcheck disable=SC2046
+cc c-tests/consumer/consumer.c -o "$out/static" $(pkg-config --cflags --libs pixcache-static) || fail "pkg-config pixcache-static"
+"$out/static" >/dev/null || fail "the pixcache-static build runs"
+needs_pixcache "$out/static" && fail "a pixcache-static build must not need libpixcache.so"
+unset PKG_CONFIG_PATH
+ok "pkg-config: pixcache with its rpath, and pixcache-static, from a non-system prefix"
+
+# pixcache::qt6: a Qt program naming nothing but pixcache::qt6 builds and runs; without Qt 6,
+# find_package(pixcache) still works and pixcache::qt6 is absent.
+if pkg-config --exists Qt6Gui 2>/dev/null; then
+    b="$work/cmake-qt6"
+    cmake -S c-tests/consumer-qt -B "$b" -DCMAKE_PREFIX_PATH="$prefix" >"$b.log" 2>&1 || { cat "$b.log"; fail "cmake configure (pixcache::qt6)"; }
+    cmake --build "$b" >>"$b.log" 2>&1 || { cat "$b.log"; fail "cmake build (pixcache::qt6)"; }
+    QT_QPA_PLATFORM=offscreen "$b/consumer_qt" || fail "the pixcache::qt6 consumer runs"
+    if cmake -S c-tests/consumer-qt -B "$work/cmake-noqt" -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_DISABLE_FIND_PACKAGE_Qt6=ON >"$work/noqt.log" 2>&1; then
+        fail "pixcache::qt6 exists although Qt 6 was not found"
+    fi
+    grep -q 'pixcache::qt6 is not defined' "$work/noqt.log" || { cat "$work/noqt.log"; fail "without Qt 6, find_package(pixcache) must succeed and pixcache::qt6 be absent"; }
+    ok "pixcache::qt6: a Qt program naming only it builds and runs; without Qt 6 the package still loads, without it"
+else
+    echo "SKIPPED: pixcache::qt6 (Qt 6 development files are not installed: apt-get install qt6-base-dev)"
+    [ "${CI:-}" != "true" ] || fail "CI must test pixcache::qt6"
+fi
 
 # The example program builds against the installed copy and does what it says.
 ex="$work/contact_sheet"
