@@ -2,7 +2,7 @@
 // Qt adapter pixcache_qt.hpp) on QPixmapCache's own workloads, in one process, one after the
 // other, ROUNDS times; prints the median ns/op of each and the ratio pixcache / Qt.
 //
-// Workloads (../shared/performance-notes.md, issue 5):
+// Workloads (docs/PERFORMANCE.md, section 1):
 //   string find hit      500 hot keys, cycled
 //   string find miss     500 absent keys, cycled
 //   string insert+evict  200,000 distinct keys through the default 10 MB cache, 64x64 pixmaps

@@ -22,6 +22,7 @@
 
 using pixcache::Pixmap;
 using pixcache::PixmapCache;
+using pixcache::Cache;
 
 static int checks = 0;
 #define CHECK(cond) (assert(cond), ++checks)
@@ -254,7 +255,91 @@ static void test_find_or_insert() {
     CHECK(cache.find("nul\0key"sv, nullptr) && !cache.find("nul"sv, nullptr));
 }
 
+// A null C string is the empty key everywhere (as a null pointer is an empty QString in Qt), a
+// null path an error: never a crash. `opaque` keeps the compiler from seeing the null.
+static void test_null_strings() {
+    volatile const char *opaque = nullptr;
+    const char *null_key = const_cast<const char *>(opaque);
+    Cache cache(1024);
+    CHECK(!cache.find(null_key, nullptr));
+    CHECK(cache.insert(null_key, Pixmap(4, 4)));
+    CHECK(cache.find("", nullptr) && cache.find(null_key, nullptr));
+    Pixmap out;
+    CHECK(cache.find(null_key, &out) && out.width() == 4);
+    cache.remove(null_key);
+    CHECK(!cache.find("", nullptr));
+    auto produced = cache.findOrInsert(null_key, [] { return Pixmap(2, 2); });
+    CHECK(produced && cache.find("", nullptr));
+    // The process-wide cache, Qt-style, with literal null pointers.
+    PixmapCache::remove("");
+    CHECK(!PixmapCache::find(nullptr, &out));
+    CHECK(!PixmapCache::find(0, nullptr));
+    CHECK(PixmapCache::insert(nullptr, Pixmap(1, 1)) && PixmapCache::find("", nullptr));
+    PixmapCache::remove(NULL);
+    CHECK(!PixmapCache::find("", nullptr));
+    // Paths: a null one fails with NULL_ARGUMENT, in every form.
+    CHECK(!Pixmap::tryLoad(null_key) && pixcache::lastResult() == PIXCACHE_RESULT_NULL_ARGUMENT);
+    CHECK(!cache.findOrLoad(null_key) && pixcache::lastResult() == PIXCACHE_RESULT_NULL_ARGUMENT);
+    bool thrown = false;
+    try {
+        (void)Pixmap::load(null_key);
+    } catch (const pixcache::Error &e) {
+        thrown = e.code() == PIXCACHE_RESULT_NULL_ARGUMENT;
+    }
+    CHECK(thrown);
+}
+
+// tick(): one firing of Qt's idle timer. Changed since the last tick: the least recently used
+// entry goes; unchanged: a trim to three quarters.
+static void test_tick() {
+    Cache cache(10240);
+    for (int i = 0; i < 8; ++i) cache.insert("t" + std::to_string(i), Pixmap(64, 64));  // 16 KB each
+    CHECK(cache.tick() == 1);  // changed since the (never run) previous tick
+    CHECK(!cache.find("t0", nullptr) && cache.totalUsed() == 112);
+    CHECK(cache.tick() == 2);  // unchanged: 112 KB -> 84 KB, two 16 KB entries
+    CHECK(cache.totalUsed() == 80);
+    PixmapCache::clear();
+    PixmapCache::insert("g", Pixmap(64, 64));
+    CHECK(PixmapCache::tick() == 1 && !PixmapCache::find("g", nullptr));
+}
+
+// A producer's exception reaches the threads waiting for it as PRODUCER_FAILED with its text.
+static void test_producer_exception_reason() {
+    Cache cache(1024);
+    std::atomic<bool> waiting{false};
+    std::optional<Pixmap> waiter_result;
+    PixcacheResult waiter_code = PIXCACHE_RESULT_OK;
+    std::string waiter_message;
+    std::thread waiter;
+    bool thrown = false;
+    try {
+        cache.findOrInsert("slow", [&]() -> Pixmap {
+            waiter = std::thread([&] {
+                waiting = true;
+                waiter_result = cache.findOrInsert("slow", [] { return Pixmap(1, 1); });
+                waiter_code = pixcache::lastResult();
+                waiter_message = pixcache::lastError();
+            });
+            while (!waiting) std::this_thread::yield();
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));  // let it start waiting
+            throw std::runtime_error("disk on fire");
+        });
+    } catch (const std::runtime_error &) {
+        thrown = true;
+    }
+    waiter.join();
+    CHECK(thrown);
+    // The waiter either waited (and got the reason) or came after the failure and produced.
+    if (!waiter_result) {
+        CHECK(waiter_code == PIXCACHE_RESULT_PRODUCER_FAILED);
+        CHECK(waiter_message.find("disk on fire") != std::string::npos);
+    }
+}
+
 int main() {
+    test_null_strings();
+    test_tick();
+    test_producer_exception_reason();
     test_find_or_render();
     test_keys_in_widgets();
     test_replace_updates_key();

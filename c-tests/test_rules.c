@@ -1,4 +1,4 @@
-/* test_rules.c: the observable QPixmapCache rules of /work/shared/spec/qpixmapcache.md, checked
+/* test_rules.c: the observable QPixmapCache rules of docs/spec.md, checked
  * through the C API only.
  *
  * What it tests, section by section of the spec:

@@ -54,6 +54,33 @@ private:
 class Cache;
 class PixmapCache;
 
+/// A string key argument: a `std::string_view`, a `std::string` or a C string (UTF-8; a view may
+/// hold NUL bytes). A null `const char *` is the empty key, as a null pointer is an empty QString
+/// in Qt: `PixmapCache::find(nullptr, &pm)` looks up "" instead of crashing.
+class KeyArg {
+public:
+    KeyArg(std::string_view key) noexcept : s_(key) {}
+    KeyArg(const std::string &key) noexcept : s_(key) {}
+    KeyArg(const char *key) noexcept : s_(key ? std::string_view(key) : std::string_view()) {}
+    const char *data() const noexcept { return s_.data(); }
+    std::size_t size() const noexcept { return s_.size(); }
+
+private:
+    std::string_view s_;
+};
+
+/// A file path argument: a `std::string` or a C string. A null `const char *` is reported as an
+/// error (PIXCACHE_RESULT_NULL_ARGUMENT) by the function it is given to, never dereferenced.
+class PathArg {
+public:
+    PathArg(const std::string &path) noexcept : p_(path.c_str()) {}
+    PathArg(const char *path) noexcept : p_(path) {}
+    const char *c_str() const noexcept { return p_; }
+
+private:
+    const char *p_;
+};
+
 /// A pixmap value, like QPixmap: copying shares the pixels (no pixel copy), writing through
 /// bits() detaches first, so a cached pixmap never changes behind the cache. A moved-from Pixmap
 /// is a null pixmap.
@@ -79,14 +106,14 @@ public:
     }
 
     /// Decodes an image file (PNG, JPEG, GIF, BMP, WebP, ICO); throws pixcache::Error on failure.
-    static Pixmap load(const std::string &path) {
+    static Pixmap load(PathArg path) {
         PixcachePixmap *p = pixcache_pixmap_load(path.c_str());
         if (!p) throw Error::fromLastError();
         return Pixmap(p);
     }
 
     /// Non-throwing load: std::nullopt (and pixcache::lastError()) on failure.
-    static std::optional<Pixmap> tryLoad(const std::string &path) noexcept {
+    static std::optional<Pixmap> tryLoad(PathArg path) noexcept {
         PixcachePixmap *p = pixcache_pixmap_load(path.c_str());
         if (!p) return std::nullopt;
         return Pixmap(p);
@@ -229,7 +256,7 @@ public:
     int cacheLimit() const noexcept { return pixcache_cache_limit(c_); }
     void setCacheLimit(int limitKb) noexcept { pixcache_set_cache_limit(c_, limitKb); }
 
-    bool find(std::string_view key, Pixmap *pixmap) const noexcept {
+    bool find(KeyArg key, Pixmap *pixmap) const noexcept {
         if (!pixmap) return pixcache_find_n(c_, key.data(), key.size(), nullptr);
         PixcachePixmap *out = pixmap->outHandle();
         return out && pixcache_find_n(c_, key.data(), key.size(), out);
@@ -239,7 +266,7 @@ public:
         PixcachePixmap *out = pixmap->outHandle();
         return out && pixcache_find_key(c_, key.k_, out);
     }
-    bool insert(std::string_view key, const Pixmap &pixmap) noexcept {
+    bool insert(KeyArg key, const Pixmap &pixmap) noexcept {
         Holder h(pixmap);
         return h.p && pixcache_insert_n(c_, key.data(), key.size(), h.p);
     }
@@ -254,7 +281,7 @@ public:
         Holder h(pixmap);
         return h.p && pixcache_replace(c_, &key.k_, h.p);
     }
-    void remove(std::string_view key) noexcept { pixcache_remove_n(c_, key.data(), key.size()); }
+    void remove(KeyArg key) noexcept { pixcache_remove_n(c_, key.data(), key.size()); }
     void remove(const Key &key) noexcept { pixcache_remove_key(c_, key.k_); }
     void clear() noexcept { pixcache_clear(c_); }
     bool isValid(const Key &key) const noexcept { return pixcache_key_is_valid(c_, key.k_); }
@@ -262,6 +289,10 @@ public:
     int totalUsed() const noexcept { return pixcache_total_used(c_); }
     /// QPixmapCache::flushDetachedPixmaps(): trims to three quarters of the total.
     void flushDetachedPixmaps() noexcept { pixcache_flush_detached(c_); }
+    /// One firing of Qt's idle timer (pixcache_tick): if the total is unchanged since the
+    /// previous tick, trims to three quarters, else evicts the least recently used entry. Call it
+    /// from your event loop's idle timer (Qt: every 30 s after an insert). Returns how many went.
+    std::size_t tick() noexcept { return pixcache_tick(c_); }
     PixcacheStats stats() const noexcept { return pixcache_stats(c_); }
 
     /// Finds `key`, or calls `produce()` and caches what it returns — once across threads: other
@@ -270,7 +301,7 @@ public:
     /// Returns std::nullopt if production failed (pixcache::lastError() says why); an exception
     /// thrown by `produce` is rethrown here, on the producing thread (waiters get std::nullopt).
     template <typename Produce>
-    std::optional<Pixmap> findOrInsert(std::string_view key, Produce &&produce) {
+    std::optional<Pixmap> findOrInsert(KeyArg key, Produce &&produce) {
         struct Context {
             std::remove_reference_t<Produce> *produce;
             std::exception_ptr error;
@@ -288,8 +319,14 @@ public:
                     if (pm.handle()) pixcache_pixmap_assign(out, pm.handle());
                 }
                 return true;
+            } catch (const std::exception &e) {
+                c->error = std::current_exception();
+                // Waiting threads get this reason (the exception itself reaches only this one).
+                pixcache_set_error(PIXCACHE_RESULT_PRODUCER_FAILED, e.what());
+                return false;
             } catch (...) {
                 c->error = std::current_exception();
+                pixcache_set_error(PIXCACHE_RESULT_PRODUCER_FAILED, "the producer threw an exception");
                 return false;
             }
         };
@@ -305,7 +342,7 @@ public:
 
     /// Finds the image file `path`, or decodes and caches it — once across threads
     /// (pixcache_find_or_load). std::nullopt if it cannot be read or decoded.
-    std::optional<Pixmap> findOrLoad(const std::string &path) noexcept {
+    std::optional<Pixmap> findOrLoad(PathArg path) noexcept {
         Pixmap out;
         PixcachePixmap *handle = out.outHandle();
         if (!handle || !pixcache_find_or_load(c_, path.c_str(), handle)) return std::nullopt;
@@ -334,8 +371,8 @@ private:
 };
 
 /// QPixmapCache's static API over the process-wide cache: `QPixmapCache::` becomes
-/// `pixcache::PixmapCache::`, `QPixmap` becomes `pixcache::Pixmap`. Keys are std::string_view
-/// (UTF-8).
+/// `pixcache::PixmapCache::`, `QPixmap` becomes `pixcache::Pixmap`. Keys are any string
+/// (KeyArg: UTF-8; a null C string is the empty key).
 class PixmapCache {
 public:
     using Key = pixcache::Key;
@@ -344,33 +381,35 @@ public:
 
     static int cacheLimit() noexcept { return Cache::global().cacheLimit(); }
     static void setCacheLimit(int limitKb) noexcept { Cache::global().setCacheLimit(limitKb); }
-    static bool find(std::string_view key, Pixmap *pixmap) noexcept {
+    static bool find(KeyArg key, Pixmap *pixmap) noexcept {
         return Cache::global().find(key, pixmap);
     }
     static bool find(const Key &key, Pixmap *pixmap) noexcept {
         return Cache::global().find(key, pixmap);
     }
-    static bool insert(std::string_view key, const Pixmap &pixmap) noexcept {
+    static bool insert(KeyArg key, const Pixmap &pixmap) noexcept {
         return Cache::global().insert(key, pixmap);
     }
     static Key insert(const Pixmap &pixmap) noexcept { return Cache::global().insert(pixmap); }
     static bool replace(const Key &key, const Pixmap &pixmap) noexcept {
         return Cache::global().replace(key, pixmap);
     }
-    static void remove(std::string_view key) noexcept { Cache::global().remove(key); }
+    static void remove(KeyArg key) noexcept { Cache::global().remove(key); }
     static void remove(const Key &key) noexcept { Cache::global().remove(key); }
     static void clear() noexcept { Cache::global().clear(); }
     /// Sum of the entries' costs in KB (exact; Qt 6.4's private totalUsed() is off by 1024x).
     static int totalUsed() noexcept { return Cache::global().totalUsed(); }
     /// Qt's idle trim (QPixmapCache::flushDetachedPixmaps): call it from your own idle timer.
     static void flushDetachedPixmaps() noexcept { Cache::global().flushDetachedPixmaps(); }
+    /// Cache::tick on the process-wide cache: one firing of Qt's idle timer.
+    static std::size_t tick() noexcept { return Cache::global().tick(); }
     /// Cache::findOrInsert on the process-wide cache.
     template <typename Produce>
-    static std::optional<Pixmap> findOrInsert(std::string_view key, Produce &&produce) {
+    static std::optional<Pixmap> findOrInsert(KeyArg key, Produce &&produce) {
         return Cache::global().findOrInsert(key, std::forward<Produce>(produce));
     }
     /// Cache::findOrLoad on the process-wide cache.
-    static std::optional<Pixmap> findOrLoad(const std::string &path) noexcept {
+    static std::optional<Pixmap> findOrLoad(PathArg path) noexcept {
         return Cache::global().findOrLoad(path);
     }
 };

@@ -15,10 +15,15 @@
 // replace, clear), the copy is deleted. find() hands back a QPixmap that shares the cached one
 // (same cacheKey()).
 //
-// Differences from QPixmapCache, all deliberate (see the spec): calls from any thread work (Qt's
+// Differences from QPixmapCache, all deliberate (docs/spec.md): calls from any thread work (Qt's
 // fail silently off the GUI thread; QPixmap itself remains a GUI-thread class, so keep using it
 // there); totalUsed() is exact KB; evicted string keys are forgotten; stale keys never alias.
-// The idle trim is flushDetachedPixmaps(), to be called from your own timer.
+//
+// Idle trimming, as in Qt 6.4: a successful insert or replace made on the application object's
+// thread starts a single-shot timer (30 s) if none is running; clear() stops it. When it fires,
+// the cache is trimmed by one tick of Qt's rule (pixcache_tick: the least recently used entry
+// goes if the total changed since the previous tick, else the cache is trimmed to three
+// quarters). PixmapCache::setIdleTrimInterval() changes the interval; zero turns it off.
 //
 // As in Qt, destroying the QCoreApplication/QGuiApplication clears the cache (the whole
 // process-wide pixcache cache, also entries put there through the C API), so no QPixmap outlives
@@ -36,9 +41,13 @@
 #include <QByteArray>
 #include <QCoreApplication>
 #include <QPixmap>
+#include <QPointer>
 #include <QString>
+#include <QThread>
+#include <QTimer>
 
 #include <atomic>
+#include <chrono>
 #include <exception>
 #include <new>
 #include <type_traits>
@@ -191,8 +200,51 @@ inline PixcacheCache *global() noexcept {
 // units include this header.
 inline std::atomic<bool> clearAtExitRegistered{false};  // constant-initialised, trivially destructible
 
+// Qt's idle timer. Its state is touched only on the application object's thread: the timer is
+// made there (a child of the application object, so it goes with it) and armed only by calls
+// made there.
+inline std::atomic<int> idleTrimMs{30000};
+inline std::atomic<Qt::HANDLE> idleTrimThread{nullptr};  // the application's thread, once seen
+
+inline QPointer<QTimer> &idleTimer() {
+    static QPointer<QTimer> timer;
+    return timer;
+}
+
+// True on the thread the application object lives in.
+inline bool onAppThread() noexcept {
+    const Qt::HANDLE seen = idleTrimThread.load(std::memory_order_relaxed);
+    if (seen) return seen == QThread::currentThreadId();
+    QCoreApplication *app = QCoreApplication::instance();
+    if (!app || QThread::currentThread() != app->thread()) return false;
+    idleTrimThread.store(QThread::currentThreadId(), std::memory_order_relaxed);
+    return true;
+}
+
+// After a successful insert or replace: starts the idle timer if it is not running (Qt's rule).
+inline void armIdleTrim() {
+    const int ms = idleTrimMs.load(std::memory_order_relaxed);
+    if (ms <= 0 || !onAppThread()) return;
+    QPointer<QTimer> &timer = idleTimer();
+    if (!timer) {
+        QCoreApplication *app = QCoreApplication::instance();
+        if (!app) return;
+        timer = new QTimer(app);
+        timer->setSingleShot(true);  // Qt 6.4 stops after one firing until the next insert
+        QObject::connect(timer, &QTimer::timeout, [] { pixcache_tick(global()); });
+    }
+    if (!timer->isActive()) timer->start(ms);
+}
+
+inline void stopIdleTrim() {
+    if (!onAppThread()) return;
+    if (QPointer<QTimer> &timer = idleTimer(); timer) timer->stop();
+}
+
 inline void clearAtAppExit() {
     clearAtExitRegistered.store(false);
+    stopIdleTrim();
+    idleTrimThread.store(nullptr, std::memory_order_relaxed);  // the next application may live elsewhere
     pixcache_clear(global());
 }
 
@@ -291,22 +343,29 @@ public:
     static bool insert(const QString &key, const QPixmap &pixmap) {
         const detail::Utf8Key utf8(key);
         QPixmap *copy = detail::copy(pixmap);
-        return copy && pixcache_insert_wrapped_n(detail::global(), utf8.data(), utf8.size(), detail::width(pixmap),
-                                                 detail::height(pixmap), detail::depth(pixmap), copy,
-                                                 &detail::pixcache_qt_release_qpixmap);
+        const bool ok = copy && pixcache_insert_wrapped_n(detail::global(), utf8.data(), utf8.size(), detail::width(pixmap),
+                                                          detail::height(pixmap), detail::depth(pixmap), copy,
+                                                          &detail::pixcache_qt_release_qpixmap);
+        if (ok) detail::armIdleTrim();
+        return ok;
     }
 
     static Key insert(const QPixmap &pixmap) {
         QPixmap *copy = detail::copy(pixmap);
-        return copy ? Key(pixcache_insert_key_wrapped(detail::global(), detail::width(pixmap), detail::height(pixmap),
-                                                      detail::depth(pixmap), copy, &detail::pixcache_qt_release_qpixmap))
-                    : Key();
+        if (!copy) return Key();
+        const Key key(pixcache_insert_key_wrapped(detail::global(), detail::width(pixmap), detail::height(pixmap),
+                                                  detail::depth(pixmap), copy, &detail::pixcache_qt_release_qpixmap));
+        if (pixcache_last_result() == PIXCACHE_RESULT_OK) detail::armIdleTrim();
+        return key;
     }
 
     static bool replace(const Key &key, const QPixmap &pixmap) {
         QPixmap *copy = detail::copy(pixmap);
-        return copy && pixcache_replace_wrapped(detail::global(), &key.k_, detail::width(pixmap), detail::height(pixmap),
-                                                detail::depth(pixmap), copy, &detail::pixcache_qt_release_qpixmap);
+        const bool ok = copy && pixcache_replace_wrapped(detail::global(), &key.k_, detail::width(pixmap),
+                                                         detail::height(pixmap), detail::depth(pixmap), copy,
+                                                         &detail::pixcache_qt_release_qpixmap);
+        if (ok) detail::armIdleTrim();
+        return ok;
     }
 
     static void remove(const QString &key) {
@@ -316,7 +375,10 @@ public:
 
     static void remove(const Key &key) { pixcache_remove_key(detail::global(), key.k_); }
 
-    static void clear() { pixcache_clear(detail::global()); }
+    static void clear() {
+        detail::stopIdleTrim();
+        pixcache_clear(detail::global());
+    }
 
     /// Finds `key`, or calls `render()` (returning a QPixmap) and caches the result — once across
     /// threads: others asking for the same key meanwhile wait for this render instead of
@@ -352,8 +414,21 @@ public:
     }
 
     /// QPixmapCache::flushDetachedPixmaps() (Qt exports it only for its tests): trims the cache to
-    /// three quarters of its total. Call it from an idle timer if you want Qt's idle trimming.
+    /// three quarters of its total at once.
     static void flushDetachedPixmaps() { pixcache_flush_detached(detail::global()); }
+
+    /// One firing of Qt's idle timer, now (pixcache_tick). Returns how many entries went.
+    static std::size_t tick() { return pixcache_tick(detail::global()); }
+
+    /// The idle trim's delay after an arming insert: 30 s by default, as in Qt. Zero (or less)
+    /// turns idle trimming off (a running timer still fires once). Takes effect at the next arming.
+    static void setIdleTrimInterval(std::chrono::milliseconds interval) {
+        const auto ms = interval.count();
+        detail::idleTrimMs.store(ms <= 0 ? 0 : ms > INT32_MAX ? INT32_MAX : int(ms), std::memory_order_relaxed);
+    }
+    static std::chrono::milliseconds idleTrimInterval() {
+        return std::chrono::milliseconds(detail::idleTrimMs.load(std::memory_order_relaxed));
+    }
 
     /// Sum of the entries' costs in KB (exact; Qt 6.4's divides by 1024 once too often).
     static int totalUsed() { return pixcache_total_used(detail::global()); }

@@ -6,7 +6,8 @@
 #      (PIXCACHE_QT_SEEDS x PIXCACHE_QT_OPS, default 200 x 2000);
 #   3. a mutation test: the same differential test against a library built with a broken rule
 #      (find does not refresh recency) must fail;
-#   4. the README's widget paint example gives identical output with either cache.
+#   4. the adapter's API, the application's lifetime, idle trimming against Qt's own timer;
+#   5. the README's widget paint example gives identical output with either cache.
 # Without Qt 6 it says clearly that these tests were skipped (and fails under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,6 +57,10 @@ pass=$((pass + 1))
 
 echo "# application lifetime: destroying the application object clears the cache, as in Qt"
 "$work/build/app_lifetime"
+pass=$((pass + 1))
+
+echo "# idle trimming: the adapter's timer against Qt's (Qt's interval is 30 s: about 95 s)"
+"$work/build/idle_trim"
 pass=$((pass + 1))
 
 echo "# widget paint example: QPixmapCache (before) vs pixcache::qt::PixmapCache (after)"

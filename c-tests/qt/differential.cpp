@@ -10,7 +10,7 @@
 // The string checks use find(), which refreshes recency: both sides get exactly the same calls
 // (in a per-step shuffled order), so the check is part of the sequence both caches see.
 //
-// Deliberate differences the test knows about (../shared/spec/qpixmapcache.md):
+// Deliberate differences the test knows about (docs/spec.md):
 //   - totalUsed: Qt 6.4 reports ceil(total KB / 1024); pixcache reports total KB. The test
 //     checks pixcache against the exact sum, and Qt's figure against ceil(sum / 1024).
 //   - threads: not exercised here (Qt refuses off-thread calls; pixcache's thread tests are in
