@@ -321,7 +321,7 @@ QPixmapCache::Key QPixmapCache::insert(const QPixmap &pixmap) {
     if (!served()) return key;
     const PixcacheKey k = Adapter::insert(pixmap).raw();
     key.d = data(k);
-    if (pixcache_key_is_valid(detail::global(), k)) countInsert(pixmap);
+    if (state().stats && pixcache_key_is_valid(detail::global(), k)) countInsert(pixmap);
     return key;
 }
 
