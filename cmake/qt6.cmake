@@ -23,6 +23,25 @@ if(NOT Qt6Gui_FOUND)
     return()
 endif()
 
+# The library defines the QPixmapCache symbols of qt6/qpixmapcache.map: built only for a Qt whose
+# libQt6Gui exports exactly those (Qt 6.6 adds Key::hash and inlines replace, for instance).
+get_target_property(_qt_gui_location Qt6::Gui LOCATION)
+if(CMAKE_NM AND _qt_gui_location)
+    execute_process(COMMAND "${CMAKE_NM}" -D --defined-only "${_qt_gui_location}"
+                    OUTPUT_VARIABLE _qt_gui_symbols RESULT_VARIABLE _nm_rc)
+    string(REGEX MATCHALL "_ZN?K?12QPixmapCache[A-Za-z0-9_]+" _qt_pixmapcache "${_qt_gui_symbols}")
+    list(REMOVE_DUPLICATES _qt_pixmapcache)
+    list(SORT _qt_pixmapcache)
+    file(READ "${PIXCACHE_SOURCE_DIR}/qt6/qpixmapcache.map" _map)
+    string(REGEX MATCHALL "_ZN?K?12QPixmapCache[A-Za-z0-9_]+" _ours "${_map}")
+    list(SORT _ours)
+    if(NOT _nm_rc EQUAL 0 OR NOT _qt_pixmapcache STREQUAL _ours)
+        message(STATUS "Qt ${Qt6Gui_VERSION}'s QPixmapCache symbols are not those libpixcache-qt6 defines "
+                       "(qt6/qpixmapcache.map, Qt 6.4's): libpixcache-qt6.so and pixcache-run are not built")
+        return()
+    endif()
+endif()
+
 add_library(pixcache_built_static STATIC IMPORTED)
 set_target_properties(pixcache_built_static PROPERTIES IMPORTED_LOCATION "${_built}/libpixcache.a")
 
