@@ -102,6 +102,16 @@ int main(int argc, char **argv) {
     CHECK(PC::findOrInsert(keys[0], &a, render) && renders == 1);
     PC::clear();
     QPixmapCache::clear();
+
+    // A null C string is the empty key in both (QString(nullptr) is the null, empty string).
+    const char *volatile opaque = nullptr;
+    const char *nullKey = opaque;
+    CHECK(!QPixmapCache::find(nullKey, nullptr) && !PC::find(nullKey, nullptr));
+    CHECK(QPixmapCache::insert(nullKey, original) && PC::insert(nullKey, original));
+    CHECK(QPixmapCache::find("", nullptr) && PC::find("", nullptr));
+    CHECK(PC::find(nullptr, &found) && found.cacheKey() == original.cacheKey());
+    PC::clear();
+    QPixmapCache::clear();
     std::printf("%d checks passed\n", checks);
     return 0;
 }
