@@ -134,11 +134,13 @@ designer=/usr/lib/qt6/bin/designer
 if ! command -v Xvfb >/dev/null || ! command -v xdotool >/dev/null || [ ! -x "$designer" ]; then
     skip "the real-application run: needs Xvfb, xdotool and designer-qt6 (apt-get install xvfb xauth xdotool designer-qt6)"
 else
-    display=":$((90 + RANDOM % 100))"
-    Xvfb "$display" -screen 0 1280x1024x24 -nolisten tcp >"$work/xvfb.log" 2>&1 &
+    # Xvfb picks a free display number and writes it to fd 3 once it accepts connections.
+    Xvfb -displayfd 3 -screen 0 1280x1024x24 -nolisten tcp 3>"$work/display" >"$work/xvfb.log" 2>&1 &
     xvfb=$!
     trap 'kill $xvfb 2>/dev/null; rm -rf "$work"' EXIT
-    sleep 1
+    for _ in $(seq 1 100); do [ -s "$work/display" ] && break; sleep 0.1; done
+    [ -s "$work/display" ] || { cat "$work/xvfb.log"; fail "Xvfb did not start"; }
+    display=":$(head -n1 "$work/display")"
     (
         export DISPLAY="$display" QT_QPA_PLATFORM=xcb
         "$run" --stats "$designer" >"$work/designer.out" 2>"$work/designer.err" &
