@@ -34,7 +34,6 @@
 #include <QThread>
 
 #include <dlfcn.h>
-#include <pthread.h>
 #include <unistd.h>  // environ
 
 #include <atomic>
@@ -212,9 +211,10 @@ __attribute__((constructor)) void atLoad() {
 // ---- Qt's thread rule --------------------------------------------------------------------------
 
 // The thread the application object lives in, remembered for the last application object seen
-// (Qt's own test, QThread::currentThread() == app->thread(), costs a thread-data lookup a call).
+// (Qt's own test, QThread::currentThread() == app->thread(), looks up the thread's data a call;
+// QThread::currentThreadId() is one load of the thread pointer).
 std::atomic<QCoreApplication *> seenApp{nullptr};
-std::atomic<pthread_t> seenThread{};
+std::atomic<Qt::HANDLE> seenThread{nullptr};
 
 // True if this call may be served: Qt 6 serves only the application object's thread.
 inline bool served() noexcept {
@@ -222,13 +222,23 @@ inline bool served() noexcept {
     if (s.anyThread) return true;
     QCoreApplication *app = QCoreApplication::instance();
     if (!app) return false;
-    if (seenApp.load(std::memory_order_acquire) == app && pthread_equal(seenThread.load(std::memory_order_relaxed), pthread_self()))
+    if (seenApp.load(std::memory_order_acquire) == app &&
+        seenThread.load(std::memory_order_relaxed) == QThread::currentThreadId())
         return true;
     if (QThread::currentThread() != app->thread()) return false;
-    seenThread.store(pthread_self(), std::memory_order_relaxed);
+    seenThread.store(QThread::currentThreadId(), std::memory_order_relaxed);
     seenApp.store(app, std::memory_order_release);
     return true;
 }
+
+// Forgets the application object when it is destroyed: the next one may live on another thread
+// (even at the same address).
+void forgetApp() {
+    seenApp.store(nullptr, std::memory_order_release);
+    seenThread.store(nullptr, std::memory_order_relaxed);
+}
+void rememberToForget() { qAddPostRoutine(forgetApp); }
+Q_COREAPP_STARTUP_FUNCTION(rememberToForget)
 
 inline void count() noexcept {
     if (state().stats) calls.fetch_add(1, std::memory_order_relaxed);
