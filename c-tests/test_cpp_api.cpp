@@ -287,6 +287,9 @@ static void test_null_strings() {
         thrown = e.code() == PIXCACHE_RESULT_NULL_ARGUMENT;
     }
     CHECK(thrown);
+    // An Error made with a null message has the empty one.
+    const pixcache::Error made(PIXCACHE_RESULT_IO, null_key);
+    CHECK(made.code() == PIXCACHE_RESULT_IO && std::string(made.what()).empty());
 }
 
 // tick(): one firing of Qt's idle timer. Changed since the last tick: the least recently used

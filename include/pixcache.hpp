@@ -40,6 +40,9 @@ class Error : public std::runtime_error {
 public:
     Error(PixcacheResult code, const std::string &message)
         : std::runtime_error(message), code_(code) {}
+    /// A null message is the empty one.
+    Error(PixcacheResult code, const char *message)
+        : std::runtime_error(message ? message : ""), code_(code) {}
 
     /// The library's result code (PIXCACHE_RESULT_*).
     PixcacheResult code() const noexcept { return code_; }
@@ -289,9 +292,12 @@ public:
     int totalUsed() const noexcept { return pixcache_total_used(c_); }
     /// QPixmapCache::flushDetachedPixmaps(): trims to three quarters of the total.
     void flushDetachedPixmaps() noexcept { pixcache_flush_detached(c_); }
-    /// One firing of Qt's idle timer (pixcache_tick): if the total is unchanged since the
-    /// previous tick, trims to three quarters, else evicts the least recently used entry. Call it
-    /// from your event loop's idle timer (Qt: every 30 s after an insert). Returns how many went.
+    /// One firing of Qt 6.4's idle timer (pixcache_tick): if the total is what the previous
+    /// tick (or flushDetachedPixmaps()) left, trims to three quarters of it, else evicts the
+    /// least recently used entry. Returns how many entries went. pixcache runs no timer: for
+    /// Qt's idle trimming, call it from a single-shot 30 s timer of your event loop that a
+    /// successful insert or replace starts when it is not running and clear() stops (what
+    /// pixcache_qt.hpp does for Qt programs).
     std::size_t tick() noexcept { return pixcache_tick(c_); }
     PixcacheStats stats() const noexcept { return pixcache_stats(c_); }
 
@@ -401,7 +407,8 @@ public:
     static int totalUsed() noexcept { return Cache::global().totalUsed(); }
     /// Qt's idle trim (QPixmapCache::flushDetachedPixmaps): call it from your own idle timer.
     static void flushDetachedPixmaps() noexcept { Cache::global().flushDetachedPixmaps(); }
-    /// Cache::tick on the process-wide cache: one firing of Qt's idle timer.
+    /// Cache::tick on the process-wide cache: one firing of Qt's idle timer, now. Returns how
+    /// many entries went.
     static std::size_t tick() noexcept { return Cache::global().tick(); }
     /// Cache::findOrInsert on the process-wide cache.
     template <typename Produce>

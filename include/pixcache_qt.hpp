@@ -9,6 +9,16 @@
 // (or `using PixmapCache = pixcache::qt::PixmapCache;`). Everything else is unchanged: QString
 // keys, QPixmap values, PixmapCache::Key with isValid, ==, !=, swap, copy and move.
 //
+// To keep the name QPixmapCache, alias it in your own namespace, e.g. in a project-wide header:
+//
+//     namespace myapp {
+//     using QPixmapCache = pixcache::qt::PixmapCache;  // in myapp, QPixmapCache is pixcache's
+//     }
+//
+// Code in namespace myapp then calls pixcache with unqualified QPixmapCache::find(...), whether
+// Qt's headers come before or after. A global alias does not compile where Qt's own class
+// ::QPixmapCache is declared (<QPixmapCache>, <QtGui>, <QtWidgets>): it is the same name.
+//
 // How it works: a QPixmap is stored as a *foreign* pixmap (pixcache_pixmap_wrap) holding a
 // shallow copy of it (sharing Qt's pixel data, as QPixmapCache does), costed from its width,
 // height and depth exactly as Qt costs it. When pixcache lets go of the entry (eviction, remove,
@@ -19,11 +29,26 @@
 // fail silently off the GUI thread; QPixmap itself remains a GUI-thread class, so keep using it
 // there); totalUsed() is exact KB; evicted string keys are forgotten; stale keys never alias.
 //
-// Idle trimming, as in Qt 6.4: a successful insert or replace made on the application object's
-// thread starts a single-shot timer (30 s) if none is running; clear() stops it. When it fires,
-// the cache is trimmed by one tick of Qt's rule (pixcache_tick: the least recently used entry
-// goes if the total changed since the previous tick, else the cache is trimmed to three
-// quarters). PixmapCache::setIdleTrimInterval() changes the interval; zero turns it off.
+// Idle trimming, as in Qt 6.4 (on by default, as in Qt). Qt 6.4.2's rule (qpixmapcache.cpp):
+// a successful insert (string or generated key) or replace starts QPMCache's 30 s timer unless
+// it is running ("if (!theid) theid = startTimer(flush_time)"); clear() kills it. When it fires,
+// timerEvent trims once: if the total cost equals the total the previous trim left ("nt =
+// totalCost() == ps"), to three quarters of the total, otherwise by the least recently used
+// entry ("total - 1"); then, as flushDetachedPixmaps() reports nothing released (in 6.4 it
+// counts only string keys still valid but no longer cached, and an evicted entry's key is
+// always invalid by then), the timer is killed: it fires once per arming, and the next arming
+// insert starts it again (its 10 s "soon_time" branch is never reached in 6.4). Qt only does
+// this for calls made on the GUI thread: off it, Qt's calls fail and arm nothing.
+//
+// The adapter does the same: an insert or replace that succeeds on the application object's
+// thread starts a single-shot coarse QTimer (a child of the application object, so it lives on
+// that thread and goes with it) if none is running; when it fires, pixcache_tick() applies the
+// trim rule above (the "previous total" is the one the last tick or flushDetachedPixmaps()
+// left, as Qt's ps). Inserts made on other threads (which pixcache allows) do not arm it.
+// clear() stops it, from any thread: on the application's thread at once; from another, the
+// timer does nothing when it fires, and the next arming insert starts a new one.
+// PixmapCache::setIdleTrimInterval() sets the interval (30 s by default); zero turns idle
+// trimming off (a running timer then trims nothing); PixmapCache::tick() runs one firing now.
 //
 // As in Qt, destroying the QCoreApplication/QGuiApplication clears the cache (the whole
 // process-wide pixcache cache, also entries put there through the C API), so no QPixmap outlives
@@ -48,6 +73,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
 #include <exception>
 #include <new>
 #include <type_traits>
@@ -200,11 +227,16 @@ inline PixcacheCache *global() noexcept {
 // units include this header.
 inline std::atomic<bool> clearAtExitRegistered{false};  // constant-initialised, trivially destructible
 
-// Qt's idle timer. Its state is touched only on the application object's thread: the timer is
-// made there (a child of the application object, so it goes with it) and armed only by calls
-// made there.
+// Qt's idle timer (see the top of this file). The QTimer and armedStop are touched only on the
+// application object's thread: the timer is made there (a child of the application object, so
+// it goes with it) and armed only by calls made there.
 inline std::atomic<int> idleTrimMs{30000};
 inline std::atomic<Qt::HANDLE> idleTrimThread{nullptr};  // the application's thread, once seen
+// Counts the stops (clear(), turning idle trimming off), made on any thread. A timer armed
+// before the latest stop trims nothing, and the next arming starts a new one: a clear() made on
+// another thread stops the timer as Qt's clear() kills it, without touching the QTimer there.
+inline std::atomic<unsigned> idleTrimStops{0};
+inline unsigned armedStop = 0;  // idleTrimStops when the running timer was armed
 
 inline QPointer<QTimer> &idleTimer() {
     static QPointer<QTimer> timer;
@@ -221,7 +253,14 @@ inline bool onAppThread() noexcept {
     return true;
 }
 
-// After a successful insert or replace: starts the idle timer if it is not running (Qt's rule).
+// The timer fired (on the application's thread): one tick of Qt's rule, unless the timer was
+// stopped meanwhile from another thread.
+inline void idleTrimFired() noexcept {
+    if (idleTrimMs.load() <= 0 || armedStop != idleTrimStops.load()) return;
+    pixcache_tick(global());
+}
+
+// After a successful insert or replace: starts the idle timer unless it is running (Qt's rule).
 inline void armIdleTrim() {
     const int ms = idleTrimMs.load(std::memory_order_relaxed);
     if (ms <= 0 || !onAppThread()) return;
@@ -230,13 +269,19 @@ inline void armIdleTrim() {
         QCoreApplication *app = QCoreApplication::instance();
         if (!app) return;
         timer = new QTimer(app);
-        timer->setSingleShot(true);  // Qt 6.4 stops after one firing until the next insert
-        QObject::connect(timer, &QTimer::timeout, [] { pixcache_tick(global()); });
+        timer->setSingleShot(true);  // Qt 6.4 kills its timer after one firing, see above
+        timer->setTimerType(Qt::CoarseTimer);  // as QObject::startTimer's default, which Qt uses
+        QObject::connect(timer, &QTimer::timeout, [] { idleTrimFired(); });
     }
-    if (!timer->isActive()) timer->start(ms);
+    const unsigned stops = idleTrimStops.load();
+    if (timer->isActive() && armedStop == stops) return;
+    armedStop = stops;
+    timer->start(ms);
 }
 
+// clear() and turning idle trimming off, on any thread.
 inline void stopIdleTrim() {
+    idleTrimStops.fetch_add(1);
     if (!onAppThread()) return;
     if (QPointer<QTimer> &timer = idleTimer(); timer) timer->stop();
 }
@@ -375,9 +420,10 @@ public:
 
     static void remove(const Key &key) { pixcache_remove_key(detail::global(), key.k_); }
 
+    /// Removes every entry and stops the idle timer (Qt's clear() kills it).
     static void clear() {
-        detail::stopIdleTrim();
         pixcache_clear(detail::global());
+        detail::stopIdleTrim();
     }
 
     /// Finds `key`, or calls `render()` (returning a QPixmap) and caches the result — once across
@@ -417,17 +463,24 @@ public:
     /// three quarters of its total at once.
     static void flushDetachedPixmaps() { pixcache_flush_detached(detail::global()); }
 
-    /// One firing of Qt's idle timer, now (pixcache_tick). Returns how many entries went.
+    /// One firing of Qt's idle timer, now (pixcache_tick): if the total is unchanged since the
+    /// previous tick (or flushDetachedPixmaps()), trims to three quarters of it, else evicts the
+    /// least recently used entry. Returns how many entries went. Independent of the idle timer.
     static std::size_t tick() { return pixcache_tick(detail::global()); }
 
-    /// The idle trim's delay after an arming insert: 30 s by default, as in Qt. Zero (or less)
-    /// turns idle trimming off (a running timer still fires once). Takes effect at the next arming.
+    /// Idle trimming (as Qt 6.4's idle timer, see the top of this file): the delay between an
+    /// arming insert or replace on the application's thread and the trim. 30 s by default, as in
+    /// Qt. Zero (or less) turns idle trimming off: nothing arms the timer and a running one trims
+    /// nothing when it fires. Callable from any thread; a new interval applies from the next
+    /// arming (a running timer keeps its time). Values above INT_MAX ms are clamped.
     static void setIdleTrimInterval(std::chrono::milliseconds interval) {
         const auto ms = interval.count();
-        detail::idleTrimMs.store(ms <= 0 ? 0 : ms > INT32_MAX ? INT32_MAX : int(ms), std::memory_order_relaxed);
+        detail::idleTrimMs.store(ms <= 0 ? 0 : ms > INT32_MAX ? INT32_MAX : int(ms));
+        if (ms <= 0) detail::stopIdleTrim();
     }
+    /// The idle trim interval (zero when idle trimming is off).
     static std::chrono::milliseconds idleTrimInterval() {
-        return std::chrono::milliseconds(detail::idleTrimMs.load(std::memory_order_relaxed));
+        return std::chrono::milliseconds(detail::idleTrimMs.load());
     }
 
     /// Sum of the entries' costs in KB (exact; Qt 6.4's divides by 1024 once too often).

@@ -6,8 +6,10 @@
 #      (PIXCACHE_QT_SEEDS x PIXCACHE_QT_OPS, default 200 x 2000);
 #   3. a mutation test: the same differential test against a library built with a broken rule
 #      (find does not refresh recency) must fail;
-#   4. the adapter's API, the application's lifetime, idle trimming against Qt's own timer;
-#   5. the README's widget paint example gives identical output with either cache.
+#   4. the adapter's API, the application's lifetime, idle trimming against Qt's own timer
+#      (in real time, about 35 s, and on a virtual clock);
+#   5. the README's widget paint example gives identical output with either cache;
+#   6. the README's QPixmapCache alias recipe compiles beside <QtWidgets>, the global alias not.
 # Without Qt 6 it says clearly that these tests were skipped (and fails under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +61,11 @@ echo "# application lifetime: destroying the application object clears the cache
 "$work/build/app_lifetime"
 pass=$((pass + 1))
 
-echo "# idle trimming: the adapter's timer against Qt's (Qt's interval is 30 s: about 95 s)"
+echo "# idle trimming: the adapter's timer against Qt's, step by step on a virtual clock"
+"$work/build/idle_trim_clock"
+pass=$((pass + 1))
+
+echo "# idle trimming: the adapter's timer against Qt's in real time (Qt's interval is 30 s: about 35 s)"
 "$work/build/idle_trim"
 pass=$((pass + 1))
 
@@ -69,6 +75,22 @@ after=$("$work/build/widget_paint_pixcache")
 echo "before: $before"
 echo "after:  $after"
 [ "$before" = "$after" ] || { echo "FAILED: the two builds differ" >&2; exit 1; }
+pass=$((pass + 1))
+
+echo "# QPixmapCache alias: the README's recipe (in the project's namespace) beside <QtWidgets>"
+"$work/build/alias_recipe"
+# The global alias must fail, on its alias line, where the recipe compiles with the same command.
+qtflags=$(pkg-config --cflags Qt6Widgets)
+compile_only() { ${CXX:-c++} -std=c++17 -fPIC -fsyntax-only $qtflags -I"$work/prefix/include" "$@"; }
+compile_only -Ic-tests/qt c-tests/qt/alias_recipe.cpp || { echo "FAILED: the recipe does not compile" >&2; exit 1; }
+if compile_only c-tests/qt/alias_global.cpp >"$work/alias_global.log" 2>&1; then
+    echo "FAILED: a global 'using QPixmapCache = pixcache::qt::PixmapCache;' compiled beside <QtWidgets>" >&2
+    exit 1
+fi
+alias_line=$(grep -n '^using QPixmapCache' c-tests/qt/alias_global.cpp | cut -d: -f1)
+grep -Eq "alias_global\.cpp:$alias_line:[0-9]+: error" "$work/alias_global.log" \
+    || { cat "$work/alias_global.log"; echo "FAILED: alias_global.cpp did not fail on its alias" >&2; exit 1; }
+echo "the global alias does not compile, as expected: $(grep -m1 -E 'alias_global\.cpp:[0-9]+:[0-9]+: error' "$work/alias_global.log")"
 pass=$((pass + 1))
 
 echo "$pass passed, 0 failed"
