@@ -140,6 +140,9 @@ std::atomic<unsigned long long> calls{0};
 std::atomic<unsigned long long> insertedKb{0};
 
 void printStats() {
+    // Only a process that used QPixmapCache reports (not every shell or helper process that
+    // inherited the preload on the way to the program).
+    if (calls.load() == 0) return;
     const PixcacheStats s = pixcache_stats(detail::global());
     std::fprintf(stderr,
                  "pixcache: %llu calls, %llu hits, %llu misses, %llu inserts, %llu evictions, %llu KB inserted, "

@@ -123,7 +123,13 @@ child=$("$run" bash -c 'printf %s "${LD_PRELOAD:-}"')
 [ -z "$child" ] || fail "a child inherited LD_PRELOAD=$child"
 child=$("$run" --inherit bash -c 'printf %s "${LD_PRELOAD:-}"')
 [[ "$child" == *libpixcache-qt6.so* ]] || fail "--inherit: the child did not get the preload ($child)"
+# A run nested in another gets its own options only (no --any-thread, no --stats leaking in).
+"$run" --any-thread --stats --inherit "$run" "$b/behaviour" 1 10 >"$work/nested.txt" 2>"$work/nested.err"
+grep -q '^thread: find = 0$' "$work/nested.txt" || fail "a nested pixcache-run inherited --any-thread"
+grep -q '^pixcache: ' "$work/nested.err" && fail "a nested pixcache-run inherited --stats: $(cat "$work/nested.err")"
 "$run" --check "$b/widgets" || fail "--check says the widgets program is not served"
+# An inherited preload does not make a program look like a Qt program.
+if LD_PRELOAD="$lib" "$run" --check /bin/sh >/dev/null 2>&1; then fail "--check counts an inherited preload"; fi
 if "$run" --check /bin/sh >"$work/check.txt"; then fail "--check says /bin/sh is served"; fi
 grep -q '^no: /bin/sh: does not load libQt6Gui' "$work/check.txt" || fail "--check /bin/sh: $(cat "$work/check.txt")"
 cat "$work/check.txt"
