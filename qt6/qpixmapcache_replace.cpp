@@ -344,8 +344,9 @@ bool QPixmapCache::replace(const Key &key, const QPixmap &pixmap) {
     if (!served()) return false;
     const Adapter::Key k = Adapter::Key::fromRaw(raw(key.d));
     const bool ok = Adapter::replace(k, pixmap);
-    // Qt updates the caller's key in place (through its const reference), valid or not.
-    const_cast<Key &>(key).d = data(k.raw());
+    // Qt updates the caller's key in place (through its const reference) when it succeeds; a
+    // failed replace leaves it as it was, unwritten (another thread may be reading it).
+    if (ok && key.d != data(k.raw())) const_cast<Key &>(key).d = data(k.raw());
     if (ok) countInsert(pixmap);
     return ok;
 }
