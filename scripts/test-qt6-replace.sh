@@ -56,7 +56,9 @@ cmake -S c-tests/qt6 -B "$work/build" -DCMAKE_PREFIX_PATH="$prefix" -DPIXCACHE_L
 cmake --build "$work/build" -j2 >>"$work/cmake.log" 2>&1 || { cat "$work/cmake.log"; exit 1; }
 b="$work/build"
 # The programs must not know pixcache: only the linked variant may name it.
-if ldd "$b/behaviour" "$b/widgets" | grep -q pixcache; then fail "the Qt-only programs link pixcache"; fi
+# (Output to a file first: grep -q closing the pipe early would fail the pipeline under pipefail.)
+ldd "$b/behaviour" "$b/widgets" >"$work/ldd-qt-only.txt"
+if grep -q pixcache "$work/ldd-qt-only.txt"; then fail "the Qt-only programs link pixcache"; fi
 export QT_QPA_PLATFORM=offscreen
 
 # stats_line FILE: the "pixcache:" line of FILE, which must show calls served and hits.
@@ -74,7 +76,8 @@ echo "# behaviour: Qt's cache vs pixcache-run vs linked, transcripts compared"
 "$run" --stats "$b/behaviour" 100 2000 >"$work/preloaded.txt" 2>"$work/preloaded.err"
 diff "$work/qt.txt" "$work/preloaded.txt" >"$work/diff.txt" || { head -20 "$work/diff.txt"; fail "behaviour differs through pixcache-run"; }
 stats_line "$work/preloaded.err"
-ldd "$b/behaviour_linked" | grep -q libpixcache-qt6 || fail "behaviour_linked does not load libpixcache-qt6.so"
+ldd "$b/behaviour_linked" >"$work/ldd-linked.txt"
+grep -q libpixcache-qt6 "$work/ldd-linked.txt" || fail "behaviour_linked does not load libpixcache-qt6.so"
 PIXCACHE_QT6_STATS=1 "$b/behaviour_linked" 100 2000 >"$work/linked.txt" 2>"$work/linked.err"
 diff "$work/qt.txt" "$work/linked.txt" >"$work/diff.txt" || { head -20 "$work/diff.txt"; fail "behaviour differs when linked"; }
 stats_line "$work/linked.err"
