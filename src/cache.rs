@@ -22,9 +22,11 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::flight::{Flights, Role};
 use crate::garbage::Garbage;
 use crate::key::{Key, KeySource};
+use crate::live::{held_elsewhere, Live, LiveEntry};
 use crate::lru::{EntryKey, Freed, KeyRef, Lru, RefuseReason};
 use crate::name::Name;
 use crate::pixmap::Pixmap;
+use crate::removal::{Outgoing, Reason, RemovalCallback};
 use crate::sync::clock::Clock;
 use crate::sync::fork::{self, AtFork, Taken};
 use crate::sync::lock::{self, BrLock, WriteGuard, READER_SLOTS};
@@ -53,11 +55,26 @@ pub struct Stats {
     pub evictions: u64,
     /// Inserts refused because the pixmap costs more than the whole limit.
     pub refused: u64,
+    /// Entries that left the cache, by [`Reason`] (indexed by `reason as usize`).
+    pub removals: [u64; Reason::COUNT],
+    /// The highest total, in KB, since the cache was made or its statistics reset.
+    pub peak_kb: i64,
+    /// The count limit (0: none).
+    pub count_limit: usize,
+    /// Live images ([`Cache::set_live_images`]): evicted entries still held by a caller, and
+    /// the sum of their costs in KB (outside `total_kb` and the budget).
+    pub live_entries: usize,
+    /// See `live_entries`.
+    pub live_kb: i64,
 }
 
 struct State {
     lru: Lru<Pixmap>,
     stats: Stats,
+    /// Called for each entry that leaves (removal.rs); `None`: nobody listens.
+    on_removal: Option<RemovalCallback>,
+    /// Evicted entries still held by callers (live.rs); `None`: live images are off.
+    live: Option<Live>,
     /// Total at the previous [`Cache::tick`] (Qt's `ps`), to tell an idle cache from a busy one.
     tick_total: i64,
     /// Where this cache's generated keys come from (under the lock: no shared atomic per key).
@@ -80,6 +97,8 @@ impl State {
                 limit_kb,
                 ..Stats::default()
             },
+            on_removal: None,
+            live: None,
             tick_total: 0,
             keys: KeySource::new(),
             order: Order::default(),
@@ -111,29 +130,148 @@ impl State {
         }
     }
 
+    /// A lookup that missed the LRU with live images on: a live entry under `key` is found,
+    /// and goes back into the cache as the most recently used entry if it fits (if it does not,
+    /// it stays live).
+    #[cold]
+    fn revive<R>(
+        &mut self,
+        hash: u64,
+        key: KeyRef<'_>,
+        count: u64,
+        read: impl Read<R>,
+        out: &mut Outgoing,
+    ) -> Lookup<R> {
+        let Some(live) = self.live.as_mut() else {
+            return Lookup::missed(key, count, &mut self.stats.misses);
+        };
+        if live.get(hash, key).is_none() {
+            return Lookup::missed(key, count, &mut self.stats.misses);
+        }
+        let Some(entry) = live.take(hash, key) else {
+            return Lookup::missed(key, count, &mut self.stats.misses);
+        };
+        out.reason = Reason::Evicted;
+        let before = out.taken;
+        let back = self.lru.insert(
+            hash,
+            entry.key.clone(),
+            entry.pixmap.clone(),
+            entry.cost,
+            out,
+        );
+        self.evicted(out.taken - before);
+        match back {
+            Ok(()) => {
+                self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
+                out.push(entry.pixmap);
+                self.get(hash, key, count, read)
+            }
+            Err(refused) => {
+                out.push(refused.value);
+                self.stats.hits += count;
+                self.dirty = false;
+                let result = read.read(&entry.pixmap);
+                if let Some(live) = self.live.as_mut() {
+                    live.keep(entry, &mut out.garbage);
+                }
+                Lookup::Hit(result)
+            }
+        }
+    }
+
     fn evicted(&mut self, n: usize) {
         self.stats.evictions += n as u64;
     }
 
-    /// Inserts under a key known to be absent; counts the outcome.
+    /// True when a miss in the LRU must also look at the live set.
+    #[inline(always)]
+    fn has_live(&self) -> bool {
+        self.live.as_ref().is_some_and(|l| l.len() > 0)
+    }
+
+    /// Under the write lock, at the end of a section: counts what left, and (live images on)
+    /// prunes the live set and keeps there the evicted entries a caller still holds.
+    fn settle(&mut self, out: &mut Outgoing) {
+        if out.taken != 0 {
+            for (total, n) in self.stats.removals.iter_mut().zip(out.counts) {
+                *total += n;
+            }
+            out.counts = [0; Reason::COUNT];
+            out.taken = 0;
+        }
+        if let Some(live) = &mut self.live {
+            live.prune(&mut out.garbage);
+            let kept: Vec<LiveEntry> = out
+                .departures()
+                .iter()
+                .filter(|d| d.reason.is_eviction() && held_elsewhere(&d.pixmap))
+                .map(|d| LiveEntry {
+                    key: d.key.clone(),
+                    hash: d.hash,
+                    pixmap: d.pixmap.clone(),
+                    cost: d.cost,
+                })
+                .collect();
+            for entry in kept {
+                live.keep(entry, &mut out.garbage);
+            }
+        }
+    }
+
+    /// Takes the entry under `key` out of the cache (or the live set) for `reason`.
+    fn remove(
+        &mut self,
+        hash: u64,
+        key: KeyRef<'_>,
+        reason: Reason,
+        out: &mut Outgoing,
+    ) -> Option<Pixmap> {
+        let live = self
+            .live
+            .as_mut()
+            .and_then(|l| l.take(hash, key))
+            .map(|e| e.pixmap);
+        match self.lru.remove(hash, key) {
+            Some((key, pm, cost)) => {
+                if let Some(stale) = live {
+                    out.push(stale);
+                }
+                let found = pm.clone();
+                out.depart(key, hash, pm, cost, reason);
+                Some(found)
+            }
+            None => live,
+        }
+    }
+
+    /// Inserts under a key known to be absent, costing `cost` KB; counts the outcome.
     fn insert(
         &mut self,
         hash: u64,
         key: EntryKey,
         pm: Pixmap,
-        garbage: &mut Garbage<Pixmap>,
+        cost: i64,
+        out: &mut Outgoing,
     ) -> Result<()> {
-        let cost = pm.cost_kb();
-        let before = garbage.len();
-        let result = self.lru.insert(hash, key, pm, cost, garbage);
-        self.evicted(garbage.len() - before);
+        if let Some(live) = &mut self.live {
+            // The key is the cache's again: an evicted entry under it is no longer findable.
+            if let Some(stale) = live.take(hash, key_ref(&key)) {
+                out.push(stale.pixmap);
+            }
+        }
+        let before = out.taken;
+        out.reason = Reason::Evicted;
+        let result = self.lru.insert(hash, key, pm, cost, out);
+        self.evicted(out.taken - before);
         match result {
             Ok(()) => {
                 self.stats.inserts += 1;
+                self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
                 Ok(())
             }
             Err(refused) => {
-                garbage.push(refused.value);
+                out.push(refused.value);
                 match refused.reason {
                     RefuseReason::TooCostly => {
                         self.stats.refused += 1;
@@ -283,6 +421,41 @@ impl<R> Lookup<R> {
     }
 }
 
+/// How much a trim for memory pressure ([`Cache::trim`]) lets go of: each level keeps a fraction
+/// of the cache's current total (not of its limit: under pressure memory is released even from
+/// a cache that is below its limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TrimLevel {
+    /// Keep half (Android `TRIM_MEMORY_RUNNING_MODERATE` / `UI_HIDDEN`, Glide's half trim).
+    Moderate,
+    /// Keep a quarter (Android `TRIM_MEMORY_RUNNING_LOW` / `BACKGROUND`).
+    Low,
+    /// Keep an eighth (Android `TRIM_MEMORY_RUNNING_CRITICAL` / `MODERATE`).
+    Critical,
+    /// Keep nothing (Android `TRIM_MEMORY_COMPLETE`, Glide `clearMemory`).
+    Complete,
+}
+
+impl TrimLevel {
+    /// Every level, mildest first.
+    pub const ALL: [TrimLevel; 4] = [
+        TrimLevel::Moderate,
+        TrimLevel::Low,
+        TrimLevel::Critical,
+        TrimLevel::Complete,
+    ];
+
+    /// The total a trim at this level leaves at most, from a total of `total` KB.
+    pub fn target(self, total: i64) -> i64 {
+        match self {
+            TrimLevel::Moderate => total / 2,
+            TrimLevel::Low => total / 4,
+            TrimLevel::Critical => total / 8,
+            TrimLevel::Complete => 0,
+        }
+    }
+}
+
 /// Where [`Cache::find_or_insert_with`] got its pixmap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Source {
@@ -383,10 +556,20 @@ impl Cache {
     /// next caller resets the state to an empty cache with the same limit (its invariants can no
     /// longer be trusted) and the old one is dropped outside the lock too: one panic never wedges
     /// or corrupts the cache for everyone else.
-    fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Garbage<Pixmap>) -> R) -> R {
-        let mut garbage = Garbage::new();
-        let result = self.with_state_only(|s| f(s, &mut garbage));
-        drop(garbage);
+    ///
+    /// Entries `f` lets go of (through the [`Outgoing`] bag) are reported to the removal
+    /// callback, if one is set, after the lock is released (removal.rs).
+    fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Outgoing) -> R) -> R {
+        let mut out = Outgoing::new();
+        let result = self.with_state_only(|s| {
+            if s.on_removal.is_some() || s.live.is_some() {
+                out.listen(s.on_removal.clone(), s.live.is_some());
+            }
+            let result = f(s, &mut out);
+            s.settle(&mut out);
+            result
+        });
+        out.finish();
         result
     }
 
@@ -473,10 +656,10 @@ impl Cache {
 
     /// Sets the limit; evicts least recently used entries at once until the total fits.
     pub fn set_limit(&self, limit_kb: i32) {
-        self.with_state(|s, garbage| {
+        self.with_state(|s, out| {
             s.stats.limit_kb = limit_kb;
-            s.lru.set_limit(i64::from(limit_kb), garbage);
-            let n = garbage.len();
+            out.reason = Reason::LimitLowered;
+            let n = s.lru.set_limit(i64::from(limit_kb), out);
             s.evicted(n);
         })
     }
@@ -632,6 +815,8 @@ impl Cache {
                 (None, false)
             } else {
                 match state.lru.peek(hash, key) {
+                    // A live image may be there: look under the write lock.
+                    None if state.has_live() => (None, false),
                     None => return Lookup::missed(key, count, &mut log.misses),
                     Some((slot, pm)) => {
                         match state
@@ -714,9 +899,13 @@ impl Cache {
         count: u64,
         read: impl Read<R>,
     ) -> Lookup<R> {
-        self.with_logs(|s, _| {
+        self.with_state(|s, out| {
             s.order.admit(admit);
-            s.get(hash, key, count, read)
+            if s.has_live() && !s.lru.contains(hash, key) {
+                s.revive(hash, key, count, read, out)
+            } else {
+                s.get(hash, key, count, read)
+            }
         })
     }
 
@@ -771,17 +960,29 @@ impl Cache {
     /// no reference count to touch); so for the other inserts.
     pub fn insert(&self, key: &str, pm: impl Into<Pixmap>) -> Result<()> {
         let pm = pm.into();
+        let cost = pm.cost_kb();
+        self.insert_costing(key, pm, cost)
+    }
+
+    /// [`Cache::insert`] with the entry's cost given in KB instead of computed from the pixmap
+    /// (for pixmaps whose memory is not width × height × depth: GPU textures, foreign pixmaps).
+    /// A negative cost is an [`ErrorKind::InvalidArgument`] (nothing changes); the cost limit
+    /// and refusal apply to `cost_kb` as to a computed cost.
+    pub fn insert_with_cost(&self, key: &str, pm: impl Into<Pixmap>, cost_kb: i64) -> Result<()> {
+        check_cost(cost_kb)?;
+        self.insert_costing(key, pm.into(), cost_kb)
+    }
+
+    fn insert_costing(&self, key: &str, pm: Pixmap, cost: i64) -> Result<()> {
         let hash = self.hash(KeyRef::Name(key.as_bytes()));
         // Allocate the stored key before locking (no allocation under the lock), fallibly.
         let stored = EntryKey::Name(
             Name::new(key)
                 .map_err(|_| Error::new(ErrorKind::OutOfMemory, "cannot allocate the key"))?,
         );
-        self.with_state(|s, garbage| {
-            if let Some(old) = s.lru.remove(hash, KeyRef::Name(key.as_bytes())) {
-                garbage.push(old);
-            }
-            s.insert(hash, stored, pm, garbage)
+        self.with_state(|s, out| {
+            s.remove(hash, KeyRef::Name(key.as_bytes()), Reason::Replaced, out);
+            s.insert(hash, stored, pm, cost, out)
         })
     }
 
@@ -790,9 +991,25 @@ impl Cache {
     /// [`Key::INVALID`].
     pub fn insert_key(&self, pm: impl Into<Pixmap>) -> std::result::Result<Key, (Key, Error)> {
         let pm = pm.into();
-        self.with_state(|s, garbage| {
+        let cost = pm.cost_kb();
+        self.insert_key_costing(pm, cost)
+    }
+
+    /// [`Cache::insert_key`] with the entry's cost given in KB (see [`Cache::insert_with_cost`]).
+    /// A negative cost is an [`ErrorKind::InvalidArgument`] that comes with the invalid key.
+    pub fn insert_key_with_cost(
+        &self,
+        pm: impl Into<Pixmap>,
+        cost_kb: i64,
+    ) -> std::result::Result<Key, (Key, Error)> {
+        check_cost(cost_kb).map_err(|e| (Key::INVALID, e))?;
+        self.insert_key_costing(pm.into(), cost_kb)
+    }
+
+    fn insert_key_costing(&self, pm: Pixmap, cost: i64) -> std::result::Result<Key, (Key, Error)> {
+        self.with_state(|s, out| {
             let key = s.keys.fresh();
-            s.insert(id_hash(key), EntryKey::Id(key.to_raw()), pm, garbage)
+            s.insert(id_hash(key), EntryKey::Id(key.to_raw()), pm, cost, out)
                 .map(|()| key)
                 .map_err(|e| (key, e))
         })
@@ -806,25 +1023,27 @@ impl Cache {
     pub fn replace(&self, key: &mut Key, pm: impl Into<Pixmap>) -> Result<()> {
         let pm = pm.into();
         let old = *key;
-        *key = self.with_state(|s, garbage| {
+        *key = self.with_state(|s, out| {
             let previous = if old.is_invalid() {
                 None
             } else {
                 s.lru.remove(id_hash(old), KeyRef::Id(old.to_raw()))
             };
-            let Some(previous) = previous else {
+            let Some((old_key, previous, old_cost)) = previous else {
                 // Dropped after unlocking, like everything the cache lets go of: it may be the
                 // last share of a foreign pixmap, whose release may call the cache.
-                garbage.push(pm);
+                out.push(pm);
                 return Err(invalid_key_error(old));
             };
-            garbage.push(previous);
+            out.depart(old_key, id_hash(old), previous, old_cost, Reason::Replaced);
             let new_key = s.keys.fresh();
+            let cost = pm.cost_kb();
             s.insert(
                 id_hash(new_key),
                 EntryKey::Id(new_key.to_raw()),
                 pm,
-                garbage,
+                cost,
+                out,
             )
             .map(|()| new_key)
         })?;
@@ -843,18 +1062,18 @@ impl Cache {
 
     fn remove_entry(&self, key: KeyRef<'_>) -> bool {
         let hash = self.hash(key);
-        self.with_state(|s, garbage| match s.lru.remove(hash, key) {
-            Some(old) => {
-                garbage.push(old);
-                true
-            }
-            None => false,
-        })
+        self.with_state(|s, out| s.remove(hash, key, Reason::Removed, out).is_some())
     }
 
     /// Removes every entry; every generated key becomes invalid.
     pub fn clear(&self) {
-        self.with_state(|s, garbage| s.lru.clear(garbage))
+        self.with_state(|s, out| {
+            out.reason = Reason::Cleared;
+            s.lru.clear(out);
+            if let Some(live) = &mut s.live {
+                live.clear(&mut out.garbage);
+            }
+        })
     }
 
     /// True while the entry of `key` is in this cache. Does not touch recency.
@@ -862,8 +1081,81 @@ impl Cache {
         if key.is_invalid() {
             return false;
         }
-        let hash = self.hash(KeyRef::Id(key.to_raw()));
-        self.with_state(|s, _| s.lru.contains(hash, KeyRef::Id(key.to_raw())))
+        self.contains_ref(KeyRef::Id(key.to_raw()))
+    }
+
+    /// True when `key` would be found: in the cache, or live (live images on). Touches neither
+    /// recency nor statistics.
+    pub fn contains(&self, key: &str) -> bool {
+        self.contains_ref(KeyRef::Name(key.as_bytes()))
+    }
+
+    /// [`Cache::key_is_valid`]: true when the entry of a generated key would be found.
+    pub fn contains_key(&self, key: Key) -> bool {
+        self.key_is_valid(key)
+    }
+
+    fn contains_ref(&self, key: KeyRef<'_>) -> bool {
+        self.peek_with(key, |_| ()).is_some()
+    }
+
+    /// Looks `key` up and calls `read` with its pixmap, touching neither recency nor the
+    /// statistics (a look that is no use). Finds live entries too, without putting them back.
+    fn peek_with<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Option<R> {
+        let hash = self.hash(key);
+        let mut guard = self.state.read(lock::me());
+        let (state, _) = guard.parts();
+        if !state.dirty {
+            return match state.lru.peek(hash, key) {
+                Some((_, pm)) => Some(read(pm)),
+                None => state
+                    .live
+                    .as_ref()
+                    .and_then(|l| l.get(hash, key))
+                    .map(|e| read(&e.pixmap)),
+            };
+        }
+        drop(guard);
+        // A state a panic left broken: the write lock resets it first.
+        self.with_state(|s, _| match s.lru.peek(hash, key) {
+            Some((_, pm)) => Some(read(pm)),
+            None => s
+                .live
+                .as_ref()
+                .and_then(|l| l.get(hash, key))
+                .map(|e| read(&e.pixmap)),
+        })
+    }
+
+    /// The pixmap under a string key, as a share, touching neither recency nor statistics.
+    pub fn peek(&self, key: &str) -> Option<Pixmap> {
+        self.peek_with(KeyRef::Name(key.as_bytes()), Pixmap::clone)
+    }
+
+    /// [`Cache::peek`] for a generated key.
+    pub fn peek_key(&self, key: Key) -> Option<Pixmap> {
+        if key.is_invalid() {
+            return None;
+        }
+        self.peek_with(KeyRef::Id(key.to_raw()), Pixmap::clone)
+    }
+
+    /// Takes the entry under a string key out of the cache and returns its pixmap (the removal
+    /// callback hears of it as [`Reason::Taken`]). A live entry is taken too.
+    pub fn take(&self, key: &str) -> Option<Pixmap> {
+        let key = KeyRef::Name(key.as_bytes());
+        let hash = self.hash(key);
+        self.with_state(|s, out| s.remove(hash, key, Reason::Taken, out))
+    }
+
+    /// [`Cache::take`] for a generated key (which becomes invalid).
+    pub fn take_key(&self, key: Key) -> Option<Pixmap> {
+        if key.is_invalid() {
+            return None;
+        }
+        let key = KeyRef::Id(key.to_raw());
+        let hash = self.hash(key);
+        self.with_state(|s, out| s.remove(hash, key, Reason::Taken, out))
     }
 
     /// Sum of the entries' costs in KB (exact; Qt 6.4 divides by 1024 once too often).
@@ -874,9 +1166,10 @@ impl Cache {
     /// `QPixmapCache::flushDetachedPixmaps()`: trims least recently used entries until the total
     /// is at most three quarters of what it was. Returns how many entries went.
     pub fn flush_detached(&self) -> usize {
-        self.with_state(|s, garbage| {
+        self.with_state(|s, out| {
             let total = s.lru.total();
-            let n = s.lru.trim(total * 3 / 4, garbage);
+            out.reason = Reason::Trimmed;
+            let n = s.lru.trim(total * 3 / 4, out);
             s.evicted(n);
             s.tick_total = s.lru.total();
             n
@@ -887,29 +1180,131 @@ impl Cache {
     /// the total is unchanged since the previous tick the cache is trimmed to three quarters,
     /// otherwise only the least recently used entry goes. Returns how many entries went.
     pub fn tick(&self) -> usize {
-        self.with_state(|s, garbage| {
+        self.with_state(|s, out| {
             let total = s.lru.total();
             let target = if total == s.tick_total {
                 total * 3 / 4
             } else {
                 total - 1
             };
-            let n = s.lru.trim(target, garbage);
+            out.reason = Reason::Trimmed;
+            let n = s.lru.trim(target, out);
             s.evicted(n);
             s.tick_total = s.lru.total();
             n
         })
     }
 
+    /// Trims for memory pressure: evicts least recently used entries until the total is at
+    /// most the fraction of itself that `level` keeps (see [`TrimLevel`]). Returns how many
+    /// entries went.
+    pub fn trim(&self, level: TrimLevel) -> usize {
+        self.with_state(|s, out| {
+            let target = level.target(s.lru.total());
+            out.reason = Reason::Trimmed;
+            let n = s.lru.trim(target, out);
+            s.evicted(n);
+            n
+        })
+    }
+
+    /// Evicts least recently used entries until the total is at most `kb` KB (a negative `kb`
+    /// empties the cache). The limit is unchanged. Returns how many entries went.
+    pub fn trim_to(&self, kb: i64) -> usize {
+        self.with_state(|s, out| {
+            out.reason = Reason::Trimmed;
+            let n = s.lru.trim(kb.max(0), out);
+            s.evicted(n);
+            n
+        })
+    }
+
     /// The counters and sizes, read together.
     pub fn stats(&self) -> Stats {
-        self.with_logs(|s, logs| Stats {
-            entries: s.lru.len(),
-            total_kb: s.lru.total(),
-            hits: s.stats.hits + logs.iter().map(|r| r.log.hits).sum::<u64>(),
-            misses: s.stats.misses + logs.iter().map(|r| r.log.misses).sum::<u64>(),
-            ..s.stats
+        let mut out = Outgoing::new();
+        let stats = self.with_logs(|s, logs| {
+            // Live entries nobody holds any more are not reported.
+            if let Some(live) = &mut s.live {
+                live.prune(&mut out.garbage);
+            }
+            let (live_entries, live_kb) = s.live.as_ref().map_or((0, 0), |l| (l.len(), l.kb()));
+            Stats {
+                entries: s.lru.len(),
+                total_kb: s.lru.total(),
+                hits: s.stats.hits + logs.iter().map(|r| r.log.hits).sum::<u64>(),
+                misses: s.stats.misses + logs.iter().map(|r| r.log.misses).sum::<u64>(),
+                count_limit: s.lru.count_limit(),
+                live_entries,
+                live_kb,
+                ..s.stats
+            }
+        });
+        out.finish();
+        stats
+    }
+
+    /// Sets the counters of [`Cache::stats`] (hits, misses, inserts, evictions, refused,
+    /// removals) to zero and the peak to the current total.
+    pub fn reset_stats(&self) {
+        let mut guard = self.state.write(lock::me());
+        let (state, mut readers) = guard.parts();
+        // Lookups are counted in the reader slots' logs too (see `stats`).
+        for reader in readers.iter_mut() {
+            reader.log.hits = 0;
+            reader.log.misses = 0;
+        }
+        state.stats = Stats {
+            limit_kb: state.stats.limit_kb,
+            peak_kb: state.lru.total(),
+            ..Stats::default()
+        };
+    }
+
+    /// The count limit (0: none).
+    pub fn count_limit(&self) -> usize {
+        self.with_state(|s, _| s.lru.count_limit())
+    }
+
+    /// Sets a limit on the number of entries beside the KB limit (0: none, the default and
+    /// Qt's behaviour). Lowering it evicts least recently used entries at once; inserts evict
+    /// until both limits hold. Returns how many entries went.
+    pub fn set_count_limit(&self, n: usize) -> usize {
+        self.with_state(|s, out| {
+            out.reason = Reason::LimitLowered;
+            let n = s.lru.set_count_limit(n, out);
+            s.evicted(n);
+            n
         })
+    }
+
+    /// Sets (or, with `None`, removes) the callback called once for each entry that leaves
+    /// the cache, with its key, pixmap and [`Reason`] (see [`RemovalCallback`]). Never called
+    /// for a pixmap a failed insert refused (it never was an entry).
+    pub fn set_removal_callback(&self, callback: Option<RemovalCallback>) {
+        // The old callback (and whatever it captured) is dropped after unlocking.
+        let old = self.with_state(|s, _| std::mem::replace(&mut s.on_removal, callback));
+        drop(old);
+    }
+
+    /// Turns live images on or off (off by default): while on, an entry evicted (for room, by
+    /// a trim or a lowered limit) whose pixmap a caller still holds stays findable under its
+    /// key for as long as it is held, outside the budget (live.rs). A lookup that finds one
+    /// puts it back into the cache as the most recently used entry, if it fits. Turning it off
+    /// lets go of the live set.
+    pub fn set_live_images(&self, on: bool) {
+        self.with_state(|s, out| match (on, &mut s.live) {
+            (true, None) => s.live = Some(Live::default()),
+            (false, Some(live)) => {
+                live.clear(&mut out.garbage);
+                s.live = None;
+            }
+            _ => {}
+        })
+    }
+
+    /// Whether live images are on.
+    pub fn live_images(&self) -> bool {
+        self.with_state(|s, _| s.live.is_some())
     }
 
     /// String keys (as `Some`) and generated keys (as `None`), most recently used first, for tests
@@ -959,6 +1354,23 @@ impl Default for Cache {
     fn default() -> Self {
         Cache::new(DEFAULT_LIMIT_KB)
     }
+}
+
+fn key_ref(key: &EntryKey) -> KeyRef<'_> {
+    match key {
+        EntryKey::Name(n) => KeyRef::Name(n.as_bytes()),
+        EntryKey::Id(id) => KeyRef::Id(*id),
+    }
+}
+
+fn check_cost(cost_kb: i64) -> Result<()> {
+    if cost_kb < 0 {
+        return Err(Error::new(
+            ErrorKind::InvalidArgument,
+            format!("the cost must not be negative (got {cost_kb} KB)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Generated keys are already uniformly scrambled (see key.rs): they are their own hash.

@@ -27,20 +27,25 @@ pub mod images;
 /// cbindgen:ignore
 pub mod key;
 /// cbindgen:ignore
+mod live;
+/// cbindgen:ignore
 pub mod lru;
 /// cbindgen:ignore
 pub mod name;
 /// cbindgen:ignore
 pub mod pixmap;
 /// cbindgen:ignore
+pub mod removal;
+/// cbindgen:ignore
 pub mod shared;
 /// cbindgen:ignore
 pub mod sync;
 
-pub use cache::{Cache, Source, Stats, DEFAULT_LIMIT_KB};
+pub use cache::{Cache, Source, Stats, TrimLevel, DEFAULT_LIMIT_KB};
 pub use error::{Error, ErrorKind, Result};
 pub use global::global;
 pub use images::format::Format;
 pub use images::{convert, decode, format};
 pub use key::Key;
 pub use pixmap::Pixmap;
+pub use removal::{Reason, Removal, RemovalCallback, RemovedKey};

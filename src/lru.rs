@@ -18,7 +18,11 @@
 //! - the table holds exactly the occupied slots; the list links exactly those, most recent first;
 //! - `total` is the sum of the occupied slots' costs, and `total <= max(limit, 0)` after every
 //!   public operation;
+//! - with a count limit `n > 0`, at most `n` entries after every public operation;
 //! - every key appears at most once.
+//!
+//! Entries it lets go of go to a [`Sink`] with their key and cost: a [`Garbage`] bag keeps the
+//! values only (Qt's cache), a caller that reports removals keeps the keys too.
 //!
 //! It also remembers which slots it freed (a few, or "all") until asked ([`Lru::take_freed`]), for
 //! a caller that keeps something per slot beside the map (the cache's spare shares, spares.rs).
@@ -78,6 +82,27 @@ struct Link {
     next: u32,
 }
 
+/// Where entries the map lets go of (evicted, trimmed, cleared) go.
+pub trait Sink<V> {
+    /// Takes an entry that left the map: its key, the hash it was stored under, value and cost.
+    fn take(&mut self, key: EntryKey, hash: u64, value: V, cost: i64);
+
+    /// Makes room for `additional` more entries.
+    fn reserve(&mut self, _additional: usize) {}
+}
+
+/// A bag keeps the values and drops the keys.
+impl<V> Sink<V> for Garbage<V> {
+    #[inline]
+    fn take(&mut self, _key: EntryKey, _hash: u64, value: V, _cost: i64) {
+        self.push(value);
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        Garbage::reserve(self, additional);
+    }
+}
+
 /// Why an insert was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RefuseReason {
@@ -104,6 +129,8 @@ pub struct Lru<V> {
     len: usize,
     total: i64,
     limit: i64,
+    /// At most this many entries; 0: no count limit (Qt's cache has none).
+    count_limit: usize,
     freed: Freed,
 }
 
@@ -255,6 +282,7 @@ impl<V> Lru<V> {
             len: 0,
             total: 0,
             limit,
+            count_limit: 0,
             freed: Freed::NONE,
         }
     }
@@ -275,6 +303,19 @@ impl<V> Lru<V> {
     #[inline]
     pub fn freed_any(&self) -> bool {
         !self.freed.is_empty()
+    }
+
+    /// The count limit (0: none).
+    pub fn count_limit(&self) -> usize {
+        self.count_limit
+    }
+
+    /// Sets the count limit (0: none) and evicts least recently used entries until the count
+    /// fits it.
+    pub fn set_count_limit(&mut self, n: usize, evicted: &mut impl Sink<V>) -> usize {
+        self.count_limit = n;
+        let max_len = if n == 0 { usize::MAX } else { n };
+        self.trim_to(self.total, max_len, evicted)
     }
 
     /// The limit, as set.
@@ -382,7 +423,7 @@ impl<V> Lru<V> {
         key: EntryKey,
         value: V,
         cost: i64,
-        evicted: &mut Garbage<V>,
+        evicted: &mut impl Sink<V>,
     ) -> Result<(), Refused<V>> {
         debug_assert!(
             !self.contains(hash, key.as_key_ref()),
@@ -401,7 +442,11 @@ impl<V> Lru<V> {
                 reason: RefuseReason::OutOfMemory,
             });
         }
-        self.trim(self.limit - cost, evicted);
+        let room = match self.count_limit {
+            0 => usize::MAX,
+            n => n - 1,
+        };
+        self.trim_to(self.limit - cost, room, evicted);
         let node = Node {
             key,
             hash,
@@ -450,8 +495,13 @@ impl<V> Lru<V> {
             .is_ok()
     }
 
-    /// Removes `key`, handing back its value; `None` when absent. Does not touch recency.
-    pub fn remove(&mut self, hash: u64, key: KeyRef<'_>) -> Option<V> {
+    /// Removes `key`, handing back its key, value and cost; `None` when absent.
+    pub fn remove(&mut self, hash: u64, key: KeyRef<'_>) -> Option<(EntryKey, V, i64)> {
+        self.remove_entry(hash, key).map(|(k, _, v, c)| (k, v, c))
+    }
+
+    /// [`Lru::remove`], also handing back the hash.
+    fn remove_entry(&mut self, hash: u64, key: KeyRef<'_>) -> Option<(EntryKey, u64, V, i64)> {
         let slots = &self.slots;
         let entry = self
             .table
@@ -465,17 +515,29 @@ impl<V> Lru<V> {
         Some(self.release_slot(slot))
     }
 
+    /// The cost of the entry under `key`, if present. Does not touch recency.
+    pub fn cost_of(&self, hash: u64, key: KeyRef<'_>) -> Option<i64> {
+        let slot = self.find_slot(hash, key)?;
+        Some(self.node(slot).cost)
+    }
+
     /// Sets the limit and evicts least recently used entries until the total fits it.
-    pub fn set_limit(&mut self, limit: i64, evicted: &mut Garbage<V>) {
+    pub fn set_limit(&mut self, limit: i64, evicted: &mut impl Sink<V>) -> usize {
         self.limit = limit;
-        self.trim(limit, evicted);
+        self.trim(limit, evicted)
     }
 
     /// Evicts least recently used entries into `evicted` until `total <= target`.
     /// Returns how many went.
-    pub fn trim(&mut self, target: i64, evicted: &mut Garbage<V>) -> usize {
+    pub fn trim(&mut self, target: i64, evicted: &mut impl Sink<V>) -> usize {
+        self.trim_to(target, usize::MAX, evicted)
+    }
+
+    /// Evicts least recently used entries into `evicted` until `total <= target` and
+    /// `len <= max_len`. Returns how many went.
+    fn trim_to(&mut self, target: i64, max_len: usize, evicted: &mut impl Sink<V>) -> usize {
         let mut count = 0;
-        while self.total > target {
+        while self.total > target || self.len > max_len {
             let slot = list_of(&mut self.list).tail;
             if slot == NIL {
                 break;
@@ -488,18 +550,24 @@ impl<V> Lru<V> {
                 }
                 Err(_) => unreachable!("linked slot {slot} missing from the table"),
             }
-            evicted.push(self.release_slot(slot));
+            let (key, hash, value, cost) = self.release_slot(slot);
+            evicted.take(key, hash, value, cost);
             count += 1;
         }
         count
     }
 
     /// Removes every entry, handing the values to `evicted`.
-    pub fn clear(&mut self, evicted: &mut Garbage<V>) {
+    pub fn clear(&mut self, evicted: &mut impl Sink<V>) {
         evicted.reserve(self.len);
-        for node in self.slots.drain(..).flatten() {
-            evicted.push(node.value);
+        // Least recently used first, as evictions go.
+        let order = self.slots_by_recency();
+        for slot in order.into_iter().rev() {
+            if let Some(node) = self.slots[slot as usize].take() {
+                evicted.take(node.key, node.hash, node.value, node.cost);
+            }
         }
+        self.slots.clear();
         self.table.clear();
         let list = list_of(&mut self.list);
         list.links.clear();
@@ -513,18 +581,26 @@ impl<V> Lru<V> {
 
     /// The keys from most to least recently used (for tests and diagnostics).
     pub fn keys_by_recency(&self) -> Vec<EntryKey> {
+        self.slots_by_recency()
+            .into_iter()
+            .map(|slot| self.node(slot).key.clone())
+            .collect()
+    }
+
+    /// The occupied slots from most to least recently used.
+    fn slots_by_recency(&self) -> Vec<u32> {
         let list = self.locked_list();
         let mut out = Vec::with_capacity(self.len);
         let mut at = list.head;
         while at != NIL {
-            out.push(self.node(at).key.clone());
+            out.push(at);
             at = list.links[at as usize].next;
         }
         out
     }
 
     /// Unlinks an occupied slot that is already out of the table and frees it.
-    fn release_slot(&mut self, slot: u32) -> V {
+    fn release_slot(&mut self, slot: u32) -> (EntryKey, u64, V, i64) {
         let node = self.slots[slot as usize]
             .take()
             .expect("released slot is occupied");
@@ -532,7 +608,7 @@ impl<V> Lru<V> {
         self.freed.push(slot);
         self.len -= 1;
         self.total -= node.cost;
-        node.value
+        (node.key, node.hash, node.value, node.cost)
     }
 
     /// Panics when an invariant of the module documentation is broken (tests only).
@@ -546,6 +622,10 @@ impl<V> Lru<V> {
         let total: i64 = self.slots.iter().flatten().map(|n| n.cost).sum();
         assert_eq!(total, self.total, "total cost");
         assert!(self.total <= self.limit.max(0), "total within limit");
+        assert!(
+            self.count_limit == 0 || self.len <= self.count_limit,
+            "count within the count limit"
+        );
         for node in self.slots.iter().flatten() {
             assert!(
                 self.contains(node.hash, node.key.as_key_ref()),
@@ -624,6 +704,42 @@ mod tests {
         assert_eq!(put(&mut lru, "d", 8), vec!["c"]);
     }
 
+    /// The count limit evicts least recent entries beside the cost limit, on insert and when
+    /// lowered; the sink sees each entry's key and cost; clear hands entries over least recent
+    /// first.
+    #[test]
+    fn count_limit_and_sinks() {
+        struct Keys(Vec<(EntryKey, &'static str, i64)>);
+        impl Sink<&'static str> for Keys {
+            fn take(&mut self, key: EntryKey, _hash: u64, value: &'static str, cost: i64) {
+                self.0.push((key, value, cost));
+            }
+        }
+        let mut lru = Lru::new(100);
+        let mut sink = Keys(Vec::new());
+        assert_eq!(lru.set_count_limit(2, &mut sink), 0);
+        for (k, cost) in [("a", 1), ("b", 2), ("c", 3)] {
+            let (h, key) = name(k);
+            lru.insert(h, key, k, cost, &mut sink).unwrap();
+            lru.check_invariants();
+        }
+        assert_eq!(sink.0, vec![(name("a").1, "a", 1)]);
+        assert_eq!((lru.len(), lru.total()), (2, 5));
+        assert_eq!(lru.set_count_limit(1, &mut sink), 1);
+        assert_eq!(sink.0[1], (name("b").1, "b", 2));
+        assert_eq!(lru.set_count_limit(0, &mut sink), 0);
+        for k in ["d", "e"] {
+            put(&mut lru, k, 1);
+        }
+        assert_eq!(lru.len(), 3, "no count limit");
+        lru.get(name("c").0, KeyRef::Name(b"c"));
+        sink.0.clear();
+        lru.clear(&mut sink);
+        let order: Vec<_> = sink.0.iter().map(|e| e.1).collect();
+        assert_eq!(order, ["d", "e", "c"]);
+        lru.check_invariants();
+    }
+
     #[test]
     fn evicts_least_recent_first_and_get_refreshes() {
         let mut lru = Lru::new(3);
@@ -689,7 +805,10 @@ mod tests {
         }
         assert_eq!(lru.slots.len(), 2, "evicted slots are reused");
         let (h, _) = name("e");
-        assert_eq!(lru.remove(h, KeyRef::Name(b"e")), Some("e"));
+        assert_eq!(
+            lru.remove(h, KeyRef::Name(b"e")).map(|(_, v, _)| v),
+            Some("e")
+        );
         assert_eq!(lru.remove(h, KeyRef::Name(b"e")), None);
         let mut ev = Garbage::new();
         lru.clear(&mut ev);
