@@ -52,7 +52,11 @@ fn main() {
          #define PIXCACHE_VERSION_PATCH {patch}\n\
          /** MAJOR * 10000 + MINOR * 100 + PATCH, for preprocessor comparisons. */\n\
          #define PIXCACHE_VERSION_NUMBER {}\n\
-         #define PIXCACHE_VERSION_STRING \"{major}.{minor}.{patch}\"\n",
+         #define PIXCACHE_VERSION_STRING \"{major}.{minor}.{patch}\"\n\
+         \n/**\n * pixcache_stats(cache): the statistics of a cache, as pixcache_stats_v2. PixcacheStats grew\n\
+          \x20* in 0.2; the library still exports 0.1's pixcache_stats, returning 0.1's shorter struct, for\n\
+          \x20* programs built against 0.1's header.\n */\n\
+         #define pixcache_stats pixcache_stats_v2\n",
         major * 10000 + minor * 100 + patch
     ));
     let generated = out_dir.join("pixcache.h");

@@ -53,12 +53,24 @@
 
 /** The version of this header: compare with pixcache_version() at run time. */
 #define PIXCACHE_VERSION_MAJOR 0
-#define PIXCACHE_VERSION_MINOR 1
+#define PIXCACHE_VERSION_MINOR 2
 #define PIXCACHE_VERSION_PATCH 0
 /** MAJOR * 10000 + MINOR * 100 + PATCH, for preprocessor comparisons. */
-#define PIXCACHE_VERSION_NUMBER 100
-#define PIXCACHE_VERSION_STRING "0.1.0"
+#define PIXCACHE_VERSION_NUMBER 200
+#define PIXCACHE_VERSION_STRING "0.2.0"
 
+/**
+ * pixcache_stats(cache): the statistics of a cache, as pixcache_stats_v2. PixcacheStats grew
+ * in 0.2; the library still exports 0.1's pixcache_stats, returning 0.1's shorter struct, for
+ * programs built against 0.1's header.
+ */
+#define pixcache_stats pixcache_stats_v2
+
+
+/**
+ * How many reasons there are: the length of `PixcacheStats::removals`.
+ */
+#define PIXCACHE_REMOVAL_REASON_COUNT 7
 
 /**
  * What a pixcache call reports. The values are part of the ABI and are never renumbered.
@@ -229,7 +241,42 @@ typedef struct PixcacheStats {
    * Inserts refused because the pixmap cost more than the whole limit.
    */
   uint64_t refused;
+  /**
+   * Entries that left the cache, by reason: `removals[PIXCACHE_REMOVAL_EVICTED]` and so on.
+   */
+  uint64_t removals[PIXCACHE_REMOVAL_REASON_COUNT];
+  /**
+   * The highest `total_kb` since the cache was made or `pixcache_reset_stats`.
+   */
+  int32_t peak_kb;
+  /**
+   * Live images (`pixcache_set_live_images`): the sum of their costs in KB, outside
+   * `total_kb` and the limit.
+   */
+  int32_t live_kb;
+  /**
+   * How many live images there are (outside `entries`).
+   */
+  size_t live_entries;
+  /**
+   * The count limit (`pixcache_set_count_limit`; 0: none).
+   */
+  size_t count_limit;
 } PixcacheStats;
+
+/**
+ * How much `pixcache_trim` lets go of. Each level keeps a fraction of the cache's *current*
+ * total (under memory pressure memory is released even from a cache below its limit), least
+ * recently used entries first; the limit is unchanged.
+ *
+ * | level | keeps | Android `onTrimMemory` | Glide `trimMemory` / Flutter |
+ * |---|---|---|---|
+ * | `PIXCACHE_TRIM_MODERATE` | 1/2 | `RUNNING_MODERATE`, `UI_HIDDEN` | `UI_HIDDEN`: half |
+ * | `PIXCACHE_TRIM_LOW` | 1/4 | `RUNNING_LOW`, `BACKGROUND` | |
+ * | `PIXCACHE_TRIM_CRITICAL` | 1/8 | `RUNNING_CRITICAL`, `MODERATE` | |
+ * | `PIXCACHE_TRIM_COMPLETE` | nothing | `COMPLETE` | `clearMemory`; Flutter `clear` |
+ */
+typedef uint32_t PixcacheTrimLevel;
 
 /**
  * Produces the pixmap for a key `pixcache_find_or_insert_with` did not find: writes it into
@@ -246,6 +293,73 @@ typedef bool (*PixcacheProduceFn)(void *user_data, struct PixcachePixmap *pixmap
  * unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
  */
 typedef uint32_t PixcacheFormat;
+
+/**
+ * Why an entry left a cache (`PixcacheRemoval::reason`, and the index into
+ * `PixcacheStats::removals`).
+ */
+typedef uint32_t PixcacheRemovalReason;
+
+/**
+ * What a removal callback is told about one entry that left the cache. Everything it points to
+ * is borrowed for the length of the call.
+ */
+typedef struct PixcacheRemoval {
+  /**
+   * Why it left (`PIXCACHE_REMOVAL_*`).
+   */
+  PixcacheRemovalReason reason;
+  /**
+   * What it cost, in KB.
+   */
+  int32_t cost_kb;
+  /**
+   * Its string key, NUL-terminated (a key given with a length may hold NUL bytes: use
+   * `key_len`); NULL for an entry under a generated key.
+   */
+  const char *key;
+  /**
+   * The string key's length in bytes (0 for a generated key).
+   */
+  size_t key_len;
+  /**
+   * Its generated key (no longer valid), or the all-zero key for a string key.
+   */
+  struct PixcacheKey generated_key;
+  /**
+   * Its pixmap: read it, or keep a share with `pixcache_pixmap_clone`; never free it or
+   * assign to it.
+   */
+  const struct PixcachePixmap *pixmap;
+} PixcacheRemoval;
+
+/**
+ * A removal callback: `removal` describes one entry that left the cache. Called once per entry,
+ * in the order they left, after the cache is unlocked, on the thread whose call made them leave
+ * (for evictions: the inserting thread). It may call pixcache, this cache included. It must not
+ * throw a C++ exception or `longjmp` out. `user_data` is the pointer given with it.
+ */
+typedef void (*PixcacheRemovalFn)(void *user_data, const struct PixcacheRemoval *removal);
+
+/**
+ * Keep half of the current total.
+ */
+#define PIXCACHE_TRIM_MODERATE 1
+
+/**
+ * Keep a quarter.
+ */
+#define PIXCACHE_TRIM_LOW 2
+
+/**
+ * Keep an eighth.
+ */
+#define PIXCACHE_TRIM_CRITICAL 3
+
+/**
+ * Keep nothing.
+ */
+#define PIXCACHE_TRIM_COMPLETE 4
 
 /**
  * Not a raster format: what `pixcache_pixmap_format` reports for the null pixmap.
@@ -277,6 +391,43 @@ typedef uint32_t PixcacheFormat;
  * A foreign pixmap (`pixcache_pixmap_wrap`): pixcache knows its depth, not its layout.
  */
 #define PIXCACHE_FORMAT_FOREIGN 5
+
+/**
+ * Evicted to make room for an insert (the KB limit or the count limit).
+ */
+#define PIXCACHE_REMOVAL_EVICTED 0
+
+/**
+ * Trimmed: `pixcache_trim`, `pixcache_trim_to`, `pixcache_tick`, `pixcache_flush_detached`, or
+ * the memory-pressure watcher.
+ */
+#define PIXCACHE_REMOVAL_TRIMMED 1
+
+/**
+ * Evicted because `pixcache_set_cache_limit` or `pixcache_set_count_limit` lowered a limit.
+ */
+#define PIXCACHE_REMOVAL_LIMIT_LOWERED 2
+
+/**
+ * Removed by `pixcache_remove` / `pixcache_remove_key`.
+ */
+#define PIXCACHE_REMOVAL_REMOVED 3
+
+/**
+ * Replaced: an insert under the same string key (which removes the old entry first, even when
+ * the new pixmap is then refused), or `pixcache_replace` of a generated key.
+ */
+#define PIXCACHE_REMOVAL_REPLACED 4
+
+/**
+ * Cleared by `pixcache_clear` (least recently used first).
+ */
+#define PIXCACHE_REMOVAL_CLEARED 5
+
+/**
+ * Taken out by `pixcache_take` / `pixcache_take_key` (its pixmap went to the caller).
+ */
+#define PIXCACHE_REMOVAL_TAKEN 6
 
 #ifdef __cplusplus
 extern "C" {
@@ -526,8 +677,155 @@ size_t pixcache_tick(struct PixcacheCache *cache);
 
 /**
  * Counters and sizes of `cache` in one snapshot. All zero for NULL (with the last error set).
+ *
+ * Call it as `pixcache_stats(cache)`: the header defines `pixcache_stats` as this function.
+ * (`PixcacheStats` grew in 0.2; programs built against 0.1's header call the exported
+ * `pixcache_stats` symbol, which still returns 0.1's shorter struct, so they keep working.)
  */
-struct PixcacheStats pixcache_stats(const struct PixcacheCache *cache);
+struct PixcacheStats pixcache_stats_v2(const struct PixcacheCache *cache);
+
+/**
+ * Sets the statistics' counters (hits, misses, inserts, evictions, refused, removals) to zero
+ * and `peak_kb` to the current total; sizes and limits are unchanged.
+ */
+void pixcache_reset_stats(struct PixcacheCache *cache);
+
+/**
+ * True when a string key is in the cache (or is a live image), without touching recency or
+ * the statistics (a look that is not a use). False on a miss (not an error), and with the last
+ * error set for a NULL `cache` or `key` or a key that is not UTF-8.
+ */
+bool pixcache_contains(const struct PixcacheCache *cache, const char *key);
+
+/**
+ * `pixcache_contains` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+ */
+bool pixcache_contains_n(const struct PixcacheCache *cache, const char *key, size_t len);
+
+/**
+ * True while a generated key's entry is in the cache (or is a live image); touches neither
+ * recency nor the statistics. The same answer as `pixcache_key_is_valid`: an invalid key is
+ * false, not an error.
+ */
+bool pixcache_contains_key(const struct PixcacheCache *cache, struct PixcacheKey key);
+
+/**
+ * Looks a string key up like `pixcache_find` (on a hit `out` shares the pixmap; on a miss it
+ * is untouched), but touches neither recency nor the statistics. `out` may be NULL (then it is
+ * `pixcache_contains`).
+ */
+bool pixcache_peek(const struct PixcacheCache *cache, const char *key, struct PixcachePixmap *out);
+
+/**
+ * `pixcache_peek` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+ */
+bool pixcache_peek_n(const struct PixcacheCache *cache,
+                     const char *key,
+                     size_t len,
+                     struct PixcachePixmap *out);
+
+/**
+ * `pixcache_peek` for a generated key. A key that is not valid in this cache returns false with
+ * `PIXCACHE_RESULT_INVALID_KEY`, as `pixcache_find_key` does.
+ */
+bool pixcache_peek_key(const struct PixcacheCache *cache,
+                       struct PixcacheKey key,
+                       struct PixcachePixmap *out);
+
+/**
+ * Takes the entry under a string key out of the cache and gives its pixmap to `out` (which
+ * then holds it; NULL: the pixmap is let go of, as `pixcache_remove` does). The removal
+ * callback hears of it as `PIXCACHE_REMOVAL_TAKEN`. False when there was no such entry (not
+ * an error), and with the last error set on a bad argument.
+ */
+bool pixcache_take(struct PixcacheCache *cache, const char *key, struct PixcachePixmap *out);
+
+/**
+ * `pixcache_take` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+ */
+bool pixcache_take_n(struct PixcacheCache *cache,
+                     const char *key,
+                     size_t len,
+                     struct PixcachePixmap *out);
+
+/**
+ * `pixcache_take` for a generated key, which becomes invalid. A key that is not valid in this
+ * cache returns false with `PIXCACHE_RESULT_INVALID_KEY`.
+ */
+bool pixcache_take_key(struct PixcacheCache *cache,
+                       struct PixcacheKey key,
+                       struct PixcachePixmap *out);
+
+/**
+ * Inserts `pm` under a string key like `pixcache_insert`, costing `cost_kb` KB instead of
+ * width × height × depth (for pixmaps whose memory is elsewhere or otherwise sized: GPU
+ * textures, foreign pixmaps). A negative cost is `PIXCACHE_RESULT_INVALID_ARGUMENT` (nothing
+ * changes); a cost above the limit is refused as `pixcache_insert` refuses. A cost of 0 is
+ * allowed (such entries are bounded only by the count limit).
+ */
+bool pixcache_insert_with_cost(struct PixcacheCache *cache,
+                               const char *key,
+                               const struct PixcachePixmap *pm,
+                               int32_t cost_kb);
+
+/**
+ * `pixcache_insert_with_cost` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+ */
+bool pixcache_insert_with_cost_n(struct PixcacheCache *cache,
+                                 const char *key,
+                                 size_t len,
+                                 const struct PixcachePixmap *pm,
+                                 int32_t cost_kb);
+
+/**
+ * `pixcache_insert_key` costing `cost_kb` KB (see `pixcache_insert_with_cost`). A negative cost
+ * returns the all-zero key with `PIXCACHE_RESULT_INVALID_ARGUMENT`.
+ */
+struct PixcacheKey pixcache_insert_key_with_cost(struct PixcacheCache *cache,
+                                                 const struct PixcachePixmap *pm,
+                                                 int32_t cost_kb);
+
+/**
+ * The count limit (0: none, the default).
+ */
+size_t pixcache_count_limit(const struct PixcacheCache *cache);
+
+/**
+ * Limits the number of entries to `n` beside the KB limit (0: no count limit, the default,
+ * as in Qt). Lowering it evicts least recently used entries at once
+ * (`PIXCACHE_REMOVAL_LIMIT_LOWERED`); an insert evicts until both limits hold. Returns how
+ * many entries went.
+ */
+size_t pixcache_set_count_limit(struct PixcacheCache *cache, size_t n);
+
+/**
+ * Trims for memory pressure at `level` (see `PixcacheTrimLevel`); evicted entries are reported
+ * as `PIXCACHE_REMOVAL_TRIMMED`. Returns how many entries went; 0 with
+ * `PIXCACHE_RESULT_INVALID_ARGUMENT` for an unknown level.
+ */
+size_t pixcache_trim(struct PixcacheCache *cache, PixcacheTrimLevel level);
+
+/**
+ * Evicts least recently used entries until the total is at most `kb` KB (0 or less: empty),
+ * leaving the limit as it is. Returns how many entries went.
+ */
+size_t pixcache_trim_to(struct PixcacheCache *cache, int32_t kb);
+
+/**
+ * Live images, off by default: while on, an entry evicted (for room, by a trim or a lowered
+ * limit) whose pixmap some handle still shares stays findable under its key for as long as it
+ * is shared, without counting against the limit (`PixcacheStats::live_kb`), as Flutter's
+ * `ImageCache` keeps live images. A find that meets one puts it back into the cache as the most
+ * recently used entry (if it fits); `pixcache_contains` and `pixcache_peek` see it without
+ * moving it; remove, take, clear and an insert under its key forget it. Turning it off lets go
+ * of every live image. Pixels nobody shares any more are freed at the cache's next write.
+ */
+void pixcache_set_live_images(struct PixcacheCache *cache, bool on);
+
+/**
+ * Whether live images are on (false for NULL).
+ */
+bool pixcache_live_images(const struct PixcacheCache *cache);
 
 /**
  * Finds `key`, or produces, caches and returns its pixmap — once. On a hit it is
@@ -817,6 +1115,20 @@ struct PixcachePixmap *pixcache_pixmap_convert(const struct PixcachePixmap *pm,
  * counts in its own cell, and this sums the cells).
  */
 size_t pixcache_live_pixmaps(void);
+
+/**
+ * Sets the function called for every entry that leaves `cache` from now on (see
+ * `PixcacheRemovalFn`), replacing any previous one; `callback` NULL removes it. Off by default:
+ * without a callback pixcache keeps no keys for it and behaves exactly as before. Never called
+ * for the pixmap of a failed insert (it never was an entry), nor when the cache is freed.
+ *
+ * `user_data` must stay usable for as long as the callback is set, and a little longer: a call
+ * already under way on another thread when this returns still gets the old pointer. Returns
+ * false (with the last error) only for a NULL `cache`.
+ */
+bool pixcache_set_removal_callback(struct PixcacheCache *cache,
+                                   PixcacheRemovalFn callback,
+                                   void *user_data);
 
 /**
  * The version of the library that is running, e.g. `"0.1.0"`: compare it with the header's

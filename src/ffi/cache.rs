@@ -11,7 +11,8 @@ use super::boundary::{
 };
 use super::key::PixcacheKey;
 use super::pixmap::{foreign_owned, PixcachePixmap, PixcacheReleaseFn};
-use crate::cache::{invalid_key_error, Cache, Stats};
+use super::removal::PIXCACHE_REMOVAL_REASON_COUNT;
+use crate::cache::{invalid_key_error, Cache, Stats, TrimLevel};
 use crate::error::Error;
 use crate::global::global;
 use crate::key::Key;
@@ -49,6 +50,17 @@ pub struct PixcacheStats {
     pub evictions: u64,
     /// Inserts refused because the pixmap cost more than the whole limit.
     pub refused: u64,
+    /// Entries that left the cache, by reason: `removals[PIXCACHE_REMOVAL_EVICTED]` and so on.
+    pub removals: [u64; PIXCACHE_REMOVAL_REASON_COUNT],
+    /// The highest `total_kb` since the cache was made or `pixcache_reset_stats`.
+    pub peak_kb: i32,
+    /// Live images (`pixcache_set_live_images`): the sum of their costs in KB, outside
+    /// `total_kb` and the limit.
+    pub live_kb: i32,
+    /// How many live images there are (outside `entries`).
+    pub live_entries: usize,
+    /// The count limit (`pixcache_set_count_limit`; 0: none).
+    pub count_limit: usize,
 }
 
 impl From<Stats> for PixcacheStats {
@@ -62,6 +74,11 @@ impl From<Stats> for PixcacheStats {
             inserts: s.inserts,
             evictions: s.evictions,
             refused: s.refused,
+            removals: s.removals,
+            peak_kb: clamp_kb(s.peak_kb),
+            live_kb: clamp_kb(s.live_kb),
+            live_entries: s.live_entries,
+            count_limit: s.count_limit,
         }
     }
 }
@@ -73,7 +90,7 @@ fn clamp_kb(kb: i64) -> i32 {
 /// # Safety
 /// `cache` is NULL, the global cache, or a live cache from `pixcache_cache_new` (caches are only
 /// ever shared, never borrowed mutably, so concurrent use is fine).
-unsafe fn cache<'a>(cache: *const PixcacheCache) -> Result<&'a Cache, Error> {
+pub(crate) unsafe fn cache<'a>(cache: *const PixcacheCache) -> Result<&'a Cache, Error> {
     // SAFETY: forwarded to the caller.
     unsafe { try_ref(cache, "cache") }
 }
@@ -682,12 +699,349 @@ pub unsafe extern "C" fn pixcache_tick(cache: *mut PixcacheCache) -> usize {
 }
 
 /// Counters and sizes of `cache` in one snapshot. All zero for NULL (with the last error set).
+///
+/// Call it as `pixcache_stats(cache)`: the header defines `pixcache_stats` as this function.
+/// (`PixcacheStats` grew in 0.2; programs built against 0.1's header call the exported
+/// `pixcache_stats` symbol, which still returns 0.1's shorter struct, so they keep working.)
 #[no_mangle]
-pub unsafe extern "C" fn pixcache_stats(cache: *const PixcacheCache) -> PixcacheStats {
+pub unsafe extern "C" fn pixcache_stats_v2(cache: *const PixcacheCache) -> PixcacheStats {
     call(PixcacheStats::default(), || {
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
         Ok(unsafe { self::cache(cache) }?.stats().into())
     })
+}
+
+/// Sets the statistics' counters (hits, misses, inserts, evictions, refused, removals) to zero
+/// and `peak_kb` to the current total; sizes and limits are unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_reset_stats(cache: *mut PixcacheCache) {
+    call((), || {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+        unsafe { self::cache(cache) }?.reset_stats();
+        Ok(())
+    })
+}
+
+/// True when a string key is in the cache (or is a live image), without touching recency or
+/// the statistics (a look that is not a use). False on a miss (not an error), and with the last
+/// error set for a NULL `cache` or `key` or a key that is not UTF-8.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_contains(
+    cache: *const PixcacheCache,
+    key: *const c_char,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe {
+        Ok(self::cache(cache)?.contains(key_str(key)?))
+    })
+}
+
+/// `pixcache_contains` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_contains_n(
+    cache: *const PixcacheCache,
+    key: *const c_char,
+    len: usize,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || unsafe {
+        Ok(self::cache(cache)?.contains(try_str_n(key, len, "key")?))
+    })
+}
+
+/// True while a generated key's entry is in the cache (or is a live image); touches neither
+/// recency nor the statistics. The same answer as `pixcache_key_is_valid`: an invalid key is
+/// false, not an error.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_contains_key(
+    cache: *const PixcacheCache,
+    key: PixcacheKey,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+    call(false, || {
+        Ok(unsafe { self::cache(cache) }?.contains_key(key.into()))
+    })
+}
+
+/// Looks a string key up like `pixcache_find` (on a hit `out` shares the pixmap; on a miss it
+/// is untouched), but touches neither recency nor the statistics. `out` may be NULL (then it is
+/// `pixcache_contains`).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_peek(
+    cache: *const PixcacheCache,
+    key: *const c_char,
+    out: *mut PixcachePixmap,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe {
+        let found = self::cache(cache)?.peek(key_str(key)?);
+        give(found, out)
+    })
+}
+
+/// `pixcache_peek` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_peek_n(
+    cache: *const PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    out: *mut PixcachePixmap,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || unsafe {
+        let found = self::cache(cache)?.peek(try_str_n(key, len, "key")?);
+        give(found, out)
+    })
+}
+
+/// `pixcache_peek` for a generated key. A key that is not valid in this cache returns false with
+/// `PIXCACHE_RESULT_INVALID_KEY`, as `pixcache_find_key` does.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_peek_key(
+    cache: *const PixcacheCache,
+    key: PixcacheKey,
+    out: *mut PixcachePixmap,
+) -> bool {
+    call(false, || {
+        let key = Key::from(key);
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+        let found = unsafe { self::cache(cache) }?.peek_key(key);
+        if found.is_none() {
+            return Err(invalid_key_error(key));
+        }
+        // SAFETY: as above.
+        unsafe { give(found, out) }
+    })
+}
+
+/// Takes the entry under a string key out of the cache and gives its pixmap to `out` (which
+/// then holds it; NULL: the pixmap is let go of, as `pixcache_remove` does). The removal
+/// callback hears of it as `PIXCACHE_REMOVAL_TAKEN`. False when there was no such entry (not
+/// an error), and with the last error set on a bad argument.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_take(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    out: *mut PixcachePixmap,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe {
+        let found = self::cache(cache)?.take(key_str(key)?);
+        give(found, out)
+    })
+}
+
+/// `pixcache_take` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_take_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    out: *mut PixcachePixmap,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || unsafe {
+        let found = self::cache(cache)?.take(try_str_n(key, len, "key")?);
+        give(found, out)
+    })
+}
+
+/// `pixcache_take` for a generated key, which becomes invalid. A key that is not valid in this
+/// cache returns false with `PIXCACHE_RESULT_INVALID_KEY`.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_take_key(
+    cache: *mut PixcacheCache,
+    key: PixcacheKey,
+    out: *mut PixcachePixmap,
+) -> bool {
+    call(false, || {
+        let key = Key::from(key);
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+        let found = unsafe { self::cache(cache) }?.take_key(key);
+        if found.is_none() {
+            return Err(invalid_key_error(key));
+        }
+        // SAFETY: as above.
+        unsafe { give(found, out) }
+    })
+}
+
+/// Puts a found pixmap into the caller's handle (if any); true when something was found. What
+/// the handle held before is dropped after it holds the new one, with no borrow of it left (its
+/// release callback may use the handle).
+///
+/// # Safety
+/// `out` is NULL or a live handle no other thread uses during the call.
+unsafe fn give(found: Option<Pixmap>, out: *mut PixcachePixmap) -> Result<bool, Error> {
+    let Some(found) = found else {
+        return Ok(false);
+    };
+    if !out.is_null() {
+        // SAFETY: forwarded to the caller.
+        let old = std::mem::replace(unsafe { try_mut(out, "out") }?, found);
+        drop(old);
+    }
+    Ok(true)
+}
+
+/// Inserts `pm` under a string key like `pixcache_insert`, costing `cost_kb` KB instead of
+/// width × height × depth (for pixmaps whose memory is elsewhere or otherwise sized: GPU
+/// textures, foreign pixmaps). A negative cost is `PIXCACHE_RESULT_INVALID_ARGUMENT` (nothing
+/// changes); a cost above the limit is refused as `pixcache_insert` refuses. A cost of 0 is
+/// allowed (such entries are bounded only by the count limit).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_insert_with_cost(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    pm: *const PixcachePixmap,
+    cost_kb: i32,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe {
+        let cache = self::cache(cache)?;
+        let key = key_str(key)?;
+        let pm = pixmap(pm)?.clone();
+        cache.insert_with_cost(key, pm, i64::from(cost_kb))?;
+        Ok(true)
+    })
+}
+
+/// `pixcache_insert_with_cost` with a key of `len` bytes at `key` (UTF-8, not NUL-terminated).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_insert_with_cost_n(
+    cache: *mut PixcacheCache,
+    key: *const c_char,
+    len: usize,
+    pm: *const PixcachePixmap,
+    cost_kb: i32,
+) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles; `len` readable bytes.
+    call(false, || unsafe {
+        let cache = self::cache(cache)?;
+        let key = try_str_n(key, len, "key")?;
+        let pm = pixmap(pm)?.clone();
+        cache.insert_with_cost(key, pm, i64::from(cost_kb))?;
+        Ok(true)
+    })
+}
+
+/// `pixcache_insert_key` costing `cost_kb` KB (see `pixcache_insert_with_cost`). A negative cost
+/// returns the all-zero key with `PIXCACHE_RESULT_INVALID_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_insert_key_with_cost(
+    cache: *mut PixcacheCache,
+    pm: *const PixcachePixmap,
+    cost_kb: i32,
+) -> PixcacheKey {
+    call_reporting(PixcacheKey { id: 0 }, || {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+        let cache = unsafe { self::cache(cache) }?;
+        // SAFETY: as above; an owned share (see `pixcache_insert_key`).
+        let pm = unsafe { pixmap(pm) }?.clone();
+        Ok(match cache.insert_key_with_cost(pm, i64::from(cost_kb)) {
+            Ok(key) => (key.into(), None),
+            Err((key, error)) => (key.into(), Some(error)),
+        })
+    })
+}
+
+/// The count limit (0: none, the default).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_count_limit(cache: *const PixcacheCache) -> usize {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+    call(0, || Ok(unsafe { self::cache(cache) }?.count_limit()))
+}
+
+/// Limits the number of entries to `n` beside the KB limit (0: no count limit, the default,
+/// as in Qt). Lowering it evicts least recently used entries at once
+/// (`PIXCACHE_REMOVAL_LIMIT_LOWERED`); an insert evicts until both limits hold. Returns how
+/// many entries went.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_set_count_limit(cache: *mut PixcacheCache, n: usize) -> usize {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+    call(0, || Ok(unsafe { self::cache(cache) }?.set_count_limit(n)))
+}
+
+/// How much `pixcache_trim` lets go of. Each level keeps a fraction of the cache's *current*
+/// total (under memory pressure memory is released even from a cache below its limit), least
+/// recently used entries first; the limit is unchanged.
+///
+/// | level | keeps | Android `onTrimMemory` | Glide `trimMemory` / Flutter |
+/// |---|---|---|---|
+/// | `PIXCACHE_TRIM_MODERATE` | 1/2 | `RUNNING_MODERATE`, `UI_HIDDEN` | `UI_HIDDEN`: half |
+/// | `PIXCACHE_TRIM_LOW` | 1/4 | `RUNNING_LOW`, `BACKGROUND` | |
+/// | `PIXCACHE_TRIM_CRITICAL` | 1/8 | `RUNNING_CRITICAL`, `MODERATE` | |
+/// | `PIXCACHE_TRIM_COMPLETE` | nothing | `COMPLETE` | `clearMemory`; Flutter `clear` |
+pub type PixcacheTrimLevel = u32;
+
+/// Keep half of the current total.
+pub const PIXCACHE_TRIM_MODERATE: PixcacheTrimLevel = 1;
+/// Keep a quarter.
+pub const PIXCACHE_TRIM_LOW: PixcacheTrimLevel = 2;
+/// Keep an eighth.
+pub const PIXCACHE_TRIM_CRITICAL: PixcacheTrimLevel = 3;
+/// Keep nothing.
+pub const PIXCACHE_TRIM_COMPLETE: PixcacheTrimLevel = 4;
+
+pub(crate) fn trim_level(level: PixcacheTrimLevel) -> Result<TrimLevel, Error> {
+    match level {
+        PIXCACHE_TRIM_MODERATE => Ok(TrimLevel::Moderate),
+        PIXCACHE_TRIM_LOW => Ok(TrimLevel::Low),
+        PIXCACHE_TRIM_CRITICAL => Ok(TrimLevel::Critical),
+        PIXCACHE_TRIM_COMPLETE => Ok(TrimLevel::Complete),
+        other => Err(Error::new(
+            crate::error::ErrorKind::InvalidArgument,
+            format!("unknown trim level {other} (PIXCACHE_TRIM_MODERATE..PIXCACHE_TRIM_COMPLETE are 1..4)"),
+        )),
+    }
+}
+
+/// Trims for memory pressure at `level` (see `PixcacheTrimLevel`); evicted entries are reported
+/// as `PIXCACHE_REMOVAL_TRIMMED`. Returns how many entries went; 0 with
+/// `PIXCACHE_RESULT_INVALID_ARGUMENT` for an unknown level.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_trim(
+    cache: *mut PixcacheCache,
+    level: PixcacheTrimLevel,
+) -> usize {
+    call(0, || {
+        let level = trim_level(level)?;
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+        Ok(unsafe { self::cache(cache) }?.trim(level))
+    })
+}
+
+/// Evicts least recently used entries until the total is at most `kb` KB (0 or less: empty),
+/// leaving the limit as it is. Returns how many entries went.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_trim_to(cache: *mut PixcacheCache, kb: i32) -> usize {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+    call(0, || {
+        Ok(unsafe { self::cache(cache) }?.trim_to(i64::from(kb)))
+    })
+}
+
+/// Live images, off by default: while on, an entry evicted (for room, by a trim or a lowered
+/// limit) whose pixmap some handle still shares stays findable under its key for as long as it
+/// is shared, without counting against the limit (`PixcacheStats::live_kb`), as Flutter's
+/// `ImageCache` keeps live images. A find that meets one puts it back into the cache as the most
+/// recently used entry (if it fits); `pixcache_contains` and `pixcache_peek` see it without
+/// moving it; remove, take, clear and an insert under its key forget it. Turning it off lets go
+/// of every live image. Pixels nobody shares any more are freed at the cache's next write.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_set_live_images(cache: *mut PixcacheCache, on: bool) {
+    call((), || {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+        unsafe { self::cache(cache) }?.set_live_images(on);
+        Ok(())
+    })
+}
+
+/// Whether live images are on (false for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_live_images(cache: *const PixcacheCache) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
+    call(false, || Ok(unsafe { self::cache(cache) }?.live_images()))
 }
 
 /// Produces the pixmap for a key `pixcache_find_or_insert_with` did not find: writes it into

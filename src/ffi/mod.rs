@@ -21,6 +21,9 @@ pub mod boundary;
 pub mod cache;
 pub mod error;
 pub mod key;
+/// cbindgen:ignore
+pub mod legacy;
 pub mod pixmap;
+pub mod removal;
 mod vector_state;
 pub mod version;
