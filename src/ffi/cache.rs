@@ -153,6 +153,8 @@ pub unsafe extern "C" fn pixcache_cache_free(cache: *mut PixcacheCache) {
         // SAFETY: C API contract: `cache` is a live cache from `pixcache_cache_new` (NULL and the
         // global cache were excluded above); no other thread uses it.
         if let Ok(whole) = unsafe { self::cache(cache) } {
+            // Freeing is not a removal the callback is told of (pixcache_set_removal_callback).
+            whole.set_removal_callback(None);
             for _ in 0..FREE_DRAIN_ROUNDS {
                 if whole.stats().entries == 0 {
                     break;
