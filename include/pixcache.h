@@ -109,7 +109,8 @@ typedef enum PixcacheResult {
    */
   PIXCACHE_RESULT_INVALID_KEY = 7,
   /**
-   * The operation does not apply (e.g. pixel access on a foreign pixmap).
+   * The operation does not apply (e.g. pixel access on a foreign pixmap), or this system does
+   * not offer it (`pixcache_watch_memory_pressure` without Linux PSI).
    */
   PIXCACHE_RESULT_UNSUPPORTED = 8,
   /**
@@ -157,6 +158,13 @@ typedef struct PixcacheCache PixcacheCache;
  * modifies it (assign, pixels_mut, free, or as the `out` of a find): that is a data race.
  */
 typedef struct PixcachePixmap PixcachePixmap;
+
+/**
+ * A running memory-pressure watcher (`pixcache_watch_memory_pressure`): one thread of
+ * pixcache's own that trims one cache when memory runs short. Stop and free it with
+ * `pixcache_pressure_watch_stop`. Behind the handle is a Rust `Box<Watcher>`.
+ */
+typedef struct PixcachePressureWatch PixcachePressureWatch;
 
 /**
  * A generated key, returned by `pixcache_insert_key` and updated by `pixcache_replace`. A plain
@@ -1115,6 +1123,62 @@ struct PixcachePixmap *pixcache_pixmap_convert(const struct PixcachePixmap *pm,
  * counts in its own cell, and this sums the cells).
  */
 size_t pixcache_live_pixmaps(void);
+
+/**
+ * Opt-in: starts a thread that trims `cache` when the system runs short of memory, until
+ * `pixcache_pressure_watch_stop`. Returns NULL on failure (with the last error set). Without a
+ * watcher pixcache runs no threads of its own.
+ *
+ * `source` NULL, or a path under `/proc/pressure/`, watches Linux PSI (pressure stall
+ * information; NULL means `/proc/pressure/memory`). Two triggers are registered, each reported
+ * by the kernel at most once per 2 s window:
+ * - `some 300000 2000000` (some task stalled on memory 15% of the time): a moderate trim,
+ *   keeping half of the cache's current total;
+ * - `full 200000 2000000` (all non-idle tasks stalled at once 10% of the time): a critical
+ *   trim, keeping an eighth. Both at once trim once, critically.
+ *
+ * (2 s is the shortest window kernels since 6.5 accept without `CAP_SYS_RESOURCE`.) Where PSI
+ * is unavailable (no such file: kernels before 4.20, or built without it, or booted with
+ * `psi=0`; or the kernel refuses the trigger with `EINVAL`, `EPERM`, `EACCES` or `EOPNOTSUPP`,
+ * as in some containers) this fails with `PIXCACHE_RESULT_UNSUPPORTED`, and the message names the
+ * file and the OS error; other failures are `PIXCACHE_RESULT_IO`.
+ *
+ * Any other `source` is a line source, for tests or for hosts that learn of pressure their own
+ * way: a FIFO (or a regular file, followed like `tail -f`, checked every 100 ms) of which each
+ * line is one level word: `moderate` (keep 1/2 of the current total), `low` (keep 1/4),
+ * `critical` (keep 1/8) or `complete` (keep nothing). ASCII case and surrounding blanks are
+ * ignored and empty lines skipped; other lines trim nothing. Writers of a FIFO may come and go.
+ * A source that cannot be opened fails with `PIXCACHE_RESULT_IO` naming it.
+ *
+ * The trims run on the watcher's thread, as do the release callbacks of the foreign pixmaps
+ * they evict. The watcher holds a reference to `cache`: `pixcache_cache_free` while it runs is
+ * safe (the cache is emptied then, and really dropped when the watcher is stopped); the global
+ * cache (`pixcache_global()`) is never dropped. Several watchers may watch one cache. A
+ * watcher whose source fails stops trimming by itself (`pixcache_pressure_watch_trims` then
+ * reports why). In the child of a `fork` the watcher's thread does not exist: nothing is
+ * trimmed there, and `pixcache_pressure_watch_stop` only frees the handle.
+ *
+ * `cache` NULL fails with `PIXCACHE_RESULT_NULL_ARGUMENT`.
+ */
+struct PixcachePressureWatch *pixcache_watch_memory_pressure(struct PixcacheCache *cache,
+                                                             const char *source);
+
+/**
+ * Stops a watcher from `pixcache_watch_memory_pressure` and frees it: wakes its thread, waits
+ * for it (a trim under way finishes first; otherwise this is prompt), then lets go of its
+ * cache (dropping it if it was freed meanwhile). NULL is ignored. The handle must not be used
+ * afterwards. May be called from any thread, also from a release callback the watcher's own
+ * trim runs (the thread then ends when that trim returns). Leaves the last error as it was.
+ */
+void pixcache_pressure_watch_stop(struct PixcachePressureWatch *watch);
+
+/**
+ * How many trims the watcher has run (one per event, even on an empty cache): for tests and
+ * diagnostics. 0 for NULL (with the last error set). If the watcher has stopped by itself
+ * because its source failed (PSI reported an error, a read failed), the count is still
+ * returned and the last error says why; otherwise the last error is cleared.
+ */
+size_t pixcache_pressure_watch_trims(const struct PixcachePressureWatch *watch);
 
 /**
  * Sets the function called for every entry that leaves `cache` from now on (see

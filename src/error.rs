@@ -22,7 +22,8 @@ pub enum ErrorKind {
     Refused,
     /// A generated key that is not valid in this cache: stale, removed, forged or foreign.
     InvalidKey,
-    /// The operation does not apply to this pixmap (e.g. pixel access on a foreign pixmap).
+    /// The operation does not apply to this pixmap (e.g. pixel access on a foreign pixmap), or
+    /// this system does not offer it (memory-pressure watching without Linux PSI).
     Unsupported,
     /// Reading or writing a file failed.
     Io,

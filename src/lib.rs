@@ -35,6 +35,8 @@ pub mod name;
 /// cbindgen:ignore
 pub mod pixmap;
 /// cbindgen:ignore
+pub mod pressure;
+/// cbindgen:ignore
 pub mod removal;
 /// cbindgen:ignore
 pub mod shared;

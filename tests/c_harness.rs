@@ -191,4 +191,5 @@ c_tests! {
     c_fork_threads => "test_fork_threads.c",
     c_cells => "test_cells.c",
     c_fork_deadlocks => "test_fork_deadlocks.c",
+    c_pressure => "test_pressure.c",
 }

@@ -58,6 +58,9 @@ fn header_declares_every_exported_function() {
         "pixcache_pixmap_user_data",
         "pixcache_pixmap_load",
         "pixcache_pixmap_load_from_memory",
+        "pixcache_watch_memory_pressure",
+        "pixcache_pressure_watch_stop",
+        "pixcache_pressure_watch_trims",
     ] {
         let declared = header.lines().any(|line| {
             !line.trim_start().starts_with('*')

@@ -35,7 +35,8 @@ pub enum PixcacheResult {
     Refused = 6,
     /// A generated key that is not valid in this cache: stale, removed, forged, or from another cache.
     InvalidKey = 7,
-    /// The operation does not apply (e.g. pixel access on a foreign pixmap).
+    /// The operation does not apply (e.g. pixel access on a foreign pixmap), or this system does
+    /// not offer it (`pixcache_watch_memory_pressure` without Linux PSI).
     Unsupported = 8,
     /// Reading or writing a file failed.
     Io = 9,
@@ -127,7 +128,9 @@ impl PixcacheResult {
             PixcacheResult::OutOfMemory => c"out of memory",
             PixcacheResult::Refused => c"the pixmap costs more than the cache limit",
             PixcacheResult::InvalidKey => c"the key is not valid in this cache",
-            PixcacheResult::Unsupported => c"the operation does not apply to this pixmap",
+            PixcacheResult::Unsupported => {
+                c"the operation is not supported (for this pixmap, or on this system)"
+            }
             PixcacheResult::Io => c"an I/O error occurred",
             PixcacheResult::Decode => c"the data could not be decoded as an image",
             PixcacheResult::Panic => c"internal error (caught panic)",
