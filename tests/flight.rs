@@ -270,7 +270,7 @@ mod c_api {
 
     use pixcache::ffi::cache::{
         pixcache_cache_free, pixcache_cache_new, pixcache_find, pixcache_find_or_insert_with,
-        pixcache_find_or_load, pixcache_stats, PixcacheCache,
+        pixcache_find_or_load, pixcache_stats_v2 as pixcache_stats, PixcacheCache,
     };
     use pixcache::ffi::error::{
         pixcache_last_error, pixcache_last_result, pixcache_result_str, pixcache_set_error,

@@ -681,7 +681,8 @@ pub unsafe extern "C" fn pixcache_total_used(cache: *const PixcacheCache) -> i32
 
 /// `QPixmapCache::flushDetachedPixmaps()`, Qt's idle trim: evicts least recently used entries
 /// until the total is at most three quarters of what it was (100 entries of 16 KB become 75).
-/// Call it from the host's own idle timer: pixcache runs no threads or timers of its own.
+/// Call it from the host's own idle timer: pixcache runs no timers, and no threads of its own
+/// unless a memory-pressure watcher is started (`pixcache_watch_memory_pressure`).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_flush_detached(cache: *mut PixcacheCache) {
     call((), || {
