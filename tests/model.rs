@@ -1,7 +1,7 @@
 //! Model-based property test of [`pixcache::Cache`].
 //!
 //! Random operation sequences run against the cache and against [`Model`], a deliberately naive
-//! restatement of the rules in `spec/qpixmapcache.md` (a `Vec` of entries, most recently used
+//! restatement of the rules in `docs/spec.md` (a `Vec` of entries, most recently used
 //! first, O(n) everything). After every step the checker compares every return value, which
 //! pixmap a lookup found (by `Pixmap::cache_key`), the validity of every generated key ever handed
 //! out (copies from before a `replace` and the never-valid keys of refused inserts included), the
@@ -14,11 +14,20 @@
 //! and the checker verifies that each one has been released exactly when no entry holds it.
 //!
 //! The model's costs come from its own formula, never from `Pixmap::cost_kb`.
+//!
+//! The opt-in operations are in the model too (peeks, contains, takes, the count limit, explicit
+//! costs, trims, `reset_stats`; live images stay off, see tests/extras.rs). Every run installs a
+//! removal callback that records each departure (reason, key, pixmap, cost); after every step
+//! the departures it heard of must be exactly the ones the model expects, in the same order:
+//! each entry that leaves is reported once, and nothing else is.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
-use pixcache::{Cache, ErrorKind, Format, Key, Pixmap, Stats, DEFAULT_LIMIT_KB};
+use pixcache::{
+    Cache, ErrorKind, Format, Key, Pixmap, Reason, Removal, RemovedKey, Stats, TrimLevel,
+    DEFAULT_LIMIT_KB,
+};
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -57,6 +66,24 @@ enum KeySel {
     Forged(u64),
 }
 
+/// The cost of an explicit-cost insert.
+#[derive(Clone, Copy, Debug)]
+enum CostSel {
+    Value(i64),
+    /// Exactly the current limit (0 when the limit is negative: refused).
+    AtLimit,
+    /// One more than the current limit (0 when the limit is negative).
+    OverLimit,
+}
+
+/// A target for `trim_to`.
+#[derive(Clone, Copy, Debug)]
+enum TrimTarget {
+    Value(i64),
+    Total,
+    TotalMinusOne,
+}
+
 /// A limit for `set_limit`.
 #[derive(Clone, Copy, Debug)]
 enum NewLimit {
@@ -81,6 +108,18 @@ enum Op {
     SetLimit(NewLimit),
     FlushDetached,
     Tick,
+    Contains(usize),
+    ContainsKey(KeySel),
+    Peek(usize),
+    PeekKey(KeySel),
+    Take(usize),
+    TakeKey(KeySel),
+    SetCountLimit(usize),
+    InsertWithCost(usize, Pm, CostSel),
+    InsertKeyWithCost(Pm, CostSel),
+    Trim(TrimLevel),
+    TrimTo(TrimTarget),
+    ResetStats,
 }
 
 /// Deliberate mistakes the model can be told to make, to show that the checker catches them.
@@ -95,6 +134,11 @@ enum Flaw {
     TickAlwaysTakesOne,
     /// `clear` resets the tick baseline to 0 (an earlier version of the library did).
     ClearResetsTickBaseline,
+    /// `clear` reports its entries most recently used first (the library: least recently used
+    /// first, as evictions go). Only the removal callback shows the order.
+    ClearReportsMostRecentFirst,
+    /// An insert makes room for its cost only, never for the count limit.
+    CountLimitIgnored,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -115,11 +159,23 @@ struct Entry {
     pm: u64,
 }
 
+/// An entry that left the cache, as the removal callback reports it (or as the model expects).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Departure {
+    reason: Reason,
+    key: MKey,
+    /// `Pixmap::cache_key` of its pixmap.
+    pm: u64,
+    cost: i64,
+}
+
 #[derive(Debug)]
 struct Model {
     /// Most recently used first.
     entries: Vec<Entry>,
     limit: i32,
+    /// 0: none.
+    count_limit: usize,
     /// Total at the previous tick or flush (Qt's `ps`).
     baseline: i64,
     hits: u64,
@@ -127,6 +183,10 @@ struct Model {
     inserts: u64,
     evictions: u64,
     refused: u64,
+    removals: [u64; Reason::COUNT],
+    peak: i64,
+    /// Entries that left during the current step, in the order they left.
+    departed: Vec<Departure>,
     flaw: Flaw,
 }
 
@@ -141,12 +201,16 @@ impl Model {
         Model {
             entries: Vec::new(),
             limit,
+            count_limit: 0,
             baseline: 0,
             hits: 0,
             misses: 0,
             inserts: 0,
             evictions: 0,
             refused: 0,
+            removals: [0; Reason::COUNT],
+            peak: 0,
+            departed: Vec::new(),
             flaw,
         }
     }
@@ -163,12 +227,30 @@ impl Model {
         self.position(key).is_some()
     }
 
-    /// Evicts least recently used entries until the total is at most `target`.
-    fn trim(&mut self, target: i64) -> usize {
-        let mut n = 0;
-        while self.total() > target && !self.entries.is_empty() {
-            self.entries.pop();
+    /// An entry leaves for `reason`: counted, and expected from the removal callback.
+    fn depart(&mut self, e: Entry, reason: Reason) {
+        self.removals[reason as usize] += 1;
+        if matches!(
+            reason,
+            Reason::Evicted | Reason::Trimmed | Reason::LimitLowered
+        ) {
             self.evictions += 1;
+        }
+        self.departed.push(Departure {
+            reason,
+            key: e.key,
+            pm: e.pm,
+            cost: e.cost,
+        });
+    }
+
+    /// Evicts least recently used entries (for `reason`) until the total is at most `target`
+    /// and there are at most `max_len` entries.
+    fn trim(&mut self, target: i64, max_len: usize, reason: Reason) -> usize {
+        let mut n = 0;
+        while self.total() > target || self.entries.len() > max_len {
+            let Some(e) = self.entries.pop() else { break };
+            self.depart(e, reason);
             n += 1;
         }
         n
@@ -193,48 +275,72 @@ impl Model {
         }
     }
 
+    /// `peek` and `contains`: no recency, no statistics.
+    fn peek(&self, key: &MKey) -> Option<u64> {
+        self.position(key).map(|i| self.entries[i].pm)
+    }
+
     /// Inserts under a key known to be absent: refused (evicting nothing) when the cost exceeds
-    /// the limit, else evicts until `total + cost <= limit` and puts the entry first.
+    /// the limit, else evicts until `total + cost <= limit` and (with a count limit `n`) at most
+    /// `n - 1` entries are left, and puts the entry first.
     fn put(&mut self, key: MKey, cost: i64, pm: u64) -> bool {
         if cost > i64::from(self.limit) {
             self.refused += 1;
             return false;
         }
-        self.trim(i64::from(self.limit) - cost);
+        let room = match self.count_limit {
+            0 => usize::MAX,
+            _ if self.flaw == Flaw::CountLimitIgnored => usize::MAX,
+            n => n - 1,
+        };
+        self.trim(i64::from(self.limit) - cost, room, Reason::Evicted);
         self.entries.insert(0, Entry { key, cost, pm });
         self.inserts += 1;
+        self.peak = self.peak.max(self.total());
         true
     }
 
-    fn remove(&mut self, key: &MKey) -> bool {
-        match self.position(key) {
-            Some(i) => {
-                self.entries.remove(i);
-                true
-            }
-            None => false,
-        }
+    /// Takes the entry under `key` out for `reason`; its pixmap.
+    fn remove(&mut self, key: &MKey, reason: Reason) -> Option<u64> {
+        let i = self.position(key)?;
+        let e = self.entries.remove(i);
+        let pm = e.pm;
+        self.depart(e, reason);
+        Some(pm)
     }
 
-    /// String insert: the old entry under `name` goes first, then the new one is inserted.
+    /// String insert: the old entry under `name` goes first (replaced, also when the new one
+    /// is then refused), then the new one is inserted.
     fn insert_name(&mut self, name: &str, cost: i64, pm: u64) -> bool {
         if self.flaw == Flaw::RefusedInsertKeepsOld && cost > i64::from(self.limit) {
             self.refused += 1;
             return false;
         }
-        self.remove(&MKey::Name(name.to_owned()));
+        self.remove(&MKey::Name(name.to_owned()), Reason::Replaced);
         self.put(MKey::Name(name.to_owned()), cost, pm)
     }
 
     fn set_limit(&mut self, limit: i32) {
         self.limit = limit;
-        self.trim(i64::from(limit));
+        self.trim(i64::from(limit), usize::MAX, Reason::LimitLowered);
     }
 
-    /// Removes everything. Qt's `QPMCache::clear` stops the idle timer but leaves `ps` (the
-    /// total at the previous tick) alone.
+    fn set_count_limit(&mut self, n: usize) -> usize {
+        self.count_limit = n;
+        let max_len = if n == 0 { usize::MAX } else { n };
+        self.trim(self.total(), max_len, Reason::LimitLowered)
+    }
+
+    /// Removes everything, least recently used first. Qt's `QPMCache::clear` stops the idle
+    /// timer but leaves `ps` (the total at the previous tick) alone.
     fn clear(&mut self) {
-        self.entries.clear();
+        let mut gone = std::mem::take(&mut self.entries);
+        if self.flaw != Flaw::ClearReportsMostRecentFirst {
+            gone.reverse();
+        }
+        for e in gone {
+            self.depart(e, Reason::Cleared);
+        }
         if self.flaw == Flaw::ClearResetsTickBaseline {
             self.baseline = 0;
         }
@@ -242,7 +348,7 @@ impl Model {
 
     fn flush_detached(&mut self) -> usize {
         let total = self.total();
-        let n = self.trim(total * 3 / 4);
+        let n = self.trim(total * 3 / 4, usize::MAX, Reason::Trimmed);
         self.baseline = self.total();
         n
     }
@@ -254,9 +360,36 @@ impl Model {
         } else {
             total - 1
         };
-        let n = self.trim(target);
+        let n = self.trim(target, usize::MAX, Reason::Trimmed);
         self.baseline = self.total();
         n
+    }
+
+    /// A trim for memory pressure: keeps half, a quarter, an eighth or nothing of the total.
+    /// The tick baseline is left alone.
+    fn trim_level(&mut self, level: TrimLevel) -> usize {
+        let total = self.total();
+        let target = match level {
+            TrimLevel::Moderate => total / 2,
+            TrimLevel::Low => total / 4,
+            TrimLevel::Critical => total / 8,
+            TrimLevel::Complete => 0,
+        };
+        self.trim(target, usize::MAX, Reason::Trimmed)
+    }
+
+    fn trim_to(&mut self, kb: i64) -> usize {
+        self.trim(kb.max(0), usize::MAX, Reason::Trimmed)
+    }
+
+    fn reset_stats(&mut self) {
+        self.hits = 0;
+        self.misses = 0;
+        self.inserts = 0;
+        self.evictions = 0;
+        self.refused = 0;
+        self.removals = [0; Reason::COUNT];
+        self.peak = self.total();
     }
 
     fn stats(&self) -> Stats {
@@ -269,6 +402,11 @@ impl Model {
             inserts: self.inserts,
             evictions: self.evictions,
             refused: self.refused,
+            removals: self.removals,
+            peak_kb: self.peak,
+            count_limit: self.count_limit,
+            live_entries: 0,
+            live_kb: 0,
         }
     }
 
@@ -295,6 +433,7 @@ impl Model {
 
 // ---------------------------------------------------------------------------------------------
 // The checker
+
 // ---------------------------------------------------------------------------------------------
 
 macro_rules! ensure {
@@ -320,6 +459,9 @@ macro_rules! ensure_eq {
 /// One released-counter per foreign pixmap made in release mode: (cache_key, release count).
 type Releases = Vec<(u64, Arc<AtomicUsize>)>;
 
+/// What the removal callback heard, in order.
+type Heard = Arc<Mutex<Vec<Departure>>>;
+
 struct Run {
     cache: Cache,
     model: Model,
@@ -332,6 +474,8 @@ struct Run {
     /// Release mode: every pixmap is foreign with a counting release function, and the test keeps
     /// no share of it except `last`.
     releases: Option<Releases>,
+    /// Filled by the removal callback installed on `cache`; emptied by every check.
+    heard: Heard,
 }
 
 /// How a run is set up.
@@ -361,6 +505,21 @@ impl Run {
             Some(l) => Cache::new(l),
             None => Cache::default(),
         };
+        let heard: Heard = Arc::default();
+        let log = Arc::clone(&heard);
+        // The callback keeps no share of the pixmap (release mode checks when each one goes).
+        cache.set_removal_callback(Some(Arc::new(move |r: &Removal<'_>| {
+            let key = match r.key {
+                RemovedKey::Name(n) => MKey::Name(n.to_owned()),
+                RemovedKey::Key(k) => MKey::Id(k),
+            };
+            log.lock().expect("callback log").push(Departure {
+                reason: r.reason,
+                key,
+                pm: r.pixmap.cache_key(),
+                cost: r.cost_kb,
+            });
+        })));
         Run {
             cache,
             model: Model::new(setup.limit.unwrap_or(DEFAULT_LIMIT_KB), setup.flaw),
@@ -368,6 +527,7 @@ impl Run {
             last: None,
             sweep: setup.sweep,
             releases: setup.release_mode.then(Vec::new),
+            heard,
         }
     }
 
@@ -517,7 +677,7 @@ impl Run {
                     );
                     ensure_eq!(k, old, "key after a failed replace");
                 } else {
-                    self.model.remove(&MKey::Id(old));
+                    self.model.remove(&MKey::Id(old), Reason::Replaced);
                     match got {
                         Ok(()) => {
                             ensure!(k != old, "replace kept the old key {old:?}");
@@ -536,13 +696,16 @@ impl Run {
             }
             Op::Remove(n) => {
                 let got = self.cache.remove(NAMES[n]);
-                let want = self.model.remove(&MKey::Name(NAMES[n].into()));
+                let want = self
+                    .model
+                    .remove(&MKey::Name(NAMES[n].into()), Reason::Removed)
+                    .is_some();
                 ensure_eq!(got, want, "remove");
             }
             Op::RemoveKey(sel) => {
                 let k = self.key(sel);
                 let got = self.cache.remove_key(k);
-                let want = self.model.remove(&MKey::Id(k));
+                let want = self.model.remove(&MKey::Id(k), Reason::Removed).is_some();
                 ensure_eq!(got, want, "remove_key");
             }
             Op::Clear => {
@@ -571,16 +734,144 @@ impl Run {
                 let want = self.model.tick();
                 ensure_eq!(got, want, "tick (entries trimmed)");
             }
+            Op::Contains(n) => {
+                let got = self.cache.contains(NAMES[n]);
+                let want = self.model.contains(&MKey::Name(NAMES[n].into()));
+                ensure_eq!(got, want, "contains");
+            }
+            Op::ContainsKey(sel) => {
+                let k = self.key(sel);
+                let got = self.cache.contains_key(k);
+                let want = self.model.contains(&MKey::Id(k));
+                ensure_eq!(got, want, "contains_key");
+            }
+            Op::Peek(n) => {
+                let got = self.cache.peek(NAMES[n]).map(|p| p.cache_key());
+                let want = self.model.peek(&MKey::Name(NAMES[n].into()));
+                ensure_eq!(got, want, "peek (cache_key of the pixmap found)");
+            }
+            Op::PeekKey(sel) => {
+                let k = self.key(sel);
+                let got = self.cache.peek_key(k).map(|p| p.cache_key());
+                let want = self.model.peek(&MKey::Id(k));
+                ensure_eq!(got, want, "peek_key (cache_key of the pixmap found)");
+            }
+            Op::Take(n) => {
+                let got = self.cache.take(NAMES[n]).map(|p| p.cache_key());
+                let want = self
+                    .model
+                    .remove(&MKey::Name(NAMES[n].into()), Reason::Taken);
+                ensure_eq!(got, want, "take (cache_key of the pixmap taken)");
+            }
+            Op::TakeKey(sel) => {
+                let k = self.key(sel);
+                let got = self.cache.take_key(k).map(|p| p.cache_key());
+                let want = self.model.remove(&MKey::Id(k), Reason::Taken);
+                ensure_eq!(got, want, "take_key (cache_key of the pixmap taken)");
+            }
+            Op::SetCountLimit(n) => {
+                let got = self.cache.set_count_limit(n);
+                let want = self.model.set_count_limit(n);
+                ensure_eq!(got, want, "set_count_limit (entries evicted)");
+                ensure_eq!(self.cache.count_limit(), n, "count_limit");
+            }
+            Op::InsertWithCost(n, spec, sel) => {
+                let cost = self.cost(sel);
+                let (pm, _) = self.make(spec)?;
+                let got = self.cache.insert_with_cost(NAMES[n], &pm, cost);
+                drop(pm);
+                if cost < 0 {
+                    // Refused before anything: the entry under the name (if any) stays.
+                    ensure!(
+                        matches!(&got, Err(e) if e.kind() == ErrorKind::InvalidArgument),
+                        "insert_with_cost at {cost} KB: library says {got:?}, \
+                         model says Err(InvalidArgument)"
+                    );
+                } else {
+                    let want = self.model.insert_name(NAMES[n], cost, self.last_key());
+                    ensure_eq!(got.is_ok(), want, "insert_with_cost succeeded");
+                    if let Err(e) = got {
+                        ensure_eq!(e.kind(), ErrorKind::Refused, "insert_with_cost error kind");
+                    }
+                }
+            }
+            Op::InsertKeyWithCost(spec, sel) => {
+                let cost = self.cost(sel);
+                let (pm, _) = self.make(spec)?;
+                let got = self.cache.insert_key_with_cost(&pm, cost);
+                drop(pm);
+                if cost < 0 {
+                    ensure!(
+                        matches!(&got, Err((k, e))
+                            if k.is_invalid() && e.kind() == ErrorKind::InvalidArgument),
+                        "insert_key_with_cost at {cost} KB: library says {got:?}, \
+                         model says Err((Key::INVALID, InvalidArgument))"
+                    );
+                } else {
+                    let (k, ok) = match got {
+                        Ok(k) => (k, true),
+                        Err((k, e)) => {
+                            ensure_eq!(
+                                e.kind(),
+                                ErrorKind::Refused,
+                                "insert_key_with_cost error kind"
+                            );
+                            (k, false)
+                        }
+                    };
+                    self.new_key(k)?;
+                    let want = self.model.put(MKey::Id(k), cost, self.last_key());
+                    ensure_eq!(ok, want, "insert_key_with_cost succeeded");
+                }
+            }
+            Op::Trim(level) => {
+                let got = self.cache.trim(level);
+                let want = self.model.trim_level(level);
+                ensure_eq!(got, want, format!("trim({level:?}) (entries trimmed)"));
+            }
+            Op::TrimTo(t) => {
+                let total = self.model.total();
+                let kb = match t {
+                    TrimTarget::Value(v) => v,
+                    TrimTarget::Total => total,
+                    TrimTarget::TotalMinusOne => total - 1,
+                };
+                let got = self.cache.trim_to(kb);
+                let want = self.model.trim_to(kb);
+                ensure_eq!(got, want, format!("trim_to({kb}) (entries trimmed)"));
+            }
+            Op::ResetStats => {
+                self.cache.reset_stats();
+                self.model.reset_stats();
+            }
         }
         Ok(())
+    }
+
+    /// The cost an explicit-cost insert gives.
+    fn cost(&self, sel: CostSel) -> i64 {
+        let limit = i64::from(self.model.limit);
+        match sel {
+            CostSel::Value(v) => v,
+            CostSel::AtLimit => limit.max(0),
+            CostSel::OverLimit => (limit + 1).max(0),
+        }
     }
 
     fn last_key(&self) -> u64 {
         self.last.as_ref().map_or(0, |(pm, _)| pm.cache_key())
     }
 
-    /// Touch-free comparison of the whole observable state.
+    /// Touch-free comparison of the whole observable state, and of the departures the removal
+    /// callback heard of since the previous check with those the model expects.
     fn check(&mut self) -> Result<(), String> {
+        let heard = std::mem::take(&mut *self.heard.lock().expect("callback log"));
+        let expected = std::mem::take(&mut self.model.departed);
+        ensure_eq!(
+            heard,
+            expected,
+            "departures reported to the removal callback"
+        );
         ensure_eq!(
             self.cache.names_by_recency(),
             self.model.names(),
@@ -704,6 +995,36 @@ fn limit_strategy() -> impl Strategy<Value = NewLimit> {
     ]
 }
 
+fn cost_strategy() -> impl Strategy<Value = CostSel> {
+    let usable = vec![0, 1, 5, 16, 17, 100, 1000];
+    let wild = vec![-1, -16, i64::MIN, i64::MAX];
+    prop_oneof![
+        6 => prop::sample::select(usable).prop_map(CostSel::Value),
+        1 => prop::sample::select(wild).prop_map(CostSel::Value),
+        1 => Just(CostSel::AtLimit),
+        1 => Just(CostSel::OverLimit),
+    ]
+}
+
+fn trim_target_strategy() -> impl Strategy<Value = TrimTarget> {
+    let values = vec![i64::MIN, -1, 0, 1, 16, 64, 1000, i64::MAX];
+    prop_oneof![
+        3 => prop::sample::select(values).prop_map(TrimTarget::Value),
+        1 => Just(TrimTarget::Total),
+        1 => Just(TrimTarget::TotalMinusOne),
+    ]
+}
+
+fn count_limit_strategy() -> impl Strategy<Value = usize> {
+    // 0 (no count limit) often, so that the cost limit gets to work alone again.
+    prop_oneof![
+        3 => Just(0usize),
+        1 => Just(1usize),
+        4 => 2..=8usize,
+        1 => Just(1000usize),
+    ]
+}
+
 fn op_strategy() -> impl Strategy<Value = Op> {
     let name = 0..NAMES.len();
     prop_oneof![
@@ -714,12 +1035,25 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         5 => name.clone().prop_map(Op::Touch),
         8 => key_strategy().prop_map(Op::FindKey),
         3 => key_strategy().prop_map(Op::TouchKey),
-        5 => name.prop_map(Op::Remove),
+        5 => name.clone().prop_map(Op::Remove),
         5 => key_strategy().prop_map(Op::RemoveKey),
         1 => Just(Op::Clear),
         5 => limit_strategy().prop_map(Op::SetLimit),
         2 => Just(Op::FlushDetached),
         4 => Just(Op::Tick),
+        3 => name.clone().prop_map(Op::Contains),
+        3 => key_strategy().prop_map(Op::ContainsKey),
+        3 => name.clone().prop_map(Op::Peek),
+        3 => key_strategy().prop_map(Op::PeekKey),
+        3 => name.clone().prop_map(Op::Take),
+        3 => key_strategy().prop_map(Op::TakeKey),
+        3 => count_limit_strategy().prop_map(Op::SetCountLimit),
+        8 => (name, pm_strategy(), cost_strategy())
+            .prop_map(|(n, p, c)| Op::InsertWithCost(n, p, c)),
+        6 => (pm_strategy(), cost_strategy()).prop_map(|(p, c)| Op::InsertKeyWithCost(p, c)),
+        2 => prop::sample::select(TrimLevel::ALL.to_vec()).prop_map(Op::Trim),
+        2 => trim_target_strategy().prop_map(Op::TrimTo),
+        1 => Just(Op::ResetStats),
     ]
 }
 
@@ -794,7 +1128,7 @@ proptest! {
 #[test]
 fn checker_detects_flawed_models() {
     let p64 = Pm::Rgba(64, 64);
-    let cases: [(Flaw, Option<i32>, Vec<Op>); 4] = [
+    let cases: [(Flaw, Option<i32>, Vec<Op>); 6] = [
         (
             Flaw::FindDoesNotRefresh,
             Some(48),
@@ -846,6 +1180,27 @@ fn checker_detects_flawed_models() {
                 Op::Tick,           // unchanged: trimmed to 13 KB, all three entries go
             ],
         ),
+        // Everything but the callback agrees: the order in which `clear` reports its entries.
+        (
+            Flaw::ClearReportsMostRecentFirst,
+            None,
+            vec![
+                Op::Insert(1, p64),
+                Op::InsertKey(p64),
+                Op::Insert(2, Pm::Null),
+                Op::Clear,
+            ],
+        ),
+        (
+            Flaw::CountLimitIgnored,
+            None,
+            vec![
+                Op::SetCountLimit(2),
+                Op::Insert(1, p64),
+                Op::InsertWithCost(2, p64, CostSel::Value(0)),
+                Op::InsertKeyWithCost(p64, CostSel::Value(3)),
+            ],
+        ),
     ];
     for (flaw, limit, ops) in cases {
         for sweep in [false, true] {
@@ -858,7 +1213,12 @@ fn checker_detects_flawed_models() {
             }
             match run_ops(Setup { flaw, ..setup }, &ops) {
                 Ok(_) => panic!("the checker missed {flaw:?}"),
-                Err(e) => eprintln!("{flaw:?} caught: {e}"),
+                Err(e) => {
+                    if flaw == Flaw::ClearReportsMostRecentFirst {
+                        assert!(e.contains("removal callback"), "{flaw:?} caught by: {e}");
+                    }
+                    eprintln!("{flaw:?} caught: {e}");
+                }
             }
         }
     }
@@ -890,4 +1250,58 @@ fn model_basics() {
     // One key from the first insert, one from the first replace, one refused insert_key.
     assert_eq!(run.keys.len(), 3);
     assert!(run.keys.iter().all(|&k| !run.cache.key_is_valid(k)));
+}
+
+/// A fixed sequence through every new operation, on which every reason occurs: the checker
+/// (callback departures included) agrees with the library, and the statistics add up.
+#[test]
+fn every_reason_is_checked() {
+    let p64 = Pm::Rgba(64, 64);
+    let ops = [
+        Op::Insert(1, p64),
+        Op::Insert(2, p64),
+        Op::Insert(1, p64), // Replaced
+        Op::InsertKey(p64),
+        Op::Replace(KeySel::Live(0), p64), // Replaced
+        Op::Contains(1),
+        Op::ContainsKey(KeySel::Live(0)),
+        Op::Peek(2),
+        Op::PeekKey(KeySel::Live(0)),
+        Op::Take(2),                  // Taken
+        Op::TakeKey(KeySel::Live(0)), // Taken
+        Op::Remove(1),                // Removed
+        Op::InsertWithCost(3, p64, CostSel::Value(40)),
+        Op::InsertWithCost(3, p64, CostSel::Value(-1)), // nothing changes
+        Op::InsertKeyWithCost(p64, CostSel::Value(-5)), // nothing changes
+        Op::InsertKeyWithCost(Pm::Null, CostSel::Value(0)),
+        Op::InsertKeyWithCost(p64, CostSel::OverLimit), // refused
+        Op::InsertWithCost(4, p64, CostSel::Value(20)), // Evicted (48 KB limit)
+        Op::SetCountLimit(1),                           // LimitLowered
+        Op::SetCountLimit(0),
+        Op::InsertWithCost(5, Pm::Null, CostSel::Value(8)),
+        Op::InsertWithCost(6, Pm::Null, CostSel::Value(8)),
+        Op::Trim(TrimLevel::Moderate), // Trimmed
+        Op::TrimTo(TrimTarget::TotalMinusOne),
+        Op::SetLimit(NewLimit::Value(1000)),
+        Op::Insert(1, p64),
+        Op::Insert(2, p64),
+        Op::SetLimit(NewLimit::Value(16)), // LimitLowered
+        Op::Insert(3, Pm::Rgba(10, 10)),
+        Op::Clear, // Cleared
+    ];
+    let setup = Setup {
+        sweep: true,
+        ..Setup::new(Some(48))
+    };
+    let run = run_ops(setup, &ops).unwrap();
+    let stats = run.cache.stats();
+    for reason in Reason::ALL {
+        assert!(
+            stats.removals[reason as usize] > 0,
+            "no {reason:?} in {stats:?}"
+        );
+    }
+    assert_eq!(stats.refused, 1);
+    let run = run_ops(setup, &[ops.as_slice(), &[Op::ResetStats]].concat()).unwrap();
+    assert_eq!(run.cache.stats().removals, [0; Reason::COUNT]);
 }
