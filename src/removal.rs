@@ -26,9 +26,10 @@ pub enum Reason {
     Trimmed = 1,
     /// Evicted because a limit (KB or count) was lowered.
     LimitLowered = 2,
-    /// Removed by `remove`, or by a string insert under its key (which removes first).
+    /// Removed by `remove`.
     Removed = 3,
-    /// Its generated key was replaced (`replace`).
+    /// Replaced: a string insert under its key (which removes the old entry first, even when the
+    /// new pixmap is then refused), or `replace` of its generated key.
     Replaced = 4,
     /// Cleared (`clear`).
     Cleared = 5,
