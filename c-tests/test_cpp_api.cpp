@@ -4,7 +4,10 @@
 // revalidated on paint, replace() updating the caller's key (and not its copies), Key value
 // semantics (default, ==, !=, swap, copy, move), Pixmap value semantics (copy shares, bits()
 // detaches, move leaves a null pixmap), an independent Cache (RAII), and the error policy
-// (throwing constructor + non-throwing factory, noexcept Qt-shaped calls).
+// (throwing constructor + non-throwing factory, noexcept Qt-shaped calls). Beyond Qt: contains/
+// peek/take, count limit, explicit costs, trims, live images, stats v2, removal callbacks
+// (reasons, keys, reentry, exceptions, lifetime across moves, replacement and destruction,
+// threads), and the PressureWatch RAII wrapper.
 // Not covered here: the C rules themselves (test_rules.c), threads (test_threads.c).
 #undef NDEBUG
 #include <cassert>
@@ -12,17 +15,26 @@
 #include <cstdio>
 #include <cstring>
 #include <atomic>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
 
+#include <unistd.h>
+
 #include "pixcache.hpp"
 
 using pixcache::Pixmap;
 using pixcache::PixmapCache;
 using pixcache::Cache;
+using pixcache::Key;
+using pixcache::Removal;
+using pixcache::RemovalReason;
+using pixcache::TrimLevel;
 
 static int checks = 0;
 #define CHECK(cond) (assert(cond), ++checks)
@@ -339,6 +351,498 @@ static void test_producer_exception_reason() {
     }
 }
 
+
+// contains/peek/take, count limit, explicit costs, trims, live images and stats v2 on a Cache.
+static void test_beyond_qt() {
+    std::puts("/cpp/contains_peek_take_limits_costs_trims_live_stats");
+    Cache cache(32);
+    Pixmap pm(64, 64);  // 16 KB
+    CHECK(cache.insert("a", pm) && cache.insert("b", pm));
+    PixcacheStats before = cache.stats();
+    CHECK(cache.contains("a") && !cache.contains("zz"));
+    auto seen = cache.peek("a");
+    CHECK(seen && seen->cacheKey() == pm.cacheKey());
+    CHECK(!cache.peek("zz"));
+    PixcacheStats after = cache.stats();
+    CHECK(after.hits == before.hits && after.misses == before.misses);  // a look is not a use
+    CHECK(cache.insert("c", pm));  // peek did not make "a" recent: "a" goes, not "b"
+    CHECK(!cache.contains("a") && cache.contains("b") && cache.contains("c"));
+
+    // take: the pixmap leaves the cache and becomes the caller's.
+    CHECK(cache.insert("solo", Pixmap(8, 8)));
+    auto taken = cache.take("solo");
+    CHECK(taken && taken->width() == 8 && taken->isDetached() && !cache.contains("solo"));
+    CHECK(!cache.take("solo"));
+    Key k = cache.insert(Pixmap(4, 4));
+    CHECK(cache.contains(k));
+    auto pk = cache.peek(k);
+    CHECK(pk && pk->width() == 4);
+    auto tk = cache.take(k);
+    CHECK(tk && tk->width() == 4 && !cache.contains(k) && !cache.isValid(k));
+    CHECK(!cache.take(k) && pixcache::lastResult() == PIXCACHE_RESULT_INVALID_KEY);
+    CHECK(!cache.peek(k) && pixcache::lastResult() == PIXCACHE_RESULT_INVALID_KEY);
+    using namespace std::string_view_literals;
+    CHECK(cache.insert("n\0ul"sv, Pixmap(1, 1)) && cache.contains("n\0ul"sv) && !cache.contains("n"sv));
+    CHECK(cache.take("n\0ul"sv).has_value());
+
+    // Count limit.
+    cache.clear();
+    cache.setCacheLimit(10240);
+    for (int i = 0; i < 3; ++i) cache.insert("n" + std::to_string(i), Pixmap(8, 8));
+    CHECK(cache.countLimit() == 0);
+    CHECK(cache.setCountLimit(2) == 1 && cache.countLimit() == 2);
+    CHECK(cache.stats().count_limit == 2 && !cache.contains("n0"));
+    CHECK(cache.insert("n3", Pixmap(8, 8)) && cache.stats().entries == 2 && !cache.contains("n1"));
+    CHECK(cache.setCountLimit(0) == 0);
+
+    // Explicit costs.
+    cache.clear();
+    CHECK(cache.insertWithCost("gpu", Pixmap(1, 1), 100) && cache.totalUsed() == 100);
+    CHECK(cache.insertWithCost("free", Pixmap(64, 64), 0) && cache.totalUsed() == 100);
+    CHECK(!cache.insertWithCost("neg", pm, -1) && pixcache::lastResult() == PIXCACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(!cache.insertWithCost("huge", pm, 20000) && pixcache::lastResult() == PIXCACHE_RESULT_REFUSED);
+    Key ck = cache.insertWithCost(pm, 5);
+    CHECK(ck.raw().id != 0 && cache.isValid(ck) && cache.totalUsed() == 105);
+    CHECK(cache.insertWithCost(pm, -1) == Key() && pixcache::lastResult() == PIXCACHE_RESULT_INVALID_ARGUMENT);
+    CHECK(cache.insertWithCost("nullpm", Pixmap(), 3) && cache.totalUsed() == 108);
+
+    // Trims.
+    cache.clear();
+    for (int i = 0; i < 8; ++i) cache.insert("t" + std::to_string(i), Pixmap(64, 64));
+    CHECK(cache.totalUsed() == 128);
+    CHECK(cache.trim(TrimLevel::Moderate) == 4 && cache.totalUsed() == 64);
+    CHECK(cache.contains("t7") && !cache.contains("t3"));  // least recently used first
+    CHECK(cache.trim(static_cast<TrimLevel>(99)) == 0);
+    CHECK(pixcache::lastResult() == PIXCACHE_RESULT_INVALID_ARGUMENT && cache.totalUsed() == 64);
+    CHECK(cache.trimTo(32) == 2 && cache.totalUsed() == 32);
+    CHECK(cache.trim(TrimLevel::Complete) == 2 && cache.totalUsed() == 0);
+    CHECK(cache.cacheLimit() == 10240);  // the limit stays
+
+    // Live images: an evicted entry still shared stays findable, outside the limit.
+    cache.setCacheLimit(32);
+    CHECK(!cache.liveImages());
+    cache.setLiveImages(true);
+    CHECK(cache.liveImages());
+    Pixmap held(64, 64);
+    CHECK(cache.insert("live", held) && cache.insert("x", pm) && cache.insert("y", pm));
+    PixcacheStats live = cache.stats();
+    CHECK(live.entries == 2 && live.live_entries == 1 && live.live_kb == 16);
+    CHECK(cache.contains("live"));
+    auto lp = cache.peek("live");
+    CHECK(lp && lp->cacheKey() == held.cacheKey());
+    cache.setLiveImages(false);
+    CHECK(!cache.liveImages() && !cache.contains("live") && cache.stats().live_entries == 0);
+
+    // Stats v2 and resetStats.
+    Pixmap out;
+    CHECK(cache.find("x", &out) && !cache.find("nothing", &out));
+    PixcacheStats st = cache.stats();
+    CHECK(st.hits >= 1 && st.misses >= 1 && st.peak_kb >= st.total_kb && st.peak_kb >= 108);
+    CHECK(cache.removals(RemovalReason::Evicted) == st.removals[PIXCACHE_REMOVAL_EVICTED]);
+    CHECK(cache.removals(RemovalReason::Trimmed) == 8 && cache.removals(RemovalReason::Taken) == 3);
+    cache.resetStats();
+    st = cache.stats();
+    CHECK(st.hits == 0 && st.misses == 0 && st.inserts == 0 && st.evictions == 0 && st.refused == 0);
+    for (uint64_t n : st.removals) CHECK(n == 0);
+    CHECK(st.peak_kb == st.total_kb && st.total_kb == 32 && st.entries == 2);
+    static_assert(noexcept(cache.peek(std::string_view())), "non-Qt calls are noexcept too");
+    static_assert(noexcept(cache.trim(TrimLevel::Low)), "non-Qt calls are noexcept too");
+}
+
+// The same calls on the process-wide cache, through PixmapCache.
+static void test_beyond_qt_global() {
+    std::puts("/cpp/beyond_qt_on_the_global_cache");
+    PixmapCache::clear();
+    PixmapCache::resetStats();
+    Pixmap pm(64, 64);
+    CHECK(PixmapCache::insert("g", pm) && PixmapCache::contains("g"));
+    auto p = PixmapCache::peek("g");
+    CHECK(p && p->cacheKey() == pm.cacheKey() && PixmapCache::stats().hits == 0);
+    CHECK(PixmapCache::take("g") && !PixmapCache::contains("g"));
+    PixmapCache::Key k = PixmapCache::insertWithCost(pm, 7);
+    CHECK(PixmapCache::contains(k) && PixmapCache::peek(k) && PixmapCache::totalUsed() == 7);
+    CHECK(PixmapCache::take(k) && !k.isValid());
+    CHECK(PixmapCache::insertWithCost("c", pm, 3) && PixmapCache::totalUsed() == 3);
+    CHECK(PixmapCache::setCountLimit(1) == 0 && PixmapCache::countLimit() == 1);
+    CHECK(PixmapCache::insert("d", pm) && !PixmapCache::contains("c"));
+    CHECK(PixmapCache::setCountLimit(0) == 0);
+    CHECK(PixmapCache::trim(TrimLevel::Complete) == 1 && PixmapCache::totalUsed() == 0);
+    for (int i = 0; i < 4; ++i) PixmapCache::insert("t" + std::to_string(i), pm);
+    CHECK(PixmapCache::trimTo(32) == 2);
+    PixmapCache::setLiveImages(true);
+    CHECK(PixmapCache::liveImages());
+    PixmapCache::setLiveImages(false);
+    CHECK(PixmapCache::removals(RemovalReason::Taken) == 2);
+    PixmapCache::resetStats();
+    CHECK(PixmapCache::removals(RemovalReason::Taken) == 0);
+    PixmapCache::clear();
+}
+
+struct Seen {
+    RemovalReason reason;
+    std::string key;
+    bool generated;
+    Key generatedKey;
+    uint64_t cacheKey;
+    int costKb;
+    Pixmap kept;
+};
+
+// Every removal reaches the callback once, with its reason, its key and a share of its pixmap.
+static void test_removal_callback_reasons() {
+    std::puts("/cpp/removal_callback_reasons_and_keys");
+    Cache cache(32);
+    std::vector<Seen> seen;
+    CHECK(cache.setRemovalCallback([&](const Removal &r) {
+        seen.push_back({r.reason, std::string(r.key), r.isGenerated(), r.generatedKey,
+                        r.pixmap.cacheKey(), r.costKb, r.pixmap});
+    }));
+    Pixmap a(64, 64), b(64, 64), c(64, 64);
+    auto last = [&]() -> const Seen & { return seen.back(); };
+    CHECK(cache.insert("a", a) && cache.insert("b", b) && seen.empty());
+    CHECK(cache.insert("c", c) && seen.size() == 1);  // a evicted
+    CHECK(last().reason == RemovalReason::Evicted && last().key == "a" && !last().generated);
+    CHECK(last().cacheKey == a.cacheKey() && last().costKb == 16 && last().generatedKey == Key());
+    CHECK(cache.insert("b", a) && seen.size() == 2);
+    CHECK(last().reason == RemovalReason::Replaced && last().key == "b" && last().cacheKey == b.cacheKey());
+    cache.remove("c");
+    CHECK(seen.size() == 3 && last().reason == RemovalReason::Removed && last().key == "c");
+    CHECK(cache.take("b") && seen.size() == 4);
+    CHECK(last().reason == RemovalReason::Taken && last().key == "b" && last().cacheKey == a.cacheKey());
+    cache.remove("nothing");  // no entry, no call
+    CHECK(seen.size() == 4);
+
+    // Generated keys: the key as it was, the string key empty.
+    Key k = cache.insert(Pixmap(2, 2));
+    const Key old = k;
+    CHECK(cache.replace(k, Pixmap(3, 3)) && seen.size() == 5);
+    CHECK(last().reason == RemovalReason::Replaced && last().generated && last().key.empty());
+    CHECK(last().generatedKey == old && last().generatedKey != k && last().kept.width() == 2);
+    cache.remove(k);
+    CHECK(seen.size() == 6 && last().reason == RemovalReason::Removed && last().generatedKey == k);
+    CHECK(last().kept.width() == 3);
+
+    // Limit lowered, trimmed, cleared; keys with NUL bytes and longer than a stack buffer; ""
+    // is a string key, not a generated one.
+    using namespace std::string_view_literals;
+    const std::string longKey(300, 'k');
+    CHECK(cache.insert("x\0y"sv, Pixmap(1, 1)) && cache.insert(longKey, Pixmap(1, 1)));
+    CHECK(cache.insert("", Pixmap(1, 1)) && cache.insert("big", c));
+    cache.setCacheLimit(18);  // 19 KB > 18: "x\0y" goes (least recent)
+    CHECK(seen.size() == 7 && last().reason == RemovalReason::LimitLowered && last().key == "x\0y"sv);
+    CHECK(cache.setCountLimit(2) == 1 && seen.size() == 8);
+    CHECK(last().reason == RemovalReason::LimitLowered && last().key == longKey);
+    cache.setCountLimit(0);
+    CHECK(cache.trimTo(16) == 1 && seen.size() == 9 && last().reason == RemovalReason::Trimmed);
+    CHECK(last().key.empty() && !last().generated);  // the "" key
+    cache.setCacheLimit(1024);
+    cache.insert(Pixmap(1, 1));
+    cache.insert("z", Pixmap(1, 1));
+    cache.clear();
+    CHECK(seen.size() == 12 && seen[10].reason == RemovalReason::Cleared && seen[11].reason == RemovalReason::Cleared);
+    CHECK(seen[10].generated && seen[11].key == "z");  // least recently used first
+    CHECK(seen[9].reason == RemovalReason::Cleared && seen[9].key == "big");
+    // Each removal once: the callback's tally is the statistics'.
+    PixcacheStats st = cache.stats();
+    uint64_t total = 0;
+    for (uint64_t n : st.removals) total += n;
+    CHECK(total == seen.size());
+    for (uint32_t r = 0; r < PIXCACHE_REMOVAL_REASON_COUNT; ++r) {
+        std::size_t n = 0;
+        for (const Seen &s : seen) n += static_cast<uint32_t>(s.reason) == r;
+        CHECK(st.removals[r] == n);
+    }
+    // The pixmaps kept from the callback are still good shares.
+    CHECK(seen[0].kept.cacheKey() == a.cacheKey() && seen[0].kept.width() == 64);
+    // An empty std::function removes the callback.
+    CHECK(cache.setRemovalCallback(nullptr));
+    cache.insert("after", Pixmap(1, 1));
+    cache.clear();
+    CHECK(seen.size() == 12);
+}
+
+// The callback may use the cache (it runs after the cache is unlocked), and replace itself.
+static void test_removal_callback_reenters() {
+    std::puts("/cpp/removal_callback_calls_the_cache");
+    Cache cache(1024);
+    std::vector<std::string> log;
+    CHECK(cache.setRemovalCallback([&](const Removal &r) {
+        CHECK(!cache.contains(r.key));  // already gone
+        if (r.reason == RemovalReason::Removed) {
+            CHECK(cache.insert("again:" + std::string(r.key), r.pixmap));  // put back elsewhere
+            log.push_back(std::string(r.key));
+        }
+    }));
+    Pixmap pm(8, 8);
+    cache.insert("a", pm);
+    cache.remove("a");
+    CHECK(log.size() == 1 && cache.contains("again:a"));
+    auto back = cache.peek("again:a");
+    CHECK(back && back->cacheKey() == pm.cacheKey());
+
+    // A callback that replaces itself while running: it stays alive until it returns.
+    auto token = std::make_shared<int>(1);
+    std::weak_ptr<int> watch = token;
+    int firstCalls = 0, secondCalls = 0;
+    CHECK(cache.setRemovalCallback([&, token](const Removal &) {
+        ++firstCalls;
+        CHECK(cache.setRemovalCallback([&](const Removal &) { ++secondCalls; }));
+        CHECK(*token == 1);  // our captures are still here
+    }));
+    token.reset();
+    CHECK(!watch.expired());  // owned by the Cache
+    cache.remove("again:a");
+    CHECK(firstCalls == 1 && secondCalls == 0);
+    CHECK(watch.expired());  // destroyed when its last call returned
+    cache.insert("b", pm);
+    cache.remove("b");
+    CHECK(firstCalls == 1 && secondCalls == 1);
+}
+
+// An exception from the callback does not cross into pixcache: caught, kept, reported later.
+static void test_removal_callback_throws() {
+    std::puts("/cpp/removal_callback_exception_is_caught");
+    Cache cache(1024);
+    int calls = 0;
+    CHECK(cache.setRemovalCallback([&](const Removal &r) {
+        ++calls;
+        if (r.key == "boom") throw std::runtime_error("callback failed");
+        if (r.key == "int") throw 42;
+    }));
+    CHECK(!cache.takeRemovalCallbackException());
+    for (const char *k : {"boom", "int", "fine"}) cache.insert(k, Pixmap(1, 1));
+    cache.remove("boom");
+    CHECK(calls == 1 && !cache.contains("boom"));
+    cache.clear();  // throws again ("int") in the middle: the rest are still reported
+    CHECK(calls == 3 && cache.stats().entries == 0);
+    std::exception_ptr e = cache.takeRemovalCallbackException();
+    CHECK(e != nullptr);
+    bool rethrown = false;
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::runtime_error &err) {
+        rethrown = std::string(err.what()) == "callback failed";  // the first one is kept
+    }
+    CHECK(rethrown);
+    CHECK(!cache.takeRemovalCallbackException());  // taken
+    cache.insert("int", Pixmap(1, 1));
+    cache.remove("int");
+    e = cache.takeRemovalCallbackException();
+    bool isInt = false;
+    try {
+        std::rethrow_exception(e);
+    } catch (int v) {
+        isInt = v == 42;
+    }
+    CHECK(isInt);
+}
+
+// The callback's lifetime: moves keep it, replacing and destroying let go of it, a destroyed
+// cache reports nothing for the entries it frees.
+static void test_removal_callback_lifetime() {
+    std::puts("/cpp/removal_callback_lifetime");
+    int calls = 0;
+    auto token = std::make_shared<int>(7);
+    std::weak_ptr<int> alive = token;
+    std::optional<Cache> moved;
+    {
+        Cache cache(1024);
+        CHECK(cache.setRemovalCallback([&calls, token](const Removal &) { ++calls; }));
+        cache.insert("a", Pixmap(1, 1));
+        moved.emplace(std::move(cache));
+        CHECK(!cache.setRemovalCallback([](const Removal &) {}));  // moved-from: no cache
+        CHECK(pixcache::lastResult() == PIXCACHE_RESULT_NULL_ARGUMENT);
+        CHECK(!cache.takeRemovalCallbackException());
+    }
+    token.reset();
+    CHECK(!alive.expired());
+    moved->remove("a");
+    CHECK(calls == 1);  // the moved-to Cache kept the callback
+    moved->insert("b", Pixmap(1, 1));
+    moved->insert("c", Pixmap(1, 1));
+    // Move-assigning over it frees its cache: no calls for "b" and "c", and the callback goes.
+    *moved = Cache(64);
+    CHECK(calls == 1 && alive.expired());
+    moved->insert("d", Pixmap(1, 1));
+    moved->remove("d");  // the new cache has no callback
+    CHECK(calls == 1);
+
+    // Replacing lets go of the old callback; destroying with a callback set calls nothing and
+    // lets go of it, keeping this thread's last error.
+    auto t2 = std::make_shared<int>(2);
+    std::weak_ptr<int> alive2 = t2;
+    {
+        Cache cache(1024);
+        CHECK(cache.setRemovalCallback([t2](const Removal &) {}));
+        t2.reset();
+        CHECK(!alive2.expired());
+        CHECK(cache.setRemovalCallback([&calls](const Removal &) { ++calls; }));
+        CHECK(alive2.expired());
+        for (int i = 0; i < 5; ++i) cache.insert("e" + std::to_string(i), Pixmap(4, 4));
+        CHECK(!Pixmap::tryLoad("/nonexistent/y.png"));
+    }
+    CHECK(calls == 1);
+    CHECK(pixcache::lastResult() == PIXCACHE_RESULT_IO);  // the destructor kept the error
+    moved.reset();
+}
+
+// Removals on many threads, while the callback is being replaced: each reported exactly once.
+static void test_removal_callback_threads() {
+    std::puts("/cpp/removal_callback_threads");
+    Cache cache(64);  // four 16 KB pixmaps
+    std::atomic<uint64_t> calls{0};
+    CHECK(cache.setRemovalCallback([&](const Removal &) { ++calls; }));
+    std::atomic<bool> done{false};
+    std::thread replacer([&] {
+        int n = 0;
+        while (!done) {
+            auto token = std::make_shared<int>(++n);
+            cache.setRemovalCallback([&calls, token](const Removal &r) {
+                ++calls;
+                assert(*token > 0 && r.pixmap.width() == 64);
+            });
+            std::this_thread::yield();
+        }
+    });
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&, t] {
+            Pixmap pm(64, 64);
+            for (int i = 0; i < 300; ++i) {
+                std::string key = "t" + std::to_string(t) + ":" + std::to_string(i % 20);
+                cache.insert(key, pm);
+                if (i % 7 == 0) cache.remove(key);
+                if (i % 11 == 0) (void)cache.take("t" + std::to_string((t + 1) % 4) + ":" + std::to_string(i % 20));
+            }
+        });
+    for (auto &t : threads) t.join();
+    done = true;
+    replacer.join();
+    cache.clear();
+    PixcacheStats st = cache.stats();
+    uint64_t total = 0;
+    for (uint64_t n : st.removals) total += n;
+    CHECK(total > 0 && calls == total);
+    CHECK(!cache.takeRemovalCallbackException());
+}
+
+// PixmapCache::setRemovalCallback: the process-wide cache's callback.
+static void test_global_removal_callback() {
+    std::puts("/cpp/global_removal_callback");
+    PixmapCache::clear();
+    std::vector<std::pair<RemovalReason, std::string>> seen;
+    CHECK(PixmapCache::setRemovalCallback([&](const Removal &r) {
+        seen.emplace_back(r.reason, std::string(r.key));
+        if (r.key == "throw") throw std::logic_error("global");
+    }));
+    PixmapCache::insert("g1", Pixmap(1, 1));
+    PixmapCache::remove("g1");
+    PixmapCache::insert("throw", Pixmap(1, 1));
+    PixmapCache::clear();
+    CHECK(seen.size() == 2 && seen[0].first == RemovalReason::Removed && seen[0].second == "g1");
+    CHECK(seen[1].first == RemovalReason::Cleared);
+    CHECK(PixmapCache::takeRemovalCallbackException() != nullptr);
+    CHECK(!PixmapCache::takeRemovalCallbackException());
+    // Set through one Cache::global() object, seen through another.
+    CHECK(Cache::global().setRemovalCallback([&](const Removal &r) { seen.emplace_back(r.reason, "via global"); }));
+    PixmapCache::insert("g2", Pixmap(1, 1));
+    CHECK(PixmapCache::take("g2"));
+    CHECK(seen.size() == 3 && seen[2].first == RemovalReason::Taken && seen[2].second == "via global");
+    CHECK(PixmapCache::setRemovalCallback({}));
+    PixmapCache::insert("g3", Pixmap(1, 1));
+    PixmapCache::clear();
+    CHECK(seen.size() == 3);
+}
+
+static bool eventually(const std::function<bool()> &cond) {
+    for (int i = 0; i < 1000; ++i) {  // 10 s
+        if (cond()) return true;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return cond();
+}
+
+static void appendLine(const std::string &path, const char *line) {
+    FILE *f = std::fopen(path.c_str(), "a");
+    assert(f);
+    std::fputs(line, f);
+    std::fclose(f);
+}
+
+// PressureWatch: a watcher fed by a file of level words trims on its own thread, reports
+// through the removal callback, and may outlive its Cache.
+static void test_pressure_watch() {
+    std::puts("/cpp/pressure_watch");
+    char path[] = "/tmp/pixcache-cpp-pressure-XXXXXX";
+    int fd = mkstemp(path);
+    assert(fd >= 0);
+    close(fd);
+    const std::string source = path;
+
+    bool thrown = false;
+    try {
+        Cache cache(64);
+        (void)cache.watchMemoryPressure("/nonexistent/dir/levels");
+    } catch (const pixcache::Error &e) {
+        thrown = e.code() == PIXCACHE_RESULT_IO;
+    }
+    CHECK(thrown);
+    thrown = false;
+    try {
+        Cache cache(64);
+        Cache other = std::move(cache);
+        (void)cache.watchMemoryPressure(path);
+    } catch (const pixcache::Error &e) {
+        thrown = e.code() == PIXCACHE_RESULT_NULL_ARGUMENT;
+    }
+    CHECK(thrown);
+
+    pixcache::PressureWatch outlives;
+    {
+        Cache cache(1024);
+        std::mutex m;
+        std::vector<RemovalReason> reasons;
+        std::atomic<int> otherThread{0};
+        const auto self = std::this_thread::get_id();
+        CHECK(cache.setRemovalCallback([&](const Removal &r) {
+            std::lock_guard<std::mutex> lock(m);
+            reasons.push_back(r.reason);
+            if (std::this_thread::get_id() != self) ++otherThread;
+        }));
+        for (int i = 0; i < 8; ++i) cache.insert("p" + std::to_string(i), Pixmap(64, 64));
+        pixcache::PressureWatch watch = cache.watchMemoryPressure(path);
+        CHECK(bool(watch) && watch.trims() == 0);
+        appendLine(source, "moderate\n");
+        CHECK(eventually([&] { return watch.trims() == 1; }));
+        CHECK(cache.totalUsed() == 64 && cache.removals(RemovalReason::Trimmed) == 4);
+        {
+            std::lock_guard<std::mutex> lock(m);
+            CHECK(reasons.size() == 4 && otherThread == 4);
+            for (RemovalReason r : reasons) CHECK(r == RemovalReason::Trimmed);
+        }
+        pixcache::PressureWatch moved = std::move(watch);
+        CHECK(!watch && bool(moved) && moved.trims() == 1);
+        watch.stop();  // nothing to stop
+        outlives = std::move(moved);
+        // The Cache goes first: its watcher keeps the callback's state until stopped.
+    }
+    appendLine(source, "complete\n");
+    CHECK(eventually([&] { return outlives.trims() == 2; }));  // on the emptied, freed cache
+    outlives.stop();
+    CHECK(!outlives && outlives.trims() == 0);
+    CHECK(pixcache::lastResult() == PIXCACHE_RESULT_NULL_ARGUMENT);
+
+    // The process-wide cache.
+    PixmapCache::clear();
+    for (int i = 0; i < 4; ++i) PixmapCache::insert("w" + std::to_string(i), Pixmap(64, 64));
+    {
+        pixcache::PressureWatch watch = PixmapCache::watchMemoryPressure(path);  // reads both lines
+        CHECK(eventually([&] { return watch.trims() == 2; }));
+        CHECK(PixmapCache::totalUsed() == 0);
+    }
+    std::remove(path);
+}
+
 int main() {
     test_null_strings();
     test_tick();
@@ -351,6 +855,15 @@ int main() {
     test_independent_cache();
     test_errors();
     test_find_or_insert();
+    test_beyond_qt();
+    test_beyond_qt_global();
+    test_removal_callback_reasons();
+    test_removal_callback_reenters();
+    test_removal_callback_throws();
+    test_removal_callback_lifetime();
+    test_removal_callback_threads();
+    test_global_removal_callback();
+    test_pressure_watch();
     std::printf("%d checks passed\n", checks);
     return 0;
 }
