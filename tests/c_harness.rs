@@ -192,4 +192,6 @@ c_tests! {
     c_cells => "test_cells.c",
     c_fork_deadlocks => "test_fork_deadlocks.c",
     c_pressure => "test_pressure.c",
+    c_extras => "test_extras.c",
+    c_abi_v1 => "test_abi_v1.c",
 }
