@@ -68,13 +68,21 @@ pub struct Stats {
     pub live_kb: i64,
 }
 
+/// What [`State::extras`] holds while an opt-in extra is on.
+#[derive(Default)]
+struct Extras {
+    /// Called for each entry that leaves (removal.rs).
+    on_removal: Option<RemovalCallback>,
+    /// Evicted entries still held by callers (live.rs), while live images are on.
+    live: Option<Live>,
+}
+
 struct State {
     lru: Lru<Pixmap>,
     stats: Stats,
-    /// Called for each entry that leaves (removal.rs); `None`: nobody listens.
-    on_removal: Option<RemovalCallback>,
-    /// Evicted entries still held by callers (live.rs); `None`: live images are off.
-    live: Option<Live>,
+    /// The opt-in extras (a removal callback, live images); `None` while none is on, so that
+    /// Qt's paths test one pointer.
+    extras: Option<Box<Extras>>,
     /// Total at the previous [`Cache::tick`] (Qt's `ps`), to tell an idle cache from a busy one.
     tick_total: i64,
     /// Where this cache's generated keys come from (under the lock: no shared atomic per key).
@@ -97,8 +105,7 @@ impl State {
                 limit_kb,
                 ..Stats::default()
             },
-            on_removal: None,
-            live: None,
+            extras: None,
             tick_total: 0,
             keys: KeySource::new(),
             order: Order::default(),
@@ -142,17 +149,14 @@ impl State {
         read: impl Read<R>,
         out: &mut Outgoing,
     ) -> Lookup<R> {
-        let Some(live) = self.live.as_mut() else {
-            return Lookup::missed(key, count, &mut self.stats.misses);
-        };
-        if live.get(hash, key).is_none() {
+        if self.live().and_then(|l| l.get(hash, key)).is_none() {
             return Lookup::missed(key, count, &mut self.stats.misses);
         }
-        let Some(entry) = live.take(hash, key) else {
+        let Some(entry) = self.live_mut().and_then(|l| l.take(hash, key)) else {
             return Lookup::missed(key, count, &mut self.stats.misses);
         };
         out.reason = Reason::Evicted;
-        let before = out.taken;
+        let before = self.lru.len();
         let back = self.lru.insert(
             hash,
             entry.key.clone(),
@@ -160,7 +164,7 @@ impl State {
             entry.cost,
             out,
         );
-        self.evicted(out.taken - before);
+        self.evicted_on_insert(before, back.is_ok());
         match back {
             Ok(()) => {
                 self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
@@ -172,7 +176,7 @@ impl State {
                 self.stats.hits += count;
                 self.dirty = false;
                 let result = read.read(&entry.pixmap);
-                if let Some(live) = self.live.as_mut() {
+                if let Some(live) = self.live_mut() {
                     live.keep(entry, &mut out.garbage);
                 }
                 Lookup::Hit(result)
@@ -180,27 +184,61 @@ impl State {
         }
     }
 
-    fn evicted(&mut self, n: usize) {
+    /// Counts `n` entries the cache chose to let go of (room, trims, limits) for `reason`.
+    #[inline]
+    fn evicted(&mut self, reason: Reason, n: usize) {
         self.stats.evictions += n as u64;
+        self.stats.removals[reason as usize] += n as u64;
+    }
+
+    /// Counts the evictions of an insert into the LRU that held `before` entries.
+    #[inline]
+    fn evicted_on_insert(&mut self, before: usize, inserted: bool) {
+        let n = before + usize::from(inserted) - self.lru.len();
+        if n != 0 {
+            self.evicted(Reason::Evicted, n);
+        }
     }
 
     /// True when a miss in the LRU must also look at the live set.
     #[inline(always)]
     fn has_live(&self) -> bool {
-        self.live.as_ref().is_some_and(|l| l.len() > 0)
+        self.extras.is_some() && self.live().is_some_and(|l| l.len() > 0)
     }
 
-    /// Under the write lock, at the end of a section: counts what left, and (live images on)
-    /// prunes the live set and keeps there the evicted entries a caller still holds.
-    fn settle(&mut self, out: &mut Outgoing) {
-        if out.taken != 0 {
-            for (total, n) in self.stats.removals.iter_mut().zip(out.counts) {
-                *total += n;
-            }
-            out.counts = [0; Reason::COUNT];
-            out.taken = 0;
+    /// The live set, while live images are on.
+    #[inline]
+    fn live(&self) -> Option<&Live> {
+        self.extras.as_deref().and_then(|e| e.live.as_ref())
+    }
+
+    /// [`State::live`], to change.
+    #[inline]
+    fn live_mut(&mut self) -> Option<&mut Live> {
+        self.extras.as_deref_mut().and_then(|e| e.live.as_mut())
+    }
+
+    /// The extras, made on first use.
+    fn extras_mut(&mut self) -> &mut Extras {
+        self.extras.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the extras once none is on.
+    fn tidy_extras(&mut self) {
+        if self
+            .extras
+            .as_ref()
+            .is_some_and(|e| e.on_removal.is_none() && e.live.is_none())
+        {
+            self.extras = None;
         }
-        if let Some(live) = &mut self.live {
+    }
+
+    /// Under the write lock, at the end of a section with live images on: prunes the live set
+    /// and keeps there the evicted entries a caller still holds.
+    #[cold]
+    fn settle(&mut self, out: &mut Outgoing) {
+        if let Some(live) = self.live_mut() {
             live.prune(&mut out.garbage);
             let kept: Vec<LiveEntry> = out
                 .departures()
@@ -219,17 +257,25 @@ impl State {
         }
     }
 
-    /// Takes the entry under `key` out of the cache (or the live set) for `reason`.
-    fn remove(
-        &mut self,
-        hash: u64,
-        key: KeyRef<'_>,
-        reason: Reason,
-        out: &mut Outgoing,
-    ) -> Option<Pixmap> {
+    /// Removes the entry under `key` for `reason` (and forgets a live image under it); true
+    /// when there was one (or a live image).
+    #[inline]
+    fn remove(&mut self, hash: u64, key: KeyRef<'_>, reason: Reason, out: &mut Outgoing) -> bool {
+        let live = self.forget_live(hash, key, out);
+        match self.lru.remove(hash, key) {
+            Some((key, pm, cost)) => {
+                self.stats.removals[reason as usize] += 1;
+                out.depart(key, hash, pm, cost, reason);
+                true
+            }
+            None => live,
+        }
+    }
+
+    /// Takes the entry under `key` out of the cache (or the live set) and returns its pixmap.
+    fn take(&mut self, hash: u64, key: KeyRef<'_>, out: &mut Outgoing) -> Option<Pixmap> {
         let live = self
-            .live
-            .as_mut()
+            .live_mut()
             .and_then(|l| l.take(hash, key))
             .map(|e| e.pixmap);
         match self.lru.remove(hash, key) {
@@ -237,11 +283,25 @@ impl State {
                 if let Some(stale) = live {
                     out.push(stale);
                 }
-                let found = pm.clone();
-                out.depart(key, hash, pm, cost, reason);
-                Some(found)
+                self.stats.removals[Reason::Taken as usize] += 1;
+                Some(out.depart_to_caller(key, hash, pm, cost, Reason::Taken))
             }
             None => live,
+        }
+    }
+
+    /// Forgets a live image under `key`, if live images are on; true if there was one.
+    #[inline]
+    fn forget_live(&mut self, hash: u64, key: KeyRef<'_>, out: &mut Outgoing) -> bool {
+        let Some(live) = self.live_mut() else {
+            return false;
+        };
+        match live.take(hash, key) {
+            Some(stale) => {
+                out.push(stale.pixmap);
+                true
+            }
+            None => false,
         }
     }
 
@@ -254,16 +314,12 @@ impl State {
         cost: i64,
         out: &mut Outgoing,
     ) -> Result<()> {
-        if let Some(live) = &mut self.live {
-            // The key is the cache's again: an evicted entry under it is no longer findable.
-            if let Some(stale) = live.take(hash, key_ref(&key)) {
-                out.push(stale.pixmap);
-            }
-        }
-        let before = out.taken;
+        // The key is the cache's again: an evicted entry under it is no longer findable.
+        self.forget_live(hash, key_ref(&key), out);
+        let before = self.lru.len();
         out.reason = Reason::Evicted;
         let result = self.lru.insert(hash, key, pm, cost, out);
-        self.evicted(out.taken - before);
+        self.evicted_on_insert(before, result.is_ok());
         match result {
             Ok(()) => {
                 self.stats.inserts += 1;
@@ -562,14 +618,17 @@ impl Cache {
     fn with_state<R>(&self, f: impl FnOnce(&mut State, &mut Outgoing) -> R) -> R {
         let mut out = Outgoing::new();
         let result = self.with_state_only(|s| {
-            if s.on_removal.is_some() || s.live.is_some() {
-                out.listen(s.on_removal.clone(), s.live.is_some());
+            if let Some(extras) = &s.extras {
+                out.listen(extras.on_removal.clone());
             }
             let result = f(s, &mut out);
-            s.settle(&mut out);
+            if s.extras.is_some() {
+                s.settle(&mut out);
+            }
             result
         });
         out.finish();
+        drop(out);
         result
     }
 
@@ -660,7 +719,7 @@ impl Cache {
             s.stats.limit_kb = limit_kb;
             out.reason = Reason::LimitLowered;
             let n = s.lru.set_limit(i64::from(limit_kb), out);
-            s.evicted(n);
+            s.evicted(Reason::LimitLowered, n);
         })
     }
 
@@ -1035,6 +1094,7 @@ impl Cache {
                 out.push(pm);
                 return Err(invalid_key_error(old));
             };
+            s.stats.removals[Reason::Replaced as usize] += 1;
             out.depart(old_key, id_hash(old), previous, old_cost, Reason::Replaced);
             let new_key = s.keys.fresh();
             let cost = pm.cost_kb();
@@ -1062,15 +1122,16 @@ impl Cache {
 
     fn remove_entry(&self, key: KeyRef<'_>) -> bool {
         let hash = self.hash(key);
-        self.with_state(|s, out| s.remove(hash, key, Reason::Removed, out).is_some())
+        self.with_state(|s, out| s.remove(hash, key, Reason::Removed, out))
     }
 
     /// Removes every entry; every generated key becomes invalid.
     pub fn clear(&self) {
         self.with_state(|s, out| {
             out.reason = Reason::Cleared;
+            s.stats.removals[Reason::Cleared as usize] += s.lru.len() as u64;
             s.lru.clear(out);
-            if let Some(live) = &mut s.live {
+            if let Some(live) = s.live_mut() {
                 live.clear(&mut out.garbage);
             }
         })
@@ -1109,8 +1170,7 @@ impl Cache {
             return match state.lru.peek(hash, key) {
                 Some((_, pm)) => Some(read(pm)),
                 None => state
-                    .live
-                    .as_ref()
+                    .live()
                     .and_then(|l| l.get(hash, key))
                     .map(|e| read(&e.pixmap)),
             };
@@ -1120,8 +1180,7 @@ impl Cache {
         self.with_state(|s, _| match s.lru.peek(hash, key) {
             Some((_, pm)) => Some(read(pm)),
             None => s
-                .live
-                .as_ref()
+                .live()
                 .and_then(|l| l.get(hash, key))
                 .map(|e| read(&e.pixmap)),
         })
@@ -1145,7 +1204,7 @@ impl Cache {
     pub fn take(&self, key: &str) -> Option<Pixmap> {
         let key = KeyRef::Name(key.as_bytes());
         let hash = self.hash(key);
-        self.with_state(|s, out| s.remove(hash, key, Reason::Taken, out))
+        self.with_state(|s, out| s.take(hash, key, out))
     }
 
     /// [`Cache::take`] for a generated key (which becomes invalid).
@@ -1155,7 +1214,7 @@ impl Cache {
         }
         let key = KeyRef::Id(key.to_raw());
         let hash = self.hash(key);
-        self.with_state(|s, out| s.remove(hash, key, Reason::Taken, out))
+        self.with_state(|s, out| s.take(hash, key, out))
     }
 
     /// Sum of the entries' costs in KB (exact; Qt 6.4 divides by 1024 once too often).
@@ -1170,7 +1229,7 @@ impl Cache {
             let total = s.lru.total();
             out.reason = Reason::Trimmed;
             let n = s.lru.trim(total * 3 / 4, out);
-            s.evicted(n);
+            s.evicted(Reason::Trimmed, n);
             s.tick_total = s.lru.total();
             n
         })
@@ -1189,7 +1248,7 @@ impl Cache {
             };
             out.reason = Reason::Trimmed;
             let n = s.lru.trim(target, out);
-            s.evicted(n);
+            s.evicted(Reason::Trimmed, n);
             s.tick_total = s.lru.total();
             n
         })
@@ -1203,7 +1262,7 @@ impl Cache {
             let target = level.target(s.lru.total());
             out.reason = Reason::Trimmed;
             let n = s.lru.trim(target, out);
-            s.evicted(n);
+            s.evicted(Reason::Trimmed, n);
             n
         })
     }
@@ -1214,7 +1273,7 @@ impl Cache {
         self.with_state(|s, out| {
             out.reason = Reason::Trimmed;
             let n = s.lru.trim(kb.max(0), out);
-            s.evicted(n);
+            s.evicted(Reason::Trimmed, n);
             n
         })
     }
@@ -1224,10 +1283,10 @@ impl Cache {
         let mut out = Outgoing::new();
         let stats = self.with_logs(|s, logs| {
             // Live entries nobody holds any more are not reported.
-            if let Some(live) = &mut s.live {
+            if let Some(live) = s.live_mut() {
                 live.prune(&mut out.garbage);
             }
-            let (live_entries, live_kb) = s.live.as_ref().map_or((0, 0), |l| (l.len(), l.kb()));
+            let (live_entries, live_kb) = s.live().map_or((0, 0), |l| (l.len(), l.kb()));
             Stats {
                 entries: s.lru.len(),
                 total_kb: s.lru.total(),
@@ -1272,7 +1331,7 @@ impl Cache {
         self.with_state(|s, out| {
             out.reason = Reason::LimitLowered;
             let n = s.lru.set_count_limit(n, out);
-            s.evicted(n);
+            s.evicted(Reason::LimitLowered, n);
             n
         })
     }
@@ -1282,7 +1341,11 @@ impl Cache {
     /// for a pixmap a failed insert refused (it never was an entry).
     pub fn set_removal_callback(&self, callback: Option<RemovalCallback>) {
         // The old callback (and whatever it captured) is dropped after unlocking.
-        let old = self.with_state(|s, _| std::mem::replace(&mut s.on_removal, callback));
+        let old = self.with_state(|s, _| {
+            let old = std::mem::replace(&mut s.extras_mut().on_removal, callback);
+            s.tidy_extras();
+            old
+        });
         drop(old);
     }
 
@@ -1292,19 +1355,19 @@ impl Cache {
     /// puts it back into the cache as the most recently used entry, if it fits. Turning it off
     /// lets go of the live set.
     pub fn set_live_images(&self, on: bool) {
-        self.with_state(|s, out| match (on, &mut s.live) {
-            (true, None) => s.live = Some(Live::default()),
-            (false, Some(live)) => {
+        self.with_state(|s, out| {
+            if on {
+                s.extras_mut().live.get_or_insert_with(Live::default);
+            } else if let Some(mut live) = s.extras.as_mut().and_then(|e| e.live.take()) {
                 live.clear(&mut out.garbage);
-                s.live = None;
+                s.tidy_extras();
             }
-            _ => {}
         })
     }
 
     /// Whether live images are on.
     pub fn live_images(&self) -> bool {
-        self.with_state(|s, _| s.live.is_some())
+        self.with_state(|s, _| s.live().is_some())
     }
 
     /// String keys (as `Some`) and generated keys (as `None`), most recently used first, for tests

@@ -87,6 +87,15 @@ pub trait Sink<V> {
     /// Takes an entry that left the map: its key, the hash it was stored under, value and cost.
     fn take(&mut self, key: EntryKey, hash: u64, value: V, cost: i64);
 
+    /// Whether [`Sink::take`] wants the key, or [`Sink::take_value`] will do (the key is then
+    /// dropped where it is, without being moved: the eviction path of Qt's cache).
+    fn wants_keys(&self) -> bool {
+        true
+    }
+
+    /// Takes the value of an entry that left, when [`Sink::wants_keys`] is false.
+    fn take_value(&mut self, value: V);
+
     /// Makes room for `additional` more entries.
     fn reserve(&mut self, _additional: usize) {}
 }
@@ -95,6 +104,16 @@ pub trait Sink<V> {
 impl<V> Sink<V> for Garbage<V> {
     #[inline]
     fn take(&mut self, _key: EntryKey, _hash: u64, value: V, _cost: i64) {
+        self.push(value);
+    }
+
+    #[inline]
+    fn wants_keys(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn take_value(&mut self, value: V) {
         self.push(value);
     }
 
@@ -417,6 +436,7 @@ impl<V> Lru<V> {
     /// Inserts `value` under `key` (which must not be present) as the most recently used entry,
     /// first evicting least recently used entries into `evicted` until it fits. An entry whose
     /// cost exceeds the whole limit is refused and nothing is evicted for it (Qt's `QCache`).
+    #[inline]
     pub fn insert(
         &mut self,
         hash: u64,
@@ -512,7 +532,8 @@ impl<V> Lru<V> {
             })
             .ok()?;
         let (slot, _) = entry.remove();
-        Some(self.release_slot(slot))
+        let node = self.release_slot(slot);
+        Some((node.key, node.hash, node.value, node.cost))
     }
 
     /// The cost of the entry under `key`, if present. Does not touch recency.
@@ -550,8 +571,7 @@ impl<V> Lru<V> {
                 }
                 Err(_) => unreachable!("linked slot {slot} missing from the table"),
             }
-            let (key, hash, value, cost) = self.release_slot(slot);
-            evicted.take(key, hash, value, cost);
+            self.release_into(slot, evicted);
             count += 1;
         }
         count
@@ -599,8 +619,26 @@ impl<V> Lru<V> {
         out
     }
 
+    /// [`Lru::release_slot`], handing the entry to `evicted` (without moving its key out of
+    /// the slot unless `evicted` wants it).
+    #[inline]
+    fn release_into(&mut self, slot: u32, evicted: &mut impl Sink<V>) {
+        let Some(node) = self.slots[slot as usize].take() else {
+            unreachable!("released slot {slot} is occupied");
+        };
+        list_of(&mut self.list).free(slot);
+        self.freed.push(slot);
+        self.len -= 1;
+        self.total -= node.cost;
+        if evicted.wants_keys() {
+            evicted.take(node.key, node.hash, node.value, node.cost);
+        } else {
+            evicted.take_value(node.value);
+        }
+    }
+
     /// Unlinks an occupied slot that is already out of the table and frees it.
-    fn release_slot(&mut self, slot: u32) -> (EntryKey, u64, V, i64) {
+    fn release_slot(&mut self, slot: u32) -> Node<V> {
         let node = self.slots[slot as usize]
             .take()
             .expect("released slot is occupied");
@@ -608,7 +646,7 @@ impl<V> Lru<V> {
         self.freed.push(slot);
         self.len -= 1;
         self.total -= node.cost;
-        (node.key, node.hash, node.value, node.cost)
+        node
     }
 
     /// Panics when an invariant of the module documentation is broken (tests only).
@@ -713,6 +751,9 @@ mod tests {
         impl Sink<&'static str> for Keys {
             fn take(&mut self, key: EntryKey, _hash: u64, value: &'static str, cost: i64) {
                 self.0.push((key, value, cost));
+            }
+            fn take_value(&mut self, _value: &'static str) {
+                unreachable!("wants keys");
             }
         }
         let mut lru = Lru::new(100);

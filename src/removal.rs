@@ -97,42 +97,43 @@ pub(crate) struct Departure {
     pub reason: Reason,
 }
 
-/// What a write section lets go of; see the module documentation.
+/// What a write section lets go of; see the module documentation. As small as a [`Garbage`]
+/// bag while nobody listens (the departures and the callback live in a box made only when
+/// someone does): the insert paths build one per call.
 pub(crate) struct Outgoing {
     /// Values to drop after unlocking (also when departures are kept: pixmaps that were never
     /// entries, such as a refused insert's).
     pub garbage: Garbage<Pixmap>,
     /// The reason given to the next entries taken.
     pub reason: Reason,
-    /// Keep departures (someone listens), or only the values.
-    keep: bool,
+    listening: Option<Box<Listening>>,
+}
+
+/// Departures kept for a callback or the live set.
+struct Listening {
     departures: Vec<Departure>,
     callback: Option<RemovalCallback>,
-    /// Entries taken, by reason.
-    pub counts: [u64; Reason::COUNT],
-    /// Entries taken, all reasons.
-    pub taken: usize,
 }
 
 impl Outgoing {
     /// An empty bag (allocates nothing); departures are kept only after [`Outgoing::listen`].
+    #[inline]
     pub fn new() -> Self {
         Outgoing {
             garbage: Garbage::new(),
             reason: Reason::Evicted,
-            keep: false,
-            departures: Vec::new(),
-            callback: None,
-            counts: [0; Reason::COUNT],
-            taken: 0,
+            listening: None,
         }
     }
 
     /// Keeps each departure's key from now on; `callback` is called for each in
     /// [`Outgoing::finish`].
-    pub fn listen(&mut self, callback: Option<RemovalCallback>, keep_keys: bool) {
-        self.keep = keep_keys || callback.is_some();
-        self.callback = callback;
+    #[cold]
+    pub fn listen(&mut self, callback: Option<RemovalCallback>) {
+        self.listening = Some(Box::new(Listening {
+            departures: Vec::new(),
+            callback,
+        }));
     }
 
     /// A value to drop after unlocking that is not a departing entry.
@@ -144,44 +145,78 @@ impl Outgoing {
     /// Takes an entry that left for `reason`.
     #[inline]
     pub fn depart(&mut self, key: EntryKey, hash: u64, pixmap: Pixmap, cost: i64, reason: Reason) {
-        self.counts[reason as usize] += 1;
-        self.taken += 1;
-        if self.keep {
-            self.departures.push(Departure {
+        match &mut self.listening {
+            None => self.garbage.push(pixmap),
+            Some(l) => l.departures.push(Departure {
                 key,
                 hash,
                 pixmap,
                 cost,
                 reason,
-            });
-        } else {
-            self.garbage.push(pixmap);
+            }),
         }
+    }
+
+    /// [`Outgoing::depart`] for an entry whose pixmap goes to the caller (a take): a share is
+    /// kept for the callback only if someone listens.
+    #[inline]
+    pub fn depart_to_caller(
+        &mut self,
+        key: EntryKey,
+        hash: u64,
+        pixmap: Pixmap,
+        cost: i64,
+        reason: Reason,
+    ) -> Pixmap {
+        if let Some(l) = &mut self.listening {
+            l.departures.push(Departure {
+                key,
+                hash,
+                pixmap: pixmap.clone(),
+                cost,
+                reason,
+            });
+        }
+        pixmap
     }
 
     /// The departures kept so far (under the lock: the live set takes shares of some).
     pub fn departures(&self) -> &[Departure] {
-        &self.departures
+        self.listening
+            .as_ref()
+            .map_or(&[], |l| l.departures.as_slice())
     }
 
     /// After unlocking: calls the callback once per departure, in order, then drops everything.
-    pub fn finish(mut self) {
-        let departures = std::mem::take(&mut self.departures);
-        if let Some(callback) = self.callback.take() {
-            // If a callback panics, the departures not yet reported are dropped with the
-            // iterator as the panic unwinds (no callback for them), and nothing leaks.
-            for d in departures {
-                let key = match &d.key {
-                    EntryKey::Name(n) => RemovedKey::Name(n.as_str()),
-                    EntryKey::Id(id) => RemovedKey::Key(Key::from_raw(*id)),
-                };
-                callback(&Removal {
-                    reason: d.reason,
-                    key,
-                    pixmap: &d.pixmap,
-                    cost_kb: d.cost,
-                });
-            }
+    #[inline]
+    pub fn finish(&mut self) {
+        if let Some(l) = self.listening.take() {
+            Self::report(*l);
+        }
+    }
+
+    #[cold]
+    fn report(listening: Listening) {
+        let Listening {
+            departures,
+            callback,
+        } = listening;
+        let Some(callback) = callback else {
+            return;
+        };
+        // If a callback panics, the departures not yet reported are dropped with the iterator
+        // as the panic unwinds (no callback for them), and nothing leaks.
+        for d in departures {
+            let key = match &d.key {
+                EntryKey::Name(n) => RemovedKey::Name(n.as_str()),
+                EntryKey::Id(id) => RemovedKey::Key(Key::from_raw(*id)),
+            };
+            callback(&Removal {
+                reason: d.reason,
+                key,
+                pixmap: &d.pixmap,
+                cost_kb: d.cost,
+            });
         }
     }
 }
@@ -193,11 +228,20 @@ impl Sink<Pixmap> for Outgoing {
         self.depart(key, hash, value, cost, reason);
     }
 
+    #[inline]
+    fn wants_keys(&self) -> bool {
+        self.listening.is_some()
+    }
+
+    #[inline]
+    fn take_value(&mut self, value: Pixmap) {
+        self.garbage.push(value);
+    }
+
     fn reserve(&mut self, additional: usize) {
-        if self.keep {
-            self.departures.reserve(additional);
-        } else {
-            self.garbage.reserve(additional);
+        match &mut self.listening {
+            None => self.garbage.reserve(additional),
+            Some(l) => l.departures.reserve(additional),
         }
     }
 }
