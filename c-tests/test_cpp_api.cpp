@@ -843,6 +843,34 @@ static void test_pressure_watch() {
     std::remove(path);
 }
 
+// findOrLoad keys a file by its identity: fileKey() names the entry; an edited file loads again;
+// each format is an entry of its own.
+static void test_find_or_load_identity() {
+    char dir[] = "/tmp/pixcache-cpp-XXXXXX";
+    CHECK(mkdtemp(dir) != nullptr);
+    const std::string path = std::string(dir) + "/icon.png";
+    Pixmap red(3, 2, PIXCACHE_FORMAT_RGBA8888);
+    std::memset(red.bits(), 0xff, red.stride() * red.height());
+    CHECK(pixcache_pixmap_save(red.handle(), path.c_str()));
+    Cache cache(1000);
+    auto first = cache.findOrLoad(path);
+    CHECK(first && first->width() == 3);
+    const auto key = pixcache::fileKey(path);
+    CHECK(key && key->find(path) != std::string::npos);
+    CHECK(cache.contains(*key) && !cache.contains(path));
+    Pixmap wide(5, 2, PIXCACHE_FORMAT_RGBA8888);
+    std::memset(wide.bits(), 0x40, wide.stride() * wide.height());
+    CHECK(pixcache_pixmap_save(wide.handle(), path.c_str()));
+    auto edited = cache.findOrLoad(path);
+    CHECK(edited && edited->width() == 5);
+    CHECK(pixcache::fileKey(path) != key);
+    auto gray = cache.findOrLoad(path, PIXCACHE_FORMAT_GRAY8);
+    CHECK(gray && gray->format() == PIXCACHE_FORMAT_GRAY8);
+    CHECK(cache.contains(*pixcache::fileKey(path, PIXCACHE_FORMAT_GRAY8)));
+    CHECK(!pixcache::fileKey(std::string(dir) + "/missing.png"));
+    CHECK(unlink(path.c_str()) == 0 && rmdir(dir) == 0);
+}
+
 int main() {
     test_null_strings();
     test_tick();
@@ -864,6 +892,7 @@ int main() {
     test_removal_callback_threads();
     test_global_removal_callback();
     test_pressure_watch();
+    test_find_or_load_identity();
     std::printf("%d checks passed\n", checks);
     return 0;
 }

@@ -29,7 +29,7 @@
  * - a hit does not call the producer, counts as a hit and refreshes recency as pixcache_find
  *   does, and `out` shares the cached pixels; on a miss `out` shares the inserted pixels; `out`
  *   may be NULL on a hit and on a miss; NULL cache / key / produce
- *   are NULL_ARGUMENT, a key (or find_or_load path) that is not UTF-8 is INVALID_UTF8, and the
+ *   are NULL_ARGUMENT, a key that is not UTF-8 is INVALID_UTF8 (a find_or_load path may be any bytes), and the
  *   producer is not called for a bad argument; a pixmap too large for the cache (64x64 RGBA in a
  *   1 KB cache) is still returned in `out`, is not cached, and a later call produces again;
  * - producers that need each other's keys fail with INVALID_ARGUMENT (the message says "cycle")
@@ -553,7 +553,8 @@ typedef struct {
 
 typedef struct IoFlight {
     PixcacheCache *cache;
-    const char *path; /* the file the producer loads, and the key */
+    const char *path; /* the file the producer loads */
+    const char *key;  /* the flight's key: the file's (pixcache_file_key), or the path if none */
     IoWaiter waiters[NIO_WAITERS];
     pthread_t threads[NIO_WAITERS];
     int started;
@@ -574,7 +575,7 @@ static void *io_waiter(void *arg) {
     if (w->by_load)
         w->ok = pixcache_find_or_load(w->flight->cache, w->flight->path, NULL);
     else
-        w->ok = pixcache_find_or_insert_with(w->flight->cache, w->flight->path, late_produce,
+        w->ok = pixcache_find_or_insert_with(w->flight->cache, w->flight->key, late_produce,
                                              &w->produced, NULL);
     capture(&w->outcome);
     return NULL;
@@ -612,18 +613,24 @@ static void check_io_outcome(const char *who, bool ok, const Outcome *o, const I
 }
 
 static void run_io_flight(const char *path, PixcacheResult expected) {
+    /* find_or_load's key is the file's identity: a find_or_load waiter joins a flight under that
+     * key. A missing file has none (find_or_load fails before any flight): then both waiters
+     * use find_or_insert_with under the path. */
+    static char file_key[1200];
+    const bool exists = pixcache_file_key(path, PIXCACHE_FORMAT_INVALID, file_key, sizeof file_key) > 0;
     for (int round = 0; round < 5; ++round) {
         IoFlight f;
         memset(&f, 0, sizeof f);
         f.cache = pixcache_cache_new(1000);
         f.path = path;
+        f.key = exists ? file_key : path;
         for (int i = 0; i < NIO_WAITERS; ++i) {
             f.waiters[i].flight = &f;
-            f.waiters[i].by_load = i == 1;
+            f.waiters[i].by_load = exists && i == 1;
         }
         /* The caller's own stale error must not matter either. */
         CHECK(pixcache_pixmap_new(1, 1, 77) == NULL);
-        bool ok = pixcache_find_or_insert_with(f.cache, path, io_produce, &f, NULL);
+        bool ok = pixcache_find_or_insert_with(f.cache, f.key, io_produce, &f, NULL);
         Outcome mine;
         capture(&mine);
         for (int i = 0; i < f.started; ++i) CHECK(pthread_join(f.threads[i], NULL) == 0);
@@ -632,13 +639,13 @@ static void run_io_flight(const char *path, PixcacheResult expected) {
         check_io_outcome("the producer's caller", ok, &mine, &f, expected);
         check_io_outcome("the find_or_insert_with waiter", f.waiters[0].ok, &f.waiters[0].outcome,
                          &f, expected);
-        check_io_outcome("the find_or_load waiter", f.waiters[1].ok, &f.waiters[1].outcome, &f,
-                         expected);
+        check_io_outcome(exists ? "the find_or_load waiter" : "the second waiter", f.waiters[1].ok,
+                         &f.waiters[1].outcome, &f, expected);
         /* Nothing failed is cached. */
-        CHECK(!pixcache_find(f.cache, path, NULL));
+        CHECK(!pixcache_find(f.cache, f.key, NULL));
         CHECK(pixcache_stats(f.cache).inserts == 0);
         pixcache_cache_free(f.cache);
-        bool waited = !f.waiters[0].produced &&
+        bool waited = !f.waiters[0].produced && !f.waiters[1].produced &&
                       strcmp(f.waiters[1].outcome.message, mine.message) == 0;
         if (waited) {
             /* A waiter's outcome is the producer's caller's, to the byte. */
@@ -764,9 +771,10 @@ static bool outer_produce(void *user_data, PixcachePixmap *pixmap) {
     r->own_ok = pixcache_find_or_insert_with(r->cache, "flight:outer", outer_produce, r, tmp);
     capture(&r->own);
     CHECK(pixcache_pixmap_cache_key(tmp) == r->inner_key); /* untouched by the failed call */
-    /* Its own key through find_or_load too (the key is the path). */
+    /* find_or_load's key is a file's identity, never a hand-made key: a path that names no
+     * file is an IO error (the flight "flight:outer" is not joined). */
     CHECK(!pixcache_find_or_load(r->cache, "flight:outer", tmp));
-    expect_result(PIXCACHE_RESULT_INVALID_ARGUMENT);
+    expect_result(PIXCACHE_RESULT_IO);
     /* The same key in another cache is another flight: produced there. */
     CHECK(pixcache_find_or_insert_with(r->other, "flight:outer", inner_produce, r, tmp));
     expect_result(PIXCACHE_RESULT_OK);
@@ -978,8 +986,9 @@ static void test_hit_and_arguments(void) {
     CHECK(!pixcache_find_or_load(cache, NULL, out));
     expect_result(PIXCACHE_RESULT_NULL_ARGUMENT);
     CHECK(strstr(pixcache_last_error(), "path") != NULL);
-    CHECK(!pixcache_find_or_load(cache, "/tmp/\xff.png", out));
-    expect_result(PIXCACHE_RESULT_INVALID_UTF8);
+    /* A path need not be UTF-8: this one names no file. */
+    CHECK(!pixcache_find_or_load(cache, "/nonexistent/\xff.png", out));
+    expect_result(PIXCACHE_RESULT_IO);
     PixcacheStats st = pixcache_stats(cache);
     CHECK(st.entries == 3);
     CHECK(st.inserts == 3);
@@ -1279,10 +1288,16 @@ static void test_find_or_load(void) {
     if (st.inserts != NFILES) fprintf(stderr, "inserts: %llu\n", (unsigned long long)st.inserts);
     CHECK(st.inserts == NFILES); /* each file decoded and inserted once */
     CHECK(st.entries == NFILES);
-    /* Cached under the path itself. */
+    /* Cached under the file's key (its absolute path, size and time), not the path. */
     PixcachePixmap *out = pixcache_pixmap_new_null();
+    char key[1200];
     for (int i = 0; i < NFILES; ++i) {
-        CHECK(pixcache_find(cache, paths[i], out));
+        CHECK(!pixcache_find(cache, paths[i], NULL));
+        size_t n = pixcache_file_key(paths[i], PIXCACHE_FORMAT_INVALID, key, sizeof key);
+        CHECK(n > strlen(paths[i]) && n < sizeof key && strlen(key) == n);
+        CHECK(strstr(key, paths[i]) != NULL);
+        CHECK(pixcache_file_key(paths[i], PIXCACHE_FORMAT_INVALID, NULL, 0) == n);
+        CHECK(pixcache_find(cache, key, out));
         file_verify(out, i);
     }
 
@@ -1290,7 +1305,8 @@ static void test_find_or_load(void) {
     printf("/flight/find_or_load/errors\n");
     CHECK(!pixcache_find_or_load(cache, missing, out));
     expect_result(PIXCACHE_RESULT_IO);
-    CHECK(!pixcache_find(cache, missing, NULL));
+    CHECK(pixcache_file_key(missing, PIXCACHE_FORMAT_INVALID, key, sizeof key) == 0);
+    expect_result(PIXCACHE_RESULT_IO);
     CHECK(pixcache_pixmap_width(out) == file_w(NFILES - 1)); /* out untouched */
     PixcachePixmap *pm = file_pixmap(3);
     CHECK(pixcache_pixmap_save(pm, missing));
@@ -1298,7 +1314,49 @@ static void test_find_or_load(void) {
     CHECK(pixcache_find_or_load(cache, missing, out));
     expect_result(PIXCACHE_RESULT_OK);
     file_verify(out, 3);
-    CHECK(pixcache_find(cache, missing, NULL));
+    CHECK(pixcache_file_key(missing, PIXCACHE_FORMAT_INVALID, key, sizeof key) > 0);
+    CHECK(pixcache_find(cache, key, NULL));
+
+    /* Edited (another image, another size): loaded again, not found stale. */
+    pm = file_pixmap(5);
+    CHECK(pixcache_pixmap_save(pm, missing));
+    pixcache_pixmap_free(pm);
+    CHECK(pixcache_find_or_load(cache, missing, out));
+    file_verify(out, 5);
+    CHECK(pixcache_find(cache, key, NULL)); /* the old entry, under the old identity */
+    char key2[1200];
+    CHECK(pixcache_file_key(missing, PIXCACHE_FORMAT_INVALID, key2, sizeof key2) > 0);
+    CHECK(strcmp(key, key2) != 0);
+    CHECK(pixcache_remove(cache, key)); /* a caller can drop the stale one by its key */
+
+    /* In a named format: another entry, in that format. */
+    CHECK(pixcache_find_or_load_as(cache, missing, PIXCACHE_FORMAT_GRAY8, out));
+    CHECK(pixcache_pixmap_format(out) == PIXCACHE_FORMAT_GRAY8);
+    CHECK(pixcache_file_key(missing, PIXCACHE_FORMAT_GRAY8, key, sizeof key) > 0);
+    CHECK(strcmp(key, key2) != 0 && pixcache_find(cache, key, NULL));
+    CHECK(pixcache_remove(cache, key));
+    CHECK(!pixcache_find_or_load_as(cache, missing, 999, out));
+    expect_result(PIXCACHE_RESULT_INVALID_ARGUMENT);
+    /* A key cut to fit a small buffer, as snprintf. */
+    char small[8];
+    size_t full = pixcache_file_key(missing, PIXCACHE_FORMAT_INVALID, small, sizeof small);
+    CHECK(full > sizeof small && strlen(small) == sizeof small - 1);
+    CHECK(pixcache_file_key(missing, PIXCACHE_FORMAT_INVALID, NULL, 4) == 0);
+    expect_result(PIXCACHE_RESULT_NULL_ARGUMENT);
+
+    /* A file whose name is not UTF-8 loads, under a key of its own. */
+    char odd[600];
+    snprintf(odd, sizeof odd, "%s/odd-\xfe\xff.png", dir);
+    pm = file_pixmap(4);
+    CHECK(pixcache_pixmap_save(pm, odd));
+    pixcache_pixmap_free(pm);
+    CHECK(pixcache_find_or_load(cache, odd, out));
+    expect_result(PIXCACHE_RESULT_OK);
+    file_verify(out, 4);
+    CHECK(pixcache_file_key(odd, PIXCACHE_FORMAT_INVALID, key, sizeof key) > 0);
+    CHECK(strstr(key, "%FE%FF") != NULL && pixcache_find(cache, key, NULL));
+    CHECK(pixcache_remove(cache, key));
+    CHECK(unlink(odd) == 0);
 
     /* Garbage bytes: DECODE, with or without a .png name. */
     CHECK(!pixcache_find_or_load(cache, garbage, out));
@@ -1326,13 +1384,14 @@ static void test_find_or_load(void) {
     CHECK(none == NULL);
     CHECK(pixcache_last_result() == PIXCACHE_RESULT_DECODE);
 
-    /* The key is the path: what is cached under a path is found without reading any file. */
+    /* What is cached under a file's key is found without decoding the file. */
     PixcachePixmap *placed = new_pixmap(7, 7, PIXCACHE_FORMAT_GRAY8);
-    CHECK(pixcache_insert(cache, "/nonexistent/placed.png", placed));
-    CHECK(pixcache_find_or_load(cache, "/nonexistent/placed.png", out));
+    CHECK(pixcache_file_key(paths[0], PIXCACHE_FORMAT_INVALID, key, sizeof key) > 0);
+    CHECK(pixcache_insert(cache, key, placed));
+    CHECK(pixcache_find_or_load(cache, paths[0], out));
     expect_result(PIXCACHE_RESULT_OK);
     CHECK(pixcache_pixmap_cache_key(out) == pixcache_pixmap_cache_key(placed));
-    CHECK(pixcache_remove(cache, "/nonexistent/placed.png"));
+    CHECK(pixcache_remove(cache, key));
     pixcache_pixmap_free(placed);
 
     /* None of the failures was cached. */
@@ -1340,8 +1399,11 @@ static void test_find_or_load(void) {
     CHECK(!pixcache_find(cache, garbage_noext, NULL));
     CHECK(!pixcache_find(cache, truncated, NULL));
     st = pixcache_stats(cache);
-    CHECK(st.entries == NFILES + 1);
-    CHECK(st.inserts == NFILES + 2); /* + the placed one, removed again */
+    /* The files, the edited one under its new identity; image 0's entry went with the placed
+     * one that replaced it. */
+    CHECK(st.entries == NFILES);
+    /* + missing, its edit, its GRAY8 form, the odd name, the placed one */
+    CHECK(st.inserts == NFILES + 5);
 
     pixcache_pixmap_free(out);
     pixcache_cache_free(cache);

@@ -878,16 +878,42 @@ bool pixcache_find_or_insert_with_n(struct PixcacheCache *cache,
                                     struct PixcachePixmap *out);
 
 /**
- * `pixcache_find_or_insert_with` with the file path as the key and the decoder
- * (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) as the producer: each file is
- * decoded once however many threads ask for it at the same time. The path must be UTF-8 (it is
- * the cache key). False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g.
- * a missing file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the
- * loader's code and message, for this caller and every caller waiting for the same file.
+ * `pixcache_find_or_insert_with` for an image file: finds it, or decodes it
+ * (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) and caches it, once however
+ * many threads ask for it at the same time. The key is the file's identity, as Qt's
+ * `QPixmap::load` makes it: its absolute path, size and modification time
+ * (`pixcache_file_key`), so a file edited since it was cached is loaded again (the stale entry
+ * goes the way of any unused entry). The path is any bytes (a Unix path need not be UTF-8).
+ *
+ * False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g. a missing
+ * file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the loader's code
+ * and message, for this caller and every caller waiting for the same file.
  */
 bool pixcache_find_or_load(struct PixcacheCache *cache,
                            const char *path,
                            struct PixcachePixmap *out);
+
+/**
+ * `pixcache_find_or_load` converting the image to `format` (`PIXCACHE_FORMAT_*`, as
+ * `pixcache_pixmap_load_as`; `PIXCACHE_FORMAT_INVALID`: the file's own format, as
+ * `pixcache_find_or_load`). The format is part of the key: the same file in two formats is two
+ * entries.
+ */
+bool pixcache_find_or_load_as(struct PixcacheCache *cache,
+                              const char *path,
+                              PixcacheFormat format,
+                              struct PixcachePixmap *out);
+
+/**
+ * Writes the key under which `pixcache_find_or_load` (`format` = `PIXCACHE_FORMAT_INVALID`) or
+ * `pixcache_find_or_load_as` caches the file `path` now (its absolute path, size, modification
+ * time and the format), NUL-terminated, into `buf` of `buf_len` bytes, as `snprintf` does: the
+ * return value is the key's length without the NUL, and if it is `buf_len` or more the key was
+ * cut (`buf` may be NULL when `buf_len` is 0, to ask for the length). With it, the entry can be
+ * found, peeked at or removed with the string-key functions. 0 with the last error set if the
+ * file's metadata cannot be read (`PIXCACHE_RESULT_IO`).
+ */
+size_t pixcache_file_key(const char *path, PixcacheFormat format, char *buf, size_t buf_len);
 
 /**
  * The message of the last call on this thread that failed, or `""` if the last call succeeded.

@@ -233,6 +233,16 @@ private:
     mutable PixcacheKey k_{0};
 };
 
+/// The key under which findOrLoad(path[, format]) caches the file now (pixcache_file_key), to
+/// find, peek at or remove its entry by key; std::nullopt if the file's metadata cannot be read.
+inline std::optional<std::string> fileKey(PathArg path, PixcacheFormat format = PIXCACHE_FORMAT_INVALID) {
+    const std::size_t n = pixcache_file_key(path.c_str(), format, nullptr, 0);
+    if (n == 0) return std::nullopt;
+    std::string key(n, '\0');
+    if (pixcache_file_key(path.c_str(), format, key.data(), n + 1) != n) return std::nullopt;  // changed meanwhile
+    return key;
+}
+
 inline void swap(Key &a, Key &b) noexcept { a.swap(b); }
 inline void swap(Pixmap &a, Pixmap &b) noexcept { a.swap(b); }
 
@@ -675,11 +685,21 @@ public:
     }
 
     /// Finds the image file `path`, or decodes and caches it — once across threads
-    /// (pixcache_find_or_load). std::nullopt if it cannot be read or decoded.
+    /// (pixcache_find_or_load). The key is the file's identity (absolute path, size, modification
+    /// time: fileKey()), so an edited file is loaded again. std::nullopt if it cannot be read or
+    /// decoded.
     std::optional<Pixmap> findOrLoad(PathArg path) noexcept {
         Pixmap out;
         PixcachePixmap *handle = out.outHandle();
         if (!handle || !pixcache_find_or_load(c_, path.c_str(), handle)) return std::nullopt;
+        return out;
+    }
+
+    /// findOrLoad() converting to `format` (pixcache_find_or_load_as): another entry per format.
+    std::optional<Pixmap> findOrLoad(PathArg path, PixcacheFormat format) noexcept {
+        Pixmap out;
+        PixcachePixmap *handle = out.outHandle();
+        if (!handle || !pixcache_find_or_load_as(c_, path.c_str(), format, handle)) return std::nullopt;
         return out;
     }
 

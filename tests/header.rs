@@ -58,6 +58,8 @@ fn header_declares_every_exported_function() {
         "pixcache_trim_to",
         "pixcache_set_live_images",
         "pixcache_live_images",
+        "pixcache_find_or_load_as",
+        "pixcache_file_key",
         "pixcache_last_error",
         "pixcache_pixmap_new_null",
         "pixcache_pixmap_new",

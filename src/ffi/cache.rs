@@ -10,7 +10,7 @@ use super::boundary::{
     try_str, try_str_n, utf8, Handle,
 };
 use super::key::PixcacheKey;
-use super::pixmap::{foreign_owned, PixcachePixmap, PixcacheReleaseFn};
+use super::pixmap::{foreign_owned, PixcacheFormat, PixcachePixmap, PixcacheReleaseFn};
 use super::removal::PIXCACHE_REMOVAL_REASON_COUNT;
 use crate::cache::{invalid_key_error, Cache, Stats, TrimLevel};
 use crate::error::Error;
@@ -1143,29 +1143,111 @@ unsafe fn produce_str(
     unsafe { find_or_insert(cache, key, out, producer) }
 }
 
-/// `pixcache_find_or_insert_with` with the file path as the key and the decoder
-/// (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) as the producer: each file is
-/// decoded once however many threads ask for it at the same time. The path must be UTF-8 (it is
-/// the cache key). False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g.
-/// a missing file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the
-/// loader's code and message, for this caller and every caller waiting for the same file.
+/// `pixcache_find_or_insert_with` for an image file: finds it, or decodes it
+/// (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) and caches it, once however
+/// many threads ask for it at the same time. The key is the file's identity, as Qt's
+/// `QPixmap::load` makes it: its absolute path, size and modification time
+/// (`pixcache_file_key`), so a file edited since it was cached is loaded again (the stale entry
+/// goes the way of any unused entry). The path is any bytes (a Unix path need not be UTF-8).
+///
+/// False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g. a missing
+/// file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the loader's code
+/// and message, for this caller and every caller waiting for the same file.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_find_or_load(
     cache: *mut PixcacheCache,
     path: *const c_char,
     out: *mut PixcachePixmap,
 ) -> bool {
+    // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
+    call(false, || unsafe { find_or_load(cache, path, None, out) })
+}
+
+/// `pixcache_find_or_load` converting the image to `format` (`PIXCACHE_FORMAT_*`, as
+/// `pixcache_pixmap_load_as`; `PIXCACHE_FORMAT_INVALID`: the file's own format, as
+/// `pixcache_find_or_load`). The format is part of the key: the same file in two formats is two
+/// entries.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_find_or_load_as(
+    cache: *mut PixcacheCache,
+    path: *const c_char,
+    format: PixcacheFormat,
+    out: *mut PixcachePixmap,
+) -> bool {
     call(false, || {
+        let format = natural_or(format)?;
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
-        let (cache, path) = unsafe { (self::cache(cache)?, try_str(path, "path")?) };
-        let producer = || crate::images::decode::load(std::path::Path::new(path));
-        // SAFETY: C API contract: `out` is NULL or a live handle no other thread uses now.
-        unsafe { find_or_insert(cache, path, out, producer) }
+        unsafe { find_or_load(cache, path, format, out) }
     })
 }
 
+/// The format a `format` argument names; `None` for `PIXCACHE_FORMAT_INVALID` (the file's own).
+fn natural_or(format: PixcacheFormat) -> Result<Option<crate::images::format::Format>, Error> {
+    if format == super::pixmap::PIXCACHE_FORMAT_INVALID {
+        Ok(None)
+    } else {
+        super::pixmap::format_from_code(format).map(Some)
+    }
+}
+
 /// # Safety
-/// `out` is NULL or a live handle no other thread uses during the call.
+/// As the module contract: `cache`, `path` and `out` NULL or live.
+unsafe fn find_or_load(
+    cache: *mut PixcacheCache,
+    path: *const c_char,
+    format: Option<crate::images::format::Format>,
+    out: *mut PixcachePixmap,
+) -> Result<bool, Error> {
+    // SAFETY: forwarded to the caller.
+    let (cache, path) = unsafe {
+        (
+            self::cache(cache)?,
+            super::boundary::try_path(path, "path")?,
+        )
+    };
+    let key = crate::images::file_key::file_key(path, format)?;
+    let producer = || match format {
+        None => crate::images::decode::load(path),
+        Some(f) => crate::images::decode::load_as(path, f),
+    };
+    // SAFETY: forwarded to the caller.
+    unsafe { find_or_insert(cache, &key, out, producer) }
+}
+
+/// Writes the key under which `pixcache_find_or_load` (`format` = `PIXCACHE_FORMAT_INVALID`) or
+/// `pixcache_find_or_load_as` caches the file `path` now (its absolute path, size, modification
+/// time and the format), NUL-terminated, into `buf` of `buf_len` bytes, as `snprintf` does: the
+/// return value is the key's length without the NUL, and if it is `buf_len` or more the key was
+/// cut (`buf` may be NULL when `buf_len` is 0, to ask for the length). With it, the entry can be
+/// found, peeked at or removed with the string-key functions. 0 with the last error set if the
+/// file's metadata cannot be read (`PIXCACHE_RESULT_IO`).
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_file_key(
+    path: *const c_char,
+    format: PixcacheFormat,
+    buf: *mut c_char,
+    buf_len: usize,
+) -> usize {
+    call(0, || {
+        // SAFETY: C API contract (module docs of `ffi`): NULL or NUL-terminated strings.
+        let path = unsafe { super::boundary::try_path(path, "path") }?;
+        let key = crate::images::file_key::file_key(path, natural_or(format)?)?;
+        if buf_len > 0 {
+            if buf.is_null() {
+                return Err(super::boundary::null_error("buf"));
+            }
+            let n = key.len().min(buf_len - 1);
+            // SAFETY: the caller gives `buf_len` writable bytes at `buf` (checked non-NULL);
+            // `n + 1 <= buf_len`.
+            unsafe {
+                ptr::copy_nonoverlapping(key.as_ptr(), buf.cast::<u8>(), n);
+                *buf.add(n) = 0;
+            }
+        }
+        Ok(key.len())
+    })
+}
+
 unsafe fn find_or_insert(
     cache: &Cache,
     key: &str,

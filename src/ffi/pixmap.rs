@@ -47,7 +47,7 @@ pub const PIXCACHE_FORMAT_GRAY8: PixcacheFormat = 4;
 /// A foreign pixmap (`pixcache_pixmap_wrap`): pixcache knows its depth, not its layout.
 pub const PIXCACHE_FORMAT_FOREIGN: PixcacheFormat = 5;
 
-fn format_from_code(code: PixcacheFormat) -> Result<Format, Error> {
+pub(crate) fn format_from_code(code: PixcacheFormat) -> Result<Format, Error> {
     match code {
         PIXCACHE_FORMAT_RGBA8888 => Ok(Format::Rgba8888),
         PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED => Ok(Format::Bgra8888Premultiplied),

@@ -7,4 +7,6 @@ pub mod convert;
 /// cbindgen:ignore
 pub mod decode;
 /// cbindgen:ignore
+pub mod file_key;
+/// cbindgen:ignore
 pub mod format;
