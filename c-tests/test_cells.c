@@ -13,7 +13,9 @@
  * noisy machine does not decide it. The finds must hit throughout.
  * Only an optimised library shows the difference: in an unoptimised one (the harness's default
  * under `cargo test`) a find costs ~0.5 us and the earlier design measured 1.02x there, against
- * 0.69x optimised; `cargo test --release --test c_harness c_cells` checks it.
+ * 0.69x optimised. The ratio is printed; it is asserted only with PIXCACHE_TEST_CHECK_TIMING=1
+ * (`PIXCACHE_TEST_CHECK_TIMING=1 cargo test --release --test c_harness c_cells`, on a quiet
+ * machine): a timed assertion fails on a busy one.
  * Under valgrind or the sanitizers (PIXCACHE_TEST_UNDER_TOOL) the ratio is printed, not checked,
  * and the threads do fewer finds.
  */
@@ -112,7 +114,9 @@ int main(void) {
     double ratio = best_used / best_fresh;
     printf("/cells/after_%d_threads: %.1f Mops/s, fresh cache %.1f Mops/s: %.2fx (at least 0.85x)\n", THREADS,
            best_used / 1e6, best_fresh / 1e6, ratio);
-    if (!under_tool) CHECK(ratio >= 0.85);
+    /* A figure, not a timed assertion (a loaded machine, or an unoptimised library, says little):
+     * checked only when asked, on an optimised library on a quiet machine. */
+    if (!under_tool && getenv("PIXCACHE_TEST_CHECK_TIMING")) CHECK(ratio >= 0.85);
     pixcache_cache_free(fresh);
     pixcache_cache_free(used);
     for (int t = 0; t < THREADS; ++t) free(stacks[t]);
