@@ -5,7 +5,7 @@
 #   the sanitizers, Miri on the core's reference counting and ThreadSanitizer on the library's
 #   unit tests (if a nightly toolchain can be had),
 # then the packaging tests (install into a temporary prefix, consumers via CMake and pkg-config),
-# then every code block of the README, run as written,
+# then every code block of the README, run as written, and the cairo example,
 # then the Qt tests (differential test against Qt 6's QPixmapCache; skipped, loudly, without Qt),
 # then unmodified Qt programs served by libpixcache-qt6.so (and Qt Designer under Xvfb),
 # then a brief run of every benchmark but Criterion's (so that `scripts/bench.sh` keeps working).
@@ -86,6 +86,9 @@ bash scripts/test-packaging.sh
 
 step "README: every code block runs as written (a fresh HOME, ~/.local as the prefix)"
 bash scripts/test-readme.sh
+
+step "cairo: examples/cairo_gallery.c draws pixcache pixmaps in place; its page checked pixel by pixel"
+bash scripts/test-cairo.sh
 
 step "Qt: differential test against QPixmapCache, mutation test, widget example"
 bash scripts/test-qt.sh
