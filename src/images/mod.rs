@@ -3,8 +3,14 @@
 //! limits, and encoding out).
 
 /// cbindgen:ignore
+pub mod animation;
+/// cbindgen:ignore
 pub mod convert;
 /// cbindgen:ignore
 pub mod decode;
 /// cbindgen:ignore
+pub mod encode;
+/// cbindgen:ignore
 pub mod format;
+/// cbindgen:ignore
+pub mod thumbnail;
