@@ -167,6 +167,12 @@ typedef struct PixcachePixmap PixcachePixmap;
 typedef struct PixcachePressureWatch PixcachePressureWatch;
 
 /**
+ * A pixel format code. Formats are passed as plain integers (any value is safe to pass: an
+ * unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
+ */
+typedef uint32_t PixcacheFormat;
+
+/**
  * A generated key, returned by `pixcache_insert_key` and updated by `pixcache_replace`. A plain
  * value: copy it freely, compare with `pixcache_key_equal`, never free it. All-zero (`{0}`) is
  * the invalid key, like a default-constructed `QPixmapCache::Key`.
@@ -297,10 +303,10 @@ typedef uint32_t PixcacheTrimLevel;
 typedef bool (*PixcacheProduceFn)(void *user_data, struct PixcachePixmap *pixmap);
 
 /**
- * A pixel format code. Formats are passed as plain integers (any value is safe to pass: an
- * unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
+ * An image file format code (`PIXCACHE_IMAGE_*`). Passed as a plain integer: any value is
+ * safe to pass (an unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
  */
-typedef uint32_t PixcacheFormat;
+typedef uint32_t PixcacheImageFormat;
 
 /**
  * Why an entry left a cache (`PixcacheRemoval::reason`, and the index into
@@ -368,6 +374,36 @@ typedef void (*PixcacheRemovalFn)(void *user_data, const struct PixcacheRemoval 
  * Keep nothing.
  */
 #define PIXCACHE_TRIM_COMPLETE 4
+
+/**
+ * PNG: lossless; grey, RGB and RGBA pixmaps keep their channels.
+ */
+#define PIXCACHE_IMAGE_PNG 1
+
+/**
+ * JPEG: lossy, no alpha (pixmaps with alpha are composited over black).
+ */
+#define PIXCACHE_IMAGE_JPEG 2
+
+/**
+ * GIF: decoded (first frame, or any frame with `pixcache_pixmap_load_frame`), not encoded.
+ */
+#define PIXCACHE_IMAGE_GIF 3
+
+/**
+ * BMP: encoded as 24-bit RGB (alpha composited over black).
+ */
+#define PIXCACHE_IMAGE_BMP 4
+
+/**
+ * WebP: encoded lossless; grey, RGB and RGBA kept.
+ */
+#define PIXCACHE_IMAGE_WEBP 5
+
+/**
+ * ICO: decoded, not encoded.
+ */
+#define PIXCACHE_IMAGE_ICO 6
 
 /**
  * Not a raster format: what `pixcache_pixmap_format` reports for the null pixmap.
@@ -440,6 +476,38 @@ typedef void (*PixcacheRemovalFn)(void *user_data, const struct PixcacheRemoval 
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Counts the frames of the image file at `path` and reads their delays: an animated GIF, APNG
+ * or animated WebP has its frames; any other image this build decodes has 1 frame, delay 0.
+ * `*count` is set to the frame count (0 on failure); the first `min(count, delays_cap)`
+ * delays, in milliseconds (rounded to nearest), are written to `delays_ms`, which may be NULL
+ * when `delays_cap` is 0. A GIF delay of 0 is reported as 0 (viewers often show such frames
+ * for about 100 ms).
+ *
+ * Every frame is decoded to be counted, one at a time (memory stays a few canvases, see
+ * `pixcache_pixmap_load_frame`). Returns false with the last error set on failure
+ * (`NULL_ARGUMENT`: `path`, `count`, or `delays_ms` with a non-zero `delays_cap`; `IO`,
+ * `DECODE`, `TOO_LARGE` as `pixcache_pixmap_load`).
+ */
+bool pixcache_image_frames(const char *path, size_t *count, uint32_t *delays_ms, size_t delays_cap);
+
+/**
+ * Decodes frame `n` (from 0) of the image file at `path`. For an animated GIF, APNG or WebP,
+ * the frame is the full canvas after frame `n` is drawn (earlier frames' disposal and blending
+ * applied, as the `image` crate composes them), in RGBA8888; any other image has only frame
+ * 0, which is `pixcache_pixmap_load`'s pixmap. `format` is a `PIXCACHE_FORMAT_*` code to
+ * convert to, or 0 for the format described.
+ *
+ * The frames before `n` are decoded and dropped one at a time. Decoding is refused
+ * (`TOO_LARGE`) unless 5 canvases of width x height x 4 bytes fit within the allocation limit
+ * of `pixcache_set_decode_limits`, whose width and height limits apply too. NULL with the last
+ * error set on failure: `INVALID_ARGUMENT` when `n` is not below the frame count (the message
+ * says how many frames there are) or for an unknown format; otherwise as `pixcache_pixmap_load`.
+ */
+struct PixcachePixmap *pixcache_pixmap_load_frame(const char *path,
+                                                  size_t n,
+                                                  PixcacheFormat format);
 
 /**
  * The process-wide cache that `QPixmapCache`'s static functions use. Never NULL; made on first
@@ -916,6 +984,66 @@ bool pixcache_find_or_load_as(struct PixcacheCache *cache,
 size_t pixcache_file_key(const char *path, PixcacheFormat format, char *buf, size_t buf_len);
 
 /**
+ * Encodes a raster pixmap to memory as `format` (`PIXCACHE_IMAGE_PNG`, `_JPEG`, `_WEBP` or
+ * `_BMP`). `quality` is JPEG's, 1 (smallest) to 100 (best), or 0 for the default, 90; other
+ * formats ignore it.
+ *
+ * What is encoded: PNG and WebP (lossless) keep grey, RGB and RGBA as they are, and a
+ * BGRA8888_PREMULTIPLIED pixmap is unpremultiplied to straight RGBA first, so
+ * `pixcache_pixmap_load_from_memory` gives back the same pixels (the premultiplied ones in
+ * RGBA8888; WebP has no grey model, so grey comes back as RGB888 with r = g = b). JPEG has no alpha: a pixmap with alpha is composited over black (its
+ * premultiplied colour, as `pixcache_pixmap_convert` to RGB888); grey stays grey. BMP is
+ * 24-bit RGB, alpha composited over black.
+ *
+ * On success `*bytes` holds a new buffer of `*len` bytes, to free with `pixcache_bytes_free`.
+ * On failure returns false, sets `*bytes` to NULL and `*len` to 0 (when they are not NULL) and
+ * the last error: `NULL_ARGUMENT`; `INVALID_ARGUMENT` for the null pixmap, an unknown format
+ * or a JPEG quality outside 0..100; `UNSUPPORTED` for a foreign pixmap, GIF or ICO, or an
+ * image the format cannot hold (JPEG is at most 65,535 pixels wide); `OUT_OF_MEMORY`.
+ */
+bool pixcache_pixmap_encode(const struct PixcachePixmap *pm,
+                            PixcacheImageFormat format,
+                            int32_t quality,
+                            uint8_t **bytes,
+                            size_t *len);
+
+/**
+ * Frees a buffer from `pixcache_pixmap_encode`; `len` is the length it gave. NULL does
+ * nothing. Leaves the last error as it was.
+ */
+void pixcache_bytes_free(uint8_t *bytes, size_t len);
+
+/**
+ * Encodes `pm` as `format` (see `pixcache_pixmap_encode`, also for `quality`) and saves it to
+ * `path` (any bytes but NUL; the extension does not matter) atomically, as
+ * `pixcache_pixmap_save` does: a temporary file in the same directory, flushed and renamed over
+ * `path`. A failed save leaves an existing file untouched and no temporary file. Returns false
+ * with the last error set on failure (the codes of `pixcache_pixmap_encode`, and `IO`).
+ */
+bool pixcache_pixmap_save_as(const struct PixcachePixmap *pm,
+                             const char *path,
+                             PixcacheImageFormat format,
+                             int32_t quality);
+
+/**
+ * Decodes the image file at `path` (as `pixcache_pixmap_load`) and scales it down to fit
+ * within `max_width` x `max_height`, keeping its aspect ratio (each side rounded to nearest,
+ * at least 1 pixel); an image that fits already is not scaled (never upscaled). A bound of 0
+ * leaves that side unbounded. Scaling uses a Catmull-Rom (bicubic) filter, on premultiplied
+ * colour for images with alpha. `format` is a `PIXCACHE_FORMAT_*` code to convert to, or 0 for
+ * the natural format of `pixcache_pixmap_load`.
+ *
+ * JPEGs are decoded at full size before scaling (no DCT-scaled decoding in this build). The
+ * decoding limits (`pixcache_set_decode_limits`) apply, and the scaling's buffers count
+ * against the allocation limit. NULL with the last error set on failure (as
+ * `pixcache_pixmap_load`; `INVALID_ARGUMENT` for an unknown format).
+ */
+struct PixcachePixmap *pixcache_pixmap_load_scaled(const char *path,
+                                                   uint32_t max_width,
+                                                   uint32_t max_height,
+                                                   PixcacheFormat format);
+
+/**
  * The message of the last call on this thread that failed, or `""` if the last call succeeded.
  *
  * Never NULL. The text is one line, UTF-8, and stays valid until the next pixcache call on this
@@ -1122,12 +1250,18 @@ struct PixcachePixmap *pixcache_pixmap_load_from_memory_as(const uint8_t *data,
 void pixcache_set_decode_limits(uint32_t max_width, uint32_t max_height, uint64_t max_alloc_bytes);
 
 /**
- * Encodes a raster pixmap to the file at `path`, in the format its extension names: `.png`
- * (straight RGBA), `.jpg`/`.jpeg` or `.bmp` (RGB, composited over black). Returns false with the
- * last error set on failure (`UNSUPPORTED` extension or foreign pixmap, or a pixmap the format
- * cannot hold, such as a JPEG over 65,535 pixels wide; `INVALID_ARGUMENT` for the null pixmap;
- * `IO`). The image is encoded in memory first: a failed save leaves no file behind (an
- * encoding failure leaves an existing file as it was).
+ * Encodes a raster pixmap to the file at `path`, in the format its extension names
+ * (case-insensitive): `.png` or `.webp` (lossless; grey, RGB or straight RGBA), `.jpg`/`.jpeg`
+ * (quality 90, RGB composited over black, or grey) or `.bmp` (RGB, composited over black); see
+ * `pixcache_pixmap_encode`. Returns false with the last error set on failure (`UNSUPPORTED`
+ * extension or foreign pixmap, or a pixmap the format cannot hold, such as a JPEG over 65,535
+ * pixels wide; `INVALID_ARGUMENT` for the null pixmap; `IO`).
+ *
+ * The save is atomic: the image is encoded in memory, written to a new temporary file in the
+ * same directory, flushed to disk and renamed over `path`. Readers see the old file or the
+ * new one, never a part; a failed save leaves an existing file as it was and no temporary
+ * file behind. A replaced file keeps its permission bits; a symbolic link at `path` is
+ * replaced, not followed.
  */
 bool pixcache_pixmap_save(const struct PixcachePixmap *pm, const char *path);
 

@@ -194,4 +194,6 @@ c_tests! {
     c_pressure => "test_pressure.c",
     c_extras => "test_extras.c",
     c_abi_v1 => "test_abi_v1.c",
+    c_encode => "test_encode.c",
+    c_animation => "test_animation.c",
 }

@@ -18,8 +18,10 @@
 //! - a release callback may be called once, from any thread, and does not unwind.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod animation;
 pub mod boundary;
 pub mod cache;
+pub mod encode;
 pub mod error;
 pub mod key;
 /// cbindgen:ignore

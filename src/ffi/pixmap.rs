@@ -420,12 +420,18 @@ pub extern "C" fn pixcache_set_decode_limits(
     })
 }
 
-/// Encodes a raster pixmap to the file at `path`, in the format its extension names: `.png`
-/// (straight RGBA), `.jpg`/`.jpeg` or `.bmp` (RGB, composited over black). Returns false with the
-/// last error set on failure (`UNSUPPORTED` extension or foreign pixmap, or a pixmap the format
-/// cannot hold, such as a JPEG over 65,535 pixels wide; `INVALID_ARGUMENT` for the null pixmap;
-/// `IO`). The image is encoded in memory first: a failed save leaves no file behind (an
-/// encoding failure leaves an existing file as it was).
+/// Encodes a raster pixmap to the file at `path`, in the format its extension names
+/// (case-insensitive): `.png` or `.webp` (lossless; grey, RGB or straight RGBA), `.jpg`/`.jpeg`
+/// (quality 90, RGB composited over black, or grey) or `.bmp` (RGB, composited over black); see
+/// `pixcache_pixmap_encode`. Returns false with the last error set on failure (`UNSUPPORTED`
+/// extension or foreign pixmap, or a pixmap the format cannot hold, such as a JPEG over 65,535
+/// pixels wide; `INVALID_ARGUMENT` for the null pixmap; `IO`).
+///
+/// The save is atomic: the image is encoded in memory, written to a new temporary file in the
+/// same directory, flushed to disk and renamed over `path`. Readers see the old file or the
+/// new one, never a part; a failed save leaves an existing file as it was and no temporary
+/// file behind. A replaced file keeps its permission bits; a symbolic link at `path` is
+/// replaced, not followed.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_pixmap_save(
     pm: *const PixcachePixmap,
@@ -436,7 +442,7 @@ pub unsafe extern "C" fn pixcache_pixmap_save(
         let pm = unsafe { pixmap(pm, "pm") }?;
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
         let path = unsafe { try_path(path, "path") }?;
-        decode::save(pm, path)?;
+        crate::images::encode::save(pm, path)?;
         Ok(true)
     })
 }

@@ -3,10 +3,16 @@
 //! limits, and encoding out).
 
 /// cbindgen:ignore
+pub mod animation;
+/// cbindgen:ignore
 pub mod convert;
 /// cbindgen:ignore
 pub mod decode;
 /// cbindgen:ignore
+pub mod encode;
+/// cbindgen:ignore
 pub mod file_key;
 /// cbindgen:ignore
 pub mod format;
+/// cbindgen:ignore
+pub mod thumbnail;
