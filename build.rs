@@ -56,7 +56,7 @@ fn main() {
          \n/**\n * pixcache_stats(cache): the statistics of a cache, as pixcache_stats_v2. PixcacheStats grew\n\
           \x20* in 0.2; the library still exports 0.1's pixcache_stats, returning 0.1's shorter struct, for\n\
           \x20* programs built against 0.1's header.\n */\n\
-         #define pixcache_stats pixcache_stats_v2\n",
+         #define pixcache_stats(cache) pixcache_stats_v2(cache)\n",
         major * 10000 + minor * 100 + patch
     ));
     let generated = out_dir.join("pixcache.h");

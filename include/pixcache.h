@@ -64,7 +64,7 @@
  * in 0.2; the library still exports 0.1's pixcache_stats, returning 0.1's shorter struct, for
  * programs built against 0.1's header.
  */
-#define pixcache_stats pixcache_stats_v2
+#define pixcache_stats(cache) pixcache_stats_v2(cache)
 
 
 /**
@@ -1305,15 +1305,21 @@ size_t pixcache_live_pixmaps(void);
  * file and the OS error; other failures are `PIXCACHE_RESULT_IO`.
  *
  * Any other `source` is a line source, for tests or for hosts that learn of pressure their own
- * way: a FIFO (or a regular file, followed like `tail -f`, checked every 100 ms) of which each
+ * way: a FIFO (or a regular file, followed like `tail -f`, checked every 100 ms: appended lines
+ * are read, and a file rewritten shorter is read again from its start) of which each
  * line is one level word: `moderate` (keep 1/2 of the current total), `low` (keep 1/4),
  * `critical` (keep 1/8) or `complete` (keep nothing). ASCII case and surrounding blanks are
  * ignored and empty lines skipped; other lines trim nothing. Writers of a FIFO may come and go.
- * A source that cannot be opened fails with `PIXCACHE_RESULT_IO` naming it.
+ * A source that cannot be opened fails with `PIXCACHE_RESULT_IO` naming it; one that is neither
+ * a FIFO nor a regular file (a device such as `/dev/zero`) with
+ * `PIXCACHE_RESULT_INVALID_ARGUMENT`.
  *
  * The trims run on the watcher's thread, as do the release callbacks of the foreign pixmaps
- * they evict. The watcher holds a reference to `cache`: `pixcache_cache_free` while it runs is
- * safe (the cache is emptied then, and really dropped when the watcher is stopped); the global
+ * they evict and the cache's removal callback (`pixcache_set_removal_callback`): keep the
+ * callback's `user_data` valid until the watcher is stopped. The watcher holds a reference to
+ * `cache`: `pixcache_cache_free` while it runs is safe (the cache is emptied then, the removal
+ * callback is removed, and the cache is really dropped when the watcher is stopped; a trim
+ * already under way may still call the old callback until then); the global
  * cache (`pixcache_global()`) is never dropped. Several watchers may watch one cache. A
  * watcher whose source fails stops trimming by itself (`pixcache_pressure_watch_trims` then
  * reports why). In the child of a `fork` the watcher's thread does not exist: nothing is
@@ -1348,7 +1354,9 @@ size_t pixcache_pressure_watch_trims(const struct PixcachePressureWatch *watch);
  * for the pixmap of a failed insert (it never was an entry), nor when the cache is freed.
  *
  * `user_data` must stay usable for as long as the callback is set, and a little longer: a call
- * already under way on another thread when this returns still gets the old pointer. Returns
+ * already under way on another thread when this returns still gets the old pointer (with a
+ * memory-pressure watcher on the cache, that thread is the watcher's: keep `user_data` until
+ * `pixcache_pressure_watch_stop` has returned). Returns
  * false (with the last error) only for a NULL `cache`.
  */
 bool pixcache_set_removal_callback(struct PixcacheCache *cache,

@@ -274,10 +274,7 @@ impl State {
 
     /// Takes the entry under `key` out of the cache (or the live set) and returns its pixmap.
     fn take(&mut self, hash: u64, key: KeyRef<'_>, out: &mut Outgoing) -> Option<Pixmap> {
-        let live = self
-            .live_mut()
-            .and_then(|l| l.take(hash, key))
-            .map(|e| e.pixmap);
+        let live = self.take_live(hash, key, out);
         match self.lru.remove(hash, key) {
             Some((key, pm, cost)) => {
                 if let Some(stale) = live {
@@ -290,18 +287,29 @@ impl State {
         }
     }
 
-    /// Forgets a live image under `key`, if live images are on; true if there was one.
+    /// Forgets a live image under `key`, if live images are on; true if there was one still
+    /// held (findable).
     #[inline]
     fn forget_live(&mut self, hash: u64, key: KeyRef<'_>, out: &mut Outgoing) -> bool {
-        let Some(live) = self.live_mut() else {
-            return false;
-        };
-        match live.take(hash, key) {
-            Some(stale) => {
-                out.push(stale.pixmap);
+        match self.take_live(hash, key, out) {
+            Some(pm) => {
+                out.push(pm);
                 true
             }
             None => false,
+        }
+    }
+
+    /// Takes the live image under `key` out of the live set: its pixmap if someone still holds
+    /// it (it was findable), else `None` (an entry nobody holds is let go of, unfound).
+    #[inline]
+    fn take_live(&mut self, hash: u64, key: KeyRef<'_>, out: &mut Outgoing) -> Option<Pixmap> {
+        let entry = self.live_mut()?.take(hash, key)?;
+        if held_elsewhere(&entry.pixmap) {
+            Some(entry.pixmap)
+        } else {
+            out.push(entry.pixmap);
+            None
         }
     }
 
@@ -988,9 +996,17 @@ impl Cache {
         // nothing `out` held is let go of (running a release callback) under that lock.
         let mut found = Pixmap::null();
         let role = self.flights.join(key, || {
-            self.find_into_counted(KeyRef::Name(key.as_bytes()), &mut found, false)
-                .hit()
-                .is_none()
+            // A peek: it lets go of nothing under the flights table's lock (a find may, with
+            // live images on: it prunes them and puts one back, dropping pixmaps and reporting
+            // removals, whose callbacks may use flights). Not counted, as a re-check is no
+            // lookup of the caller's; a hit is what another thread just inserted, as recent.
+            match self.peek_with(KeyRef::Name(key.as_bytes()), Pixmap::clone) {
+                Some(pm) => {
+                    found = pm;
+                    false
+                }
+                None => true,
+            }
         });
         // Whatever `out` held is dropped after it holds the new pixmap (a release callback may
         // read the caller's handle), and outside every lock.
@@ -1088,14 +1104,22 @@ impl Cache {
             } else {
                 s.lru.remove(id_hash(old), KeyRef::Id(old.to_raw()))
             };
-            let Some((old_key, previous, old_cost)) = previous else {
-                // Dropped after unlocking, like everything the cache lets go of: it may be the
-                // last share of a foreign pixmap, whose release may call the cache.
-                out.push(pm);
-                return Err(invalid_key_error(old));
-            };
-            s.stats.removals[Reason::Replaced as usize] += 1;
-            out.depart(old_key, id_hash(old), previous, old_cost, Reason::Replaced);
+            match previous {
+                Some((old_key, previous, old_cost)) => {
+                    s.stats.removals[Reason::Replaced as usize] += 1;
+                    out.depart(old_key, id_hash(old), previous, old_cost, Reason::Replaced);
+                }
+                // A live image (evicted, still held: its key is valid) is replaced too; its
+                // removal was reported when it was evicted.
+                None if !old.is_invalid()
+                    && s.forget_live(id_hash(old), KeyRef::Id(old.to_raw()), out) => {}
+                None => {
+                    // Dropped after unlocking, like everything the cache lets go of: it may be
+                    // the last share of a foreign pixmap, whose release may call the cache.
+                    out.push(pm);
+                    return Err(invalid_key_error(old));
+                }
+            }
             let new_key = s.keys.fresh();
             let cost = pm.cost_kb();
             s.insert(

@@ -449,7 +449,8 @@ impl<V> Lru<V> {
             !self.contains(hash, key.as_key_ref()),
             "insert of a present key"
         );
-        if cost > self.limit {
+        // A limit of 0 or less holds nothing, not even an entry costing 0 (explicit costs).
+        if cost > self.limit || self.limit <= 0 {
             return Err(Refused {
                 value,
                 reason: RefuseReason::TooCostly,
@@ -558,7 +559,8 @@ impl<V> Lru<V> {
     /// `len <= max_len`. Returns how many went.
     fn trim_to(&mut self, target: i64, max_len: usize, evicted: &mut impl Sink<V>) -> usize {
         let mut count = 0;
-        while self.total > target || self.len > max_len {
+        // A target of 0 or less leaves nothing, also entries that cost 0 (explicit costs).
+        while self.total > target || self.len > max_len || (target <= 0 && self.len > 0) {
             let slot = list_of(&mut self.list).tail;
             if slot == NIL {
                 break;
@@ -660,6 +662,10 @@ impl<V> Lru<V> {
         let total: i64 = self.slots.iter().flatten().map(|n| n.cost).sum();
         assert_eq!(total, self.total, "total cost");
         assert!(self.total <= self.limit.max(0), "total within limit");
+        assert!(
+            self.limit > 0 || self.len == 0,
+            "a limit of 0 or less holds nothing"
+        );
         assert!(
             self.count_limit == 0 || self.len <= self.count_limit,
             "count within the count limit"

@@ -21,7 +21,10 @@
 //!   `complete` (ASCII case and surrounding blanks ignored; empty lines skipped). Other lines
 //!   trim nothing and are counted ([`Watcher::ignored`]). A FIFO is read as lines arrive (the
 //!   watcher keeps a write end of its own open, so writers may come and go); a regular file is
-//!   followed like `tail -f`, checked every [`FOLLOW_INTERVAL_MS`].
+//!   followed like `tail -f`, checked every [`FOLLOW_INTERVAL_MS`]: appended lines are read,
+//!   and a file rewritten shorter (truncated) is read again from its start. Anything else (a
+//!   device, a socket) is refused. A source that never runs dry is read 32 KiB per wake-up, so
+//!   a stop is still seen at once.
 //!
 //! The trims, and the release callbacks of the foreign pixmaps they evict, run on the watcher's
 //! thread. A watcher whose source fails (PSI's `POLLERR`: the file went away; a read error)
@@ -364,7 +367,18 @@ impl Events {
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
             .map_err(cannot)?;
-        let is_fifo = file.metadata().map_err(cannot)?.file_type().is_fifo();
+        let kind = file.metadata().map_err(cannot)?.file_type();
+        let is_fifo = kind.is_fifo();
+        if !is_fifo && !kind.is_file() {
+            // A device (`/dev/zero`), socket or directory never ends or never was lines.
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!(
+                    "memory-pressure source {}: neither a FIFO nor a regular file",
+                    path.display()
+                ),
+            ));
+        }
         let keep_open = if is_fifo {
             // Succeeds at once: the FIFO has a reader (ours).
             Some(
@@ -464,15 +478,28 @@ impl Events {
         let Events::Lines {
             path,
             file,
+            keep_open,
             line,
             overlong,
-            ..
         } = self
         else {
             return Ok(());
         };
+        if keep_open.is_none() {
+            // A followed file rewritten shorter (`echo low > file`): read it from the start.
+            use std::io::{Seek, SeekFrom};
+            let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+            if file.stream_position().is_ok_and(|at| len < at)
+                && file.seek(SeekFrom::Start(0)).is_ok()
+            {
+                line.clear();
+                *overlong = false;
+            }
+        }
         let mut buf = [0u8; 512];
-        loop {
+        // At most this much per wake-up, so that a source that never runs dry (a writer in a
+        // loop) cannot keep the thread from seeing a stop: the poll loop comes back at once.
+        for _ in 0..READ_CHUNKS_PER_WAKE {
             let n = match file.read(&mut buf) {
                 Ok(0) => return Ok(()),
                 Ok(n) => n,
@@ -510,8 +537,12 @@ impl Events {
                 *overlong = false;
             }
         }
+        Ok(())
     }
 }
+
+/// How many 512-byte reads a line source gets per wake-up of the watcher (32 KiB).
+const READ_CHUNKS_PER_WAKE: usize = 64;
 
 fn trim(cache: &Cache, level: TrimLevel, shared: &Shared) {
     cache.trim(level);
@@ -696,6 +727,62 @@ mod tests {
         assert!(eventually(|| watcher.trims() == 2));
         assert_eq!(cache.total_used(), 0);
         drop(watcher);
+    }
+
+    /// A followed file is read as `tail -f` reads it: appended lines, and, once it was rewritten
+    /// shorter (truncated), again from its start.
+    #[test]
+    fn a_truncated_file_is_read_again() {
+        let dir = TempDir::new("rewrite");
+        let path = dir.0.join("levels");
+        std::fs::write(&path, "low\nlow\n").unwrap();
+        let cache = filled(64);
+        let watcher =
+            Watcher::start(Arc::clone(&cache), &PressureSource::Lines(path.clone())).unwrap();
+        assert!(eventually(|| watcher.trims() == 2));
+        std::fs::write(&path, "low\n").unwrap(); // shorter: `echo low > file`
+        assert!(eventually(|| watcher.trims() == 3));
+        let mut f = OpenOptions::new().append(true).open(&path).unwrap();
+        f.write_all(b"low\n").unwrap(); // `echo low >> file`
+        assert!(eventually(|| watcher.trims() == 4));
+        std::thread::sleep(Duration::from_millis(3 * FOLLOW_INTERVAL_MS as u64));
+        assert_eq!(watcher.trims(), 4, "nothing read twice");
+        drop(watcher);
+    }
+
+    /// Neither a device that never ends nor a writer that never stops keeps stop waiting.
+    #[test]
+    fn endless_sources_neither_start_nor_keep_stop_waiting() {
+        let Err(e) = Watcher::start(filled(1), &PressureSource::Lines("/dev/zero".into())) else {
+            panic!("/dev/zero was accepted as a source");
+        };
+        assert_eq!(e.kind(), ErrorKind::InvalidArgument);
+        assert!(
+            e.message().contains("neither a FIFO nor a regular file"),
+            "{e}"
+        );
+        let dir = TempDir::new("flood");
+        let path = dir.fifo();
+        let watcher = Watcher::start(filled(4), &PressureSource::Lines(path.clone())).unwrap();
+        let writing = Arc::new(AtomicBool::new(true));
+        let writer = {
+            let (path, writing) = (path.clone(), Arc::clone(&writing));
+            std::thread::spawn(move || {
+                let mut f = OpenOptions::new().write(true).open(&path).unwrap();
+                while writing.load(Ordering::Relaxed) {
+                    if f.write_all(b"nonsense\n").is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        assert!(eventually(|| watcher.ignored() > 10_000));
+        let started = Instant::now();
+        assert_eq!(watcher.stop(), None);
+        let took = started.elapsed();
+        writing.store(false, Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(took < Duration::from_secs(1), "stop took {took:?}");
     }
 
     #[test]

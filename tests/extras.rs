@@ -325,3 +325,95 @@ fn stats_reset_keeps_sizes_and_restarts_counters() {
     c.reset_stats();
     assert_eq!(c.stats().hits, 0);
 }
+
+/// Entries that cost 0 (explicit costs) still go when a trim or limit leaves nothing, and a
+/// limit of 0 or less holds none of them.
+#[test]
+fn zero_cost_entries_go_with_complete_trims() {
+    let c = Cache::new(100);
+    c.insert_with_cost("a", pm(1, 1), 0).unwrap();
+    c.insert_with_cost("b", pm(1, 1), 0).unwrap();
+    assert_eq!(c.trim(TrimLevel::Complete), 2);
+    c.insert_with_cost("a", pm(1, 1), 0).unwrap();
+    assert_eq!(c.trim_to(-5), 1);
+    c.insert_with_cost("a", pm(1, 1), 0).unwrap();
+    c.set_limit(0);
+    assert_eq!(c.stats().entries, 0);
+    assert_eq!(
+        c.insert_with_cost("z", pm(1, 1), 0).unwrap_err().kind(),
+        ErrorKind::Refused
+    );
+    let empty = Cache::new(0);
+    assert!(empty.insert_with_cost("z", pm(1, 1), 0).is_err());
+    assert_eq!(empty.stats().entries, 0);
+}
+
+/// A live image nobody holds any more is not found, taken or removed; a replace through the
+/// (still valid) key of a held one works.
+#[test]
+fn live_images_follow_their_holders() {
+    let c = Cache::new(16);
+    c.set_live_images(true);
+    let held = p16();
+    c.insert("a", &held).unwrap();
+    c.insert("b", p16()).unwrap(); // "a" goes live
+    assert!(c.contains("a"));
+    drop(held);
+    assert!(!c.contains("a"));
+    assert!(c.take("a").is_none(), "unheld: not taken");
+    assert!(!c.remove("a"), "unheld: not removed");
+
+    let k_pm = p16();
+    let mut k = c.insert_key(&k_pm).unwrap();
+    c.insert("c", p16()).unwrap(); // the key's entry goes live
+    assert!(c.key_is_valid(k));
+    let new_pm = pm(2, 2);
+    c.replace(&mut k, &new_pm).unwrap();
+    assert!(c.peek_key(k).unwrap().shares_pixels_with(&new_pm));
+    assert_eq!(c.stats().live_entries, 0, "the live image was replaced");
+}
+
+/// A find_or_insert_with re-check, with live images to prune, lets nothing go under the
+/// flights table's lock: a release that a prune runs may call find_or_insert_with. (Live "a"
+/// and "b"; the caller lets go of "a"; the call's first find prunes "a", whose release lets go
+/// of the last handle of "b"; the re-check must not be what prunes "b".)
+#[test]
+fn flights_recheck_releases_nothing_under_its_lock() {
+    let c = Arc::new(Cache::new(16));
+    c.set_live_images(true);
+    let weak = Arc::downgrade(&c);
+    let nested = Arc::new(Mutex::new(Vec::new()));
+    let log = Arc::clone(&nested);
+    let release_b: Box<dyn FnOnce() + Send + Sync> = Box::new(move || {
+        let c = weak.upgrade().unwrap();
+        let mut out = Pixmap::null();
+        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            c.find_or_insert_with("from-release", &mut out, || Ok(pm(1, 1)))
+                .map(|_| ())
+                .map_err(|e| e.kind())
+        }));
+        log.lock()
+            .unwrap()
+            .push(got.unwrap_or(Err(ErrorKind::Reentrant)));
+    });
+    let b = Pixmap::foreign(64, 64, 32, 2, Some(release_b)).unwrap();
+    let b_handle = Arc::new(Mutex::new(Some(b.clone())));
+    let b_for_a = Arc::clone(&b_handle);
+    let release_a: Box<dyn FnOnce() + Send + Sync> = Box::new(move || {
+        b_for_a.lock().unwrap().take();
+    });
+    let a = Pixmap::foreign(64, 64, 32, 1, Some(release_a)).unwrap();
+    c.insert("a", &a).unwrap();
+    c.insert("b", &b).unwrap();
+    drop(b); // held through `b_handle` only
+    c.insert("x", p16()).unwrap(); // "a" and "b" go live
+    assert_eq!(c.stats().live_entries, 2);
+    drop(a);
+    let mut out = Pixmap::null();
+    c.find_or_insert_with("zzz", &mut out, || Ok(pm(1, 1)))
+        .unwrap();
+    drop(out);
+    c.insert("y", p16()).unwrap(); // prunes, if nothing did yet
+    assert!(b_handle.lock().unwrap().is_none(), "a's release ran");
+    assert_eq!(*nested.lock().unwrap(), vec![Ok(())]);
+}

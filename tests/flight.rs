@@ -269,8 +269,9 @@ mod c_api {
     use std::time::Duration;
 
     use pixcache::ffi::cache::{
-        pixcache_cache_free, pixcache_cache_new, pixcache_find, pixcache_find_or_insert_with,
-        pixcache_find_or_load, pixcache_stats_v2 as pixcache_stats, PixcacheCache,
+        pixcache_cache_free, pixcache_cache_new, pixcache_file_key, pixcache_find,
+        pixcache_find_or_insert_with, pixcache_find_or_load, pixcache_stats_v2 as pixcache_stats,
+        PixcacheCache,
     };
     use pixcache::ffi::error::{
         pixcache_last_error, pixcache_last_result, pixcache_result_str, pixcache_set_error,
@@ -326,6 +327,8 @@ mod c_api {
     struct Producing {
         cache: usize, // *mut PixcacheCache, for the waiter's thread
         path: CString,
+        /// The flight's key: the file's (`pixcache_file_key`, what find_or_load joins).
+        key: CString,
         by_load: bool,
         waiter: Option<JoinHandle<(Outcome, bool)>>,
         loader: Option<Outcome>,
@@ -345,7 +348,7 @@ mod c_api {
         let cache = p.cache as *mut PixcacheCache;
         // SAFETY: a live cache.
         let misses = unsafe { pixcache_stats(cache) }.misses;
-        let (path, by_load, cache_addr) = (p.path.clone(), p.by_load, p.cache);
+        let (path, key, by_load, cache_addr) = (p.path.clone(), p.key.clone(), p.by_load, p.cache);
         p.waiter = Some(thread::spawn(move || {
             own_error();
             let cache = cache_addr as *mut PixcacheCache;
@@ -357,7 +360,7 @@ mod c_api {
                 } else {
                     pixcache_find_or_insert_with(
                         cache,
-                        path.as_ptr(),
+                        key.as_ptr(),
                         Some(late),
                         (&raw mut produced).cast(),
                         ptr::null_mut(),
@@ -383,11 +386,24 @@ mod c_api {
     /// Runs `load_and_fail` for `path` with one waiter until the waiter did wait (timing only);
     /// returns the caller's, the waiter's and the loader's outcomes.
     fn io_flight(path: &CString, by_load: bool) -> (Outcome, Outcome, Outcome) {
+        // find_or_load's flights are keyed by the file's identity (a file that exists).
+        let mut buf = vec![0u8; 4096];
+        // SAFETY: a C string and a buffer of `buf.len()` bytes.
+        let n = unsafe { pixcache_file_key(path.as_ptr(), 0, buf.as_mut_ptr().cast(), buf.len()) };
+        assert!(n < buf.len(), "the file's key");
+        buf.truncate(n);
+        // No file, no identity: the flight is under the path (find_or_load is not used then).
+        let key = if n == 0 {
+            path.clone()
+        } else {
+            CString::new(buf).unwrap()
+        };
         for round in 0..5 {
             let cache = Cache::new();
             let mut p = Producing {
                 cache: cache.0 as usize,
                 path: path.clone(),
+                key: key.clone(),
                 by_load,
                 waiter: None,
                 loader: None,
@@ -397,7 +413,7 @@ mod c_api {
             let ok = unsafe {
                 pixcache_find_or_insert_with(
                     cache.0,
-                    path.as_ptr(),
+                    key.as_ptr(),
                     Some(load_and_fail),
                     (&raw mut p).cast(),
                     ptr::null_mut(),
@@ -406,7 +422,7 @@ mod c_api {
             let caller = outcome(ok);
             let (waiter, produced) = p.waiter.take().unwrap().join().unwrap();
             // SAFETY: a live cache and C string.
-            assert!(!unsafe { pixcache_find(cache.0, path.as_ptr(), ptr::null_mut()) });
+            assert!(!unsafe { pixcache_find(cache.0, key.as_ptr(), ptr::null_mut()) });
             // A find_or_load that came late loads the file itself: the loader's bare message.
             if !produced && waiter.message == caller.message {
                 return (caller, waiter, p.loader.unwrap());
@@ -429,12 +445,14 @@ mod c_api {
         let missing = dir.join("missing.png");
         let garbage = dir.join("garbage.png");
         std::fs::write(&garbage, b"not an image, whatever the name says\n").unwrap();
-        for (path, code) in [
-            (&missing, PixcacheResult::Io),
-            (&garbage, PixcacheResult::Decode),
+        // A missing file has no identity: find_or_load fails before any flight (IO, checked in
+        // find_or_load_keeps_io_and_decode); a producer of the caller's fails with the loader's IO.
+        for (path, code, loads) in [
+            (&missing, PixcacheResult::Io, &[false][..]),
+            (&garbage, PixcacheResult::Decode, &[false, true][..]),
         ] {
             let path = CString::new(path.to_str().unwrap()).unwrap();
-            for by_load in [false, true] {
+            for &by_load in loads {
                 let (caller, waiter, loader) = io_flight(&path, by_load);
                 assert_eq!(loader.code, code);
                 assert_eq!(caller.code, code, "{caller:?}; the loader: {loader:?}");

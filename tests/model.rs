@@ -248,7 +248,8 @@ impl Model {
     /// and there are at most `max_len` entries.
     fn trim(&mut self, target: i64, max_len: usize, reason: Reason) -> usize {
         let mut n = 0;
-        while self.total() > target || self.entries.len() > max_len {
+        // A target of 0 or less leaves nothing, also entries that cost 0 (explicit costs).
+        while self.total() > target || self.entries.len() > max_len || target <= 0 {
             let Some(e) = self.entries.pop() else { break };
             self.depart(e, reason);
             n += 1;
@@ -284,7 +285,8 @@ impl Model {
     /// the limit, else evicts until `total + cost <= limit` and (with a count limit `n`) at most
     /// `n - 1` entries are left, and puts the entry first.
     fn put(&mut self, key: MKey, cost: i64, pm: u64) -> bool {
-        if cost > i64::from(self.limit) {
+        // A limit of 0 or less holds nothing, not even an entry costing 0.
+        if cost > i64::from(self.limit) || self.limit <= 0 {
             self.refused += 1;
             return false;
         }

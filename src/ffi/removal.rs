@@ -124,7 +124,9 @@ pub(crate) fn reason_code(reason: Reason) -> PixcacheRemovalReason {
 /// for the pixmap of a failed insert (it never was an entry), nor when the cache is freed.
 ///
 /// `user_data` must stay usable for as long as the callback is set, and a little longer: a call
-/// already under way on another thread when this returns still gets the old pointer. Returns
+/// already under way on another thread when this returns still gets the old pointer (with a
+/// memory-pressure watcher on the cache, that thread is the watcher's: keep `user_data` until
+/// `pixcache_pressure_watch_stop` has returned). Returns
 /// false (with the last error) only for a NULL `cache`.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_set_removal_callback(
