@@ -21,6 +21,7 @@
 pub mod boundary;
 pub mod cache;
 pub mod error;
+pub mod image;
 pub mod key;
 /// cbindgen:ignore
 pub mod legacy;
