@@ -309,6 +309,79 @@ typedef bool (*PixcacheProduceFn)(void *user_data, struct PixcachePixmap *pixmap
 typedef uint32_t PixcacheImageFormat;
 
 /**
+ * How `pixcache_pixmap_load_with` and `pixcache_pixmap_load_from_memory_with` decode. Start
+ * from `pixcache_load_options_default()` (which sets `size`) and change what you need.
+ */
+typedef struct PixcacheLoadOptions {
+  /**
+   * `sizeof(PixcacheLoadOptions)` as the caller's header declares it, set by
+   * `pixcache_load_options_default()`: a later pixcache whose struct has grown still reads a
+   * caller's older, shorter one. Any other value is `PIXCACHE_RESULT_INVALID_ARGUMENT`.
+   */
+  size_t size;
+  /**
+   * `PIXCACHE_FORMAT_INVALID`: the image's natural format (as `pixcache_pixmap_load`);
+   * otherwise the raster format to convert to (as `pixcache_pixmap_load_as`).
+   */
+  PixcacheFormat format;
+  /**
+   * Turn the image as its EXIF orientation says (JPEG, PNG, WebP), as browsers show it.
+   * `pixcache_pixmap_load*` and `pixcache_find_or_load*` always do.
+   */
+  bool apply_orientation;
+  /**
+   * Largest width and height accepted, as stored in the file (before orientation), for this
+   * call only; 0: the process-wide limit in force.
+   */
+  uint32_t max_width;
+  /**
+   * See `max_width`.
+   */
+  uint32_t max_height;
+  /**
+   * Largest allocation decoding may make, in bytes, for this call only; 0: the process-wide
+   * limit in force.
+   */
+  uint64_t max_alloc;
+} PixcacheLoadOptions;
+
+/**
+ * What `pixcache_image_info` reads from an image's header.
+ */
+typedef struct PixcacheImageInfo {
+  /**
+   * Width as `pixcache_pixmap_load` gives the image: after its EXIF orientation (orientations
+   * 5 to 8 swap width and height).
+   */
+  uint32_t width;
+  /**
+   * Height after the EXIF orientation.
+   */
+  uint32_t height;
+  /**
+   * Width as stored in the file, before orientation (what the decoding limits apply to).
+   */
+  uint32_t stored_width;
+  /**
+   * Height as stored in the file.
+   */
+  uint32_t stored_height;
+  /**
+   * A `PIXCACHE_IMAGE_*` code.
+   */
+  PixcacheImageFormat format;
+  /**
+   * The EXIF orientation, 1 to 8 (1: upright, or no EXIF orientation).
+   */
+  uint32_t orientation;
+  /**
+   * 1 if the decoded image has an alpha channel (loading then gives RGBA8888: always so for
+   * GIF), 0 if not, -1 if the header does not say (read from a header no decoder takes).
+   */
+  int32_t has_alpha;
+} PixcacheImageInfo;
+
+/**
  * Why an entry left a cache (`PixcacheRemoval::reason`, and the index into
  * `PixcacheStats::removals`).
  */
@@ -376,6 +449,11 @@ typedef void (*PixcacheRemovalFn)(void *user_data, const struct PixcacheRemoval 
 #define PIXCACHE_TRIM_COMPLETE 4
 
 /**
+ * Not a file format: what a failed `pixcache_image_info` leaves in its `out`.
+ */
+#define PIXCACHE_IMAGE_UNKNOWN 0
+
+/**
  * PNG: lossless; grey, RGB and RGBA pixmaps keep their channels.
  */
 #define PIXCACHE_IMAGE_PNG 1
@@ -401,7 +479,8 @@ typedef void (*PixcacheRemovalFn)(void *user_data, const struct PixcacheRemoval 
 #define PIXCACHE_IMAGE_WEBP 5
 
 /**
- * ICO: decoded, not encoded.
+ * ICO: decoded, not encoded (`pixcache_image_info` reports the sizes of the entry loading
+ * picks: most bits per pixel, then largest).
  */
 #define PIXCACHE_IMAGE_ICO 6
 
@@ -1079,6 +1158,55 @@ void pixcache_set_error(int code, const char *message);
  * safe to pass). Unknown codes give `"unknown result code"`. Never NULL; never freed.
  */
 const char *pixcache_result_str(int code);
+
+/**
+ * The options `pixcache_pixmap_load` uses now: the natural format, the orientation applied, and
+ * the process-wide decoding limits in force (`pixcache_set_decode_limits`), copied: later
+ * changes to the process-wide limits do not change the struct.
+ */
+struct PixcacheLoadOptions pixcache_load_options_default(void);
+
+/**
+ * Reads the process-wide decoding limits in force (`pixcache_set_decode_limits`): largest
+ * width, largest height, largest allocation in bytes. Any pointer may be NULL (that value is
+ * not written).
+ */
+void pixcache_decode_limits(uint32_t *max_width, uint32_t *max_height, uint64_t *max_alloc);
+
+/**
+ * `pixcache_pixmap_load` as `options` say (NULL: `pixcache_load_options_default()`): the
+ * format to convert to, whether to apply the EXIF orientation, and the decoding limits for
+ * this call. NULL with the last error set on failure: `NULL_ARGUMENT` (`path`),
+ * `INVALID_ARGUMENT` (an unknown `options->format`), `IO`, `DECODE`, `TOO_LARGE` (over the
+ * limits, checked against the file's header before decoding, with the size in the message).
+ */
+struct PixcachePixmap *pixcache_pixmap_load_with(const char *path,
+                                                 const struct PixcacheLoadOptions *options);
+
+/**
+ * `pixcache_pixmap_load_from_memory` (`len` bytes at `data`, which must not be NULL) as
+ * `options` say (NULL: the defaults); see `pixcache_pixmap_load_with`.
+ */
+struct PixcachePixmap *pixcache_pixmap_load_from_memory_with(const uint8_t *data,
+                                                             size_t len,
+                                                             const struct PixcacheLoadOptions *options);
+
+/**
+ * Reads the header of the image file at `path` into `*out` without decoding a pixel (at most
+ * its first megabyte is read): the size after and before its EXIF orientation, the format,
+ * whether it has alpha, the orientation. The decoding limits do not apply: an image too large
+ * to load reports its size, and so does a file cut short after its header. True on success;
+ * false with the last error set (`NULL_ARGUMENT`, `IO`, `DECODE`) and `*out` zeroed (format
+ * `PIXCACHE_IMAGE_UNKNOWN`, has_alpha -1) otherwise (`out` NULL: nothing written).
+ */
+bool pixcache_image_info(const char *path, struct PixcacheImageInfo *out);
+
+/**
+ * `pixcache_image_info` for `len` bytes at `data` (which must not be NULL).
+ */
+bool pixcache_image_info_from_memory(const uint8_t *data,
+                                     size_t len,
+                                     struct PixcacheImageInfo *out);
 
 /**
  * True when `a` and `b` are the same key (`QPixmapCache::Key::operator==`): two invalid

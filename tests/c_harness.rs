@@ -196,4 +196,5 @@ c_tests! {
     c_abi_v1 => "test_abi_v1.c",
     c_encode => "test_encode.c",
     c_animation => "test_animation.c",
+    c_image_info => "test_image_info.c",
 }

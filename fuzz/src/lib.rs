@@ -3,7 +3,8 @@
 //! - [`pixcache_fuzz_ops`]: a random sequence of cache operations on a small cache, checked
 //!   against a simple model (a most-recent-first list with Qt's rules) after every step;
 //! - [`pixcache_fuzz_decode`]: arbitrary bytes into the image decoders, the format converter,
-//!   and the `_as` variants;
+//!   the `_as` variants, the loads with options of their own (`_with`) and the header-only
+//!   `pixcache_image_info_from_memory`;
 //! - [`pixcache_fuzz_keys`]: forged, stale and cross-cache keys mixed with real ones.
 //!
 //! Any disagreement with the model, any caught panic (`PIXCACHE_RESULT_PANIC`: a pixcache bug)
@@ -17,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use pixcache::ffi::cache::*;
 use pixcache::ffi::error::{pixcache_last_result, PixcacheResult};
+use pixcache::ffi::image::*;
 use pixcache::ffi::key::{pixcache_key_equal, PixcacheKey};
 use pixcache::ffi::pixmap::*;
 
@@ -301,7 +303,7 @@ pub unsafe extern "C" fn pixcache_fuzz_ops(data: *const u8, len: usize) -> i32 {
                 "total"
             );
             assert_eq!(
-                pixcache_stats(cache).entries,
+                pixcache_stats_v2(cache).entries,
                 model.entries.len(),
                 "entries"
             );
@@ -355,6 +357,68 @@ pub unsafe extern "C" fn pixcache_fuzz_decode(data: *const u8, len: usize) -> i3
         let pm = pixcache_pixmap_load_from_memory_as(data, len, format);
         no_panic();
         pixcache_pixmap_free(pm);
+
+        // The header alone: whatever it says is well formed, and agrees with a full load.
+        let mut info = PixcacheImageInfo {
+            width: 0,
+            height: 0,
+            stored_width: 0,
+            stored_height: 0,
+            format: 0,
+            orientation: 0,
+            has_alpha: 0,
+        };
+        let has_info = pixcache_image_info_from_memory(data, len, &mut info);
+        no_panic();
+        if has_info {
+            assert!((1..=6).contains(&info.format), "{info:?}");
+            assert!((1..=8).contains(&info.orientation), "{info:?}");
+            assert!((-1..=1).contains(&info.has_alpha), "{info:?}");
+            let turned = info.orientation >= 5;
+            let stored = if turned {
+                (info.height, info.width)
+            } else {
+                (info.width, info.height)
+            };
+            assert_eq!(stored, (info.stored_width, info.stored_height), "{info:?}");
+        }
+        let pm = pixcache_pixmap_load_from_memory_with(data, len, ptr::null());
+        no_panic();
+        if !pm.is_null() {
+            assert!(has_info, "an image that loads has a header");
+            assert_eq!(
+                (pixcache_pixmap_width(pm), pixcache_pixmap_height(pm)),
+                (info.width, info.height),
+                "load and info agree on the size"
+            );
+            pixcache_pixmap_free(pm);
+        }
+
+        // Options of its own, from the input's last bytes: any format code, orientation on or
+        // off, small limits (bounded by the process-wide allocation limit set above).
+        let tail = |i: usize| if len > i { *data.add(len - 1 - i) } else { 0 };
+        let options = PixcacheLoadOptions {
+            size: std::mem::size_of::<PixcacheLoadOptions>(),
+            format: u32::from(tail(0)) % 10,
+            apply_orientation: tail(1) & 1 == 1,
+            max_width: u32::from(tail(2)) * 16,
+            max_height: u32::from(tail(3)) * 16,
+            max_alloc: u64::from(tail(4)) << 16,
+        };
+        let pm = pixcache_pixmap_load_from_memory_with(data, len, &options);
+        no_panic();
+        if !pm.is_null() {
+            let (w, h) = (pixcache_pixmap_width(pm), pixcache_pixmap_height(pm));
+            let max = |v: u32, limit: u32| if limit == 0 { v <= 4096 } else { v <= limit };
+            assert!(
+                (max(w, options.max_width) && max(h, options.max_height))
+                    || (options.apply_orientation
+                        && max(h, options.max_width)
+                        && max(w, options.max_height)),
+                "{w}x{h} under {options:?}"
+            );
+            pixcache_pixmap_free(pm);
+        }
     }
     0
 }

@@ -18,6 +18,8 @@ use crate::pixmap::Pixmap;
 /// safe to pass (an unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
 pub type PixcacheImageFormat = u32;
 
+/// Not a file format: what a failed `pixcache_image_info` leaves in its `out`.
+pub const PIXCACHE_IMAGE_UNKNOWN: PixcacheImageFormat = 0;
 /// PNG: lossless; grey, RGB and RGBA pixmaps keep their channels.
 pub const PIXCACHE_IMAGE_PNG: PixcacheImageFormat = 1;
 /// JPEG: lossy, no alpha (pixmaps with alpha are composited over black).
@@ -28,7 +30,8 @@ pub const PIXCACHE_IMAGE_GIF: PixcacheImageFormat = 3;
 pub const PIXCACHE_IMAGE_BMP: PixcacheImageFormat = 4;
 /// WebP: encoded lossless; grey, RGB and RGBA kept.
 pub const PIXCACHE_IMAGE_WEBP: PixcacheImageFormat = 5;
-/// ICO: decoded, not encoded.
+/// ICO: decoded, not encoded (`pixcache_image_info` reports the sizes of the entry loading
+/// picks: most bits per pixel, then largest).
 pub const PIXCACHE_IMAGE_ICO: PixcacheImageFormat = 6;
 
 fn file_format(code: PixcacheImageFormat) -> Result<FileFormat> {

@@ -1,7 +1,8 @@
 //! The C API. cbindgen turns this module into `include/pixcache.h`.
 //!
 //! One file per exported concept: [`boundary`] (panic catching, pointer helpers),
-//! [`error`] (result codes, last error), [`pixmap`], [`cache`], [`key`], [`version`],
+//! [`error`] (result codes, last error), [`pixmap`], [`image`] (loads with options, header
+//! queries), [`cache`], [`key`], [`version`],
 //! [`pressure`] (the opt-in memory-pressure watcher); and
 //! `vector_state` (the caller's dirty AVX state, cleared on entry).
 //! This layer only translates: it checks pointers and strings, calls the Rust core, and maps
@@ -23,6 +24,7 @@ pub mod boundary;
 pub mod cache;
 pub mod encode;
 pub mod error;
+pub mod image;
 pub mod key;
 /// cbindgen:ignore
 pub mod legacy;
