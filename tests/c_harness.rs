@@ -194,4 +194,5 @@ c_tests! {
     c_pressure => "test_pressure.c",
     c_extras => "test_extras.c",
     c_abi_v1 => "test_abi_v1.c",
+    c_formats => "test_formats.c",
 }
