@@ -569,7 +569,7 @@ static void test_invalid_utf8_on_global(void) {
 
 static void test_unknown_formats(void) {
     printf("/errors/pixmap/unknown_format\n");
-    const uint32_t formats[] = {0, PIXCACHE_FORMAT_FOREIGN, 6, 99, 0x80000000u, UINT32_MAX};
+    const uint32_t formats[] = {0, PIXCACHE_FORMAT_FOREIGN, 9, 99, 0x80000000u, UINT32_MAX};
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; ++i) {
         PixcachePixmap *n = pixcache_pixmap_new_null(); /* clears the last error */
         expect_ok();

@@ -46,8 +46,8 @@
  * - pixcache_set_decode_limits: width, height (each bound inclusive) and allocation limits give
  *   TOO_LARGE from pixcache_pixmap_load and pixcache_find_or_load; 0 restores the defaults;
  * - pixcache_pixmap_convert between every pair of the 4 raster formats, byte-exact on known
- *   pixels (premultiplying to nearest, unpremultiplying, compositing over black, qGray of the
- *   premultiplied colour, grey replicated, row padding), same format shares the pixels; bad
+ *   pixels (premultiplying as Qt, unpremultiplying, alpha dropped without alpha, qGray of the
+ *   straight colour, grey replicated, row padding), same format shares the pixels; bad
  *   format codes, NULL and foreign pixmaps fail; pixcache_pixmap_save: PNG is straight RGBA
  *   (a premultiplied pixmap saves unpremultiplied), BMP is RGB composited over black, JPEG loads
  *   back at the right size; ".tga" and foreign are UNSUPPORTED, the null pixmap is
@@ -1502,19 +1502,26 @@ static const uint8_t AS_STRAIGHT[5][6][4] = {
     [PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED] = {{255, 0, 0, 255}, {0, 255, 0, 128},
                                                 {0, 0, 0, 0}, {200, 100, 50, 255},
                                                 {255, 0, 0, 255}, {0, 255, 0, 128}},
-    /* composited over black, opaque */
-    [PIXCACHE_FORMAT_RGB888] = {{255, 0, 0, 255}, {0, 128, 0, 255}, {0, 0, 0, 255},
-                                {200, 100, 50, 255}, {255, 0, 0, 255}, {0, 128, 0, 255}},
-    /* qGray of the premultiplied colour: 255*11/32 = 87, 128*16/32 = 64, 0,
-     * (200*11 + 100*16 + 50*5)/32 = 126 */
-    [PIXCACHE_FORMAT_GRAY8] = {{87, 87, 87, 255}, {64, 64, 64, 255}, {0, 0, 0, 255},
-                               {126, 126, 126, 255}, {87, 87, 87, 255}, {64, 64, 64, 255}},
+    /* alpha dropped (not composited over black), as Qt's ARGB32 -> RGB32 */
+    [PIXCACHE_FORMAT_RGB888] = {{255, 0, 0, 255}, {0, 255, 0, 255}, {10, 20, 30, 255},
+                                {200, 100, 50, 255}, {255, 0, 0, 255}, {0, 255, 0, 255}},
+    /* qGray of the straight colour: 255*11/32 = 87, 255*16/32 = 127,
+     * (10*11 + 20*16 + 30*5)/32 = 18, (200*11 + 100*16 + 50*5)/32 = 126 */
+    [PIXCACHE_FORMAT_GRAY8] = {{87, 87, 87, 255}, {127, 127, 127, 255}, {18, 18, 18, 255},
+                               {126, 126, 126, 255}, {87, 87, 87, 255}, {127, 127, 127, 255}},
+};
+
+/* SRC composited over black (what saving to BMP writes), as opaque straight RGBA. */
+static const uint8_t OVER_BLACK[6][4] = {
+    {255, 0, 0, 255}, {0, 128, 0, 255}, {0, 0, 0, 255},
+    {200, 100, 50, 255}, {255, 0, 0, 255}, {0, 128, 0, 255},
 };
 
 static const uint32_t BPP[5] = {0, 4, 4, 3, 1};
 
 static uint8_t premul(uint8_t c, uint8_t a) {
-    return (uint8_t)((c * a + 127) / 255); /* to nearest */
+    unsigned t = (unsigned)c * a; /* Qt's qPremultiply */
+    return (uint8_t)((t + (t >> 8) + 0x80) >> 8);
 }
 
 /* Straight RGBA written as one pixel of `fmt`. */
@@ -1529,14 +1536,11 @@ static void encode_pixel(PixcacheFormat fmt, const uint8_t s[4], uint8_t *out) {
         out[2] = premul(s[0], s[3]);
         out[3] = s[3];
         break;
-    case PIXCACHE_FORMAT_RGB888:
-        out[0] = premul(s[0], s[3]);
-        out[1] = premul(s[1], s[3]);
-        out[2] = premul(s[2], s[3]);
+    case PIXCACHE_FORMAT_RGB888: /* alpha dropped */
+        memcpy(out, s, 3);
         break;
     case PIXCACHE_FORMAT_GRAY8:
-        out[0] = (uint8_t)((premul(s[0], s[3]) * 11 + premul(s[1], s[3]) * 16 +
-                            premul(s[2], s[3]) * 5) / 32);
+        out[0] = (uint8_t)((s[0] * 11 + s[1] * 16 + s[2] * 5) / 32);
         break;
     default:
         CHECK(!"not a raster format");
@@ -1589,12 +1593,12 @@ static void test_convert(void) {
     CHECK(gray != NULL);
     const uint8_t *g = pixcache_pixmap_pixels(gray);
     CHECK(g[0] == (255 * 11) / 32);  /* 87 */
-    CHECK(g[1] == (128 * 16) / 32);  /* 64: of the premultiplied green */
-    CHECK(g[2] == 0);
+    CHECK(g[1] == (255 * 16) / 32);  /* 127: of the straight green, alpha dropped */
+    CHECK(g[2] == 18);               /* a transparent pixel keeps its colour */
     PixcachePixmap *rgb = pixcache_pixmap_convert(src, PIXCACHE_FORMAT_RGB888);
     CHECK(rgb != NULL);
     const uint8_t *r = pixcache_pixmap_pixels(rgb);
-    CHECK(r[3] == 0 && r[4] == 128 && r[5] == 0); /* over black */
+    CHECK(r[3] == 0 && r[4] == 255 && r[5] == 0); /* alpha dropped, as Qt's ARGB32 -> RGB32 */
     pixcache_pixmap_free(bgra);
     pixcache_pixmap_free(gray);
     pixcache_pixmap_free(rgb);
@@ -1676,8 +1680,7 @@ static void test_save(void) {
     expect_result(PIXCACHE_RESULT_OK);
     back = pixcache_pixmap_load(path);
     CHECK(back != NULL);
-    check_pixels(back, PIXCACHE_FORMAT_RGB888, AS_STRAIGHT[PIXCACHE_FORMAT_RGB888],
-                 "RGBA -> .bmp -> load");
+    check_pixels(back, PIXCACHE_FORMAT_RGB888, OVER_BLACK, "RGBA -> .bmp -> load");
     pixcache_pixmap_free(back);
     CHECK(unlink(path) == 0);
 

@@ -168,7 +168,45 @@ typedef struct PixcachePressureWatch PixcachePressureWatch;
 
 /**
  * A pixel format code. Formats are passed as plain integers (any value is safe to pass: an
- * unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`).
+ * unknown one is reported as `PIXCACHE_RESULT_INVALID_ARGUMENT`). Codes are never renumbered:
+ * new formats get new codes.
+ *
+ * Every raster format, its bytes in memory (the same on every host) and the toolkits' names for
+ * the same bytes on little-endian hosts (x86, ARM); "premul" is premultiplied alpha, "X" a byte
+ * written 0xFF and ignored on reading. Rows are padded to a multiple of 4 bytes (as `QImage`
+ * and cairo do; for GL that is the default `GL_UNPACK_ALIGNMENT` of 4).
+ *
+ * | PIXCACHE_FORMAT_           | bytes          | Qt `QImage::Format_`     | cairo `CAIRO_FORMAT_` | Skia `SkColorType` / `SkAlphaType`   | SDL `SDL_PIXELFORMAT_`                    | GL format / type                                         |
+ * |----------------------------|----------------|--------------------------|-----------------------|--------------------------------------|-------------------------------------------|----------------------------------------------------------|
+ * | RGBA8888 (1)               | R G B A        | `RGBA8888`               | none                  | `kRGBA_8888` / `kUnpremul`           | `RGBA32` (= `ABGR8888`)                   | `GL_RGBA` / `GL_UNSIGNED_BYTE`                           |
+ * | BGRA8888_PREMULTIPLIED (2) | B G R A premul | `ARGB32_Premultiplied`   | `ARGB32`              | `kBGRA_8888` / `kPremul`             | `BGRA32` (= `ARGB8888`), premul           | `GL_BGRA` / `GL_UNSIGNED_BYTE`, premul                   |
+ * | RGB888 (3)                 | R G B          | `RGB888`                 | none                  | none (`kRGB_888x` has 4 bytes)       | `RGB24`                                   | `GL_RGB` / `GL_UNSIGNED_BYTE`                            |
+ * | GRAY8 (4)                  | Y              | `Grayscale8` (see below) | none (`A8` is alpha)  | `kGray_8` / `kOpaque`                | none                                      | `GL_RED` / `GL_UNSIGNED_BYTE` (`GL_LUMINANCE` in GLES 2) |
+ * | BGRA8888 (6)               | B G R A        | `ARGB32`                 | none                  | `kBGRA_8888` / `kUnpremul`           | `BGRA32` (= `ARGB8888`)                   | `GL_BGRA` / `GL_UNSIGNED_BYTE`                           |
+ * | BGRX8888 (7)               | B G R X        | `RGB32`                  | `RGB24`               | `kBGRA_8888` / `kOpaque` (X is 0xFF) | `BGRX32` (= `XRGB8888`, SDL 2's `RGB888`) | `GL_BGRA` / `GL_UNSIGNED_BYTE` (alpha reads 1.0)         |
+ * | RGBA8888_PREMULTIPLIED (8) | R G B A premul | `RGBA8888_Premultiplied` | none                  | `kRGBA_8888` / `kPremul`             | `RGBA32` (= `ABGR8888`), premul           | `GL_RGBA` / `GL_UNSIGNED_BYTE`, premul                   |
+ *
+ * (SDL's pixel formats do not say whether alpha is premultiplied: blend premultiplied pixels
+ * with `SDL_BLENDMODE_BLEND_PREMULTIPLIED` in SDL 3, premultiplied GL textures with
+ * `glBlendFunc(GL_ONE, GL_ONE_MINUS_SRC_ALPHA)`.)
+ *
+ * Converting (`pixcache_pixmap_convert`, `pixcache_pixmap_load_as`, `pixcache_find_or_load_as`)
+ * goes from any raster format to any other, with Qt's `QImage::convertToFormat` rules:
+ * - exact: between formats that store alpha the same way (RGBA8888 and BGRA8888; the two
+ *   premultiplied formats; RGB888 and BGRX8888), which only reorder bytes, and every opaque
+ *   pixel (alpha 255) between any two formats but GRAY8;
+ * - premultiplying is Qt's `qPremultiply` (`t = c * a; (t + (t >> 8) + 0x80) >> 8`), and
+ *   unpremultiplying Qt's `qUnpremultiply` (`min(255, (c * 255 + a / 2) / a)`; alpha 0 gives
+ *   0, 0, 0, 0). Unpremultiplying then premultiplying gives every premultiplied pixel back;
+ *   straight to premultiplied and back loses precision at low alpha (at alpha 1 every colour
+ *   comes back as 0 or 255), and a straight pixel of alpha 0 loses its colour;
+ * - to a format without alpha (RGB888, BGRX8888, GRAY8) alpha is dropped, not composited over
+ *   black: a pixel keeps its straight (unpremultiplied) colour, as Qt's `Format_ARGB32` and
+ *   `Format_ARGB32_Premultiplied` become `Format_RGB32`. (`pixcache_pixmap_save` to JPEG or BMP
+ *   composites over black instead.) BGRX8888's X byte is written 0xFF and ignored on reading;
+ * - to GRAY8 loses colour: grey is Qt's `qGray` of the straight colour,
+ *   `(r * 11 + g * 16 + b * 5) / 32` (Qt 6's own `Format_Grayscale8` conversion weighs colours
+ *   in linear light instead, and gives other values); from GRAY8 the grey is copied to R, G, B.
  */
 typedef uint32_t PixcacheFormat;
 
@@ -514,6 +552,25 @@ typedef void (*PixcacheRemovalFn)(void *user_data, const struct PixcacheRemoval 
  * A foreign pixmap (`pixcache_pixmap_wrap`): pixcache knows its depth, not its layout.
  */
 #define PIXCACHE_FORMAT_FOREIGN 5
+
+/**
+ * 32 bits: 8-bit B, G, R, A in that byte order, straight alpha. Qt's `QImage::Format_ARGB32`
+ * on little-endian hosts.
+ */
+#define PIXCACHE_FORMAT_BGRA8888 6
+
+/**
+ * 32 bits: 8-bit B, G, R and a byte written 0xFF and ignored on reading (opaque). Qt's
+ * `QImage::Format_RGB32` and Cairo's `CAIRO_FORMAT_RGB24` on little-endian hosts.
+ */
+#define PIXCACHE_FORMAT_BGRX8888 7
+
+/**
+ * 32 bits: 8-bit R, G, B, A in that byte order, premultiplied alpha. Qt's
+ * `QImage::Format_RGBA8888_Premultiplied`, Skia's `kRGBA_8888_SkColorType` with
+ * `kPremul_SkAlphaType`, the usual premultiplied `GL_RGBA` texture.
+ */
+#define PIXCACHE_FORMAT_RGBA8888_PREMULTIPLIED 8
 
 /**
  * Evicted to make room for an insert (the KB limit or the count limit).
@@ -1394,11 +1451,11 @@ void pixcache_set_decode_limits(uint32_t max_width, uint32_t max_height, uint64_
 bool pixcache_pixmap_save(const struct PixcachePixmap *pm, const char *path);
 
 /**
- * A new pixmap holding `pm`'s pixels converted to `format`: any raster format to any other.
- * Premultiplying rounds to nearest and unpremultiplying inverts it (fully transparent pixels
- * become 0); converting to RGB888 or GRAY8 composites over black; grey is Qt's `qGray`
- * (`(r*11 + g*16 + b*5) / 32`). Converting to the same format shares the pixels. NULL with the
- * last error set for a foreign pixmap (`UNSUPPORTED`), an unknown format or out of memory.
+ * A new pixmap holding `pm`'s pixels converted to `format`: any raster format to any other, by
+ * the rules on `PixcacheFormat` (Qt's: exact byte shuffles where alpha is stored alike,
+ * `qPremultiply` / `qUnpremultiply`, alpha dropped, not composited, to formats without it,
+ * grey by `qGray`). Converting to the same format shares the pixels. NULL with the last error
+ * set for a foreign pixmap (`UNSUPPORTED`), an unknown format or out of memory.
  */
 struct PixcachePixmap *pixcache_pixmap_convert(const struct PixcachePixmap *pm,
                                                PixcacheFormat format);

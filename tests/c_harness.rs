@@ -197,4 +197,5 @@ c_tests! {
     c_encode => "test_encode.c",
     c_animation => "test_animation.c",
     c_image_info => "test_image_info.c",
+    c_formats => "test_formats.c",
 }

@@ -31,9 +31,9 @@ use pixcache::ffi::pixmap::{
     pixcache_pixmap_load_from_memory, pixcache_pixmap_load_from_memory_as, pixcache_pixmap_new,
     pixcache_pixmap_new_null, pixcache_pixmap_pixels, pixcache_pixmap_pixels_mut,
     pixcache_pixmap_save, pixcache_pixmap_stride, pixcache_pixmap_width, pixcache_pixmap_wrap,
-    pixcache_set_decode_limits, PixcacheFormat, PixcachePixmap,
-    PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED, PIXCACHE_FORMAT_GRAY8, PIXCACHE_FORMAT_RGB888,
-    PIXCACHE_FORMAT_RGBA8888,
+    pixcache_set_decode_limits, PixcacheFormat, PixcachePixmap, PIXCACHE_FORMAT_BGRA8888,
+    PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED, PIXCACHE_FORMAT_BGRX8888, PIXCACHE_FORMAT_GRAY8,
+    PIXCACHE_FORMAT_RGB888, PIXCACHE_FORMAT_RGBA8888, PIXCACHE_FORMAT_RGBA8888_PREMULTIPLIED,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -190,7 +190,10 @@ impl Pm {
     fn check_invariants(&self, what: &str) {
         let (w, h, f) = (self.width(), self.height(), self.format());
         assert!(w > 0 && h > 0, "{what}: a decoded pixmap is {w}x{h}");
-        assert!((1..=4).contains(&f), "{what}: format {f}");
+        assert!(
+            (1..=4).contains(&f) || (6..=8).contains(&f),
+            "{what}: format {f}"
+        );
         let row = w as usize * bytes_per_pixel(f);
         assert_eq!(
             self.stride(),
@@ -205,7 +208,11 @@ impl Pm {
 
 fn bytes_per_pixel(format: PixcacheFormat) -> usize {
     match format {
-        PIXCACHE_FORMAT_RGBA8888 | PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED => 4,
+        PIXCACHE_FORMAT_RGBA8888
+        | PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED
+        | PIXCACHE_FORMAT_BGRA8888
+        | PIXCACHE_FORMAT_BGRX8888
+        | PIXCACHE_FORMAT_RGBA8888_PREMULTIPLIED => 4,
         PIXCACHE_FORMAT_RGB888 => 3,
         PIXCACHE_FORMAT_GRAY8 => 1,
         other => panic!("not a raster format: {other}"),
@@ -684,7 +691,7 @@ fn bad_memory_arguments_are_reported() {
     assert_eq!(f.code, PixcacheResult::Decode);
     let f = expect_err(decode(b"plain text, not an image"), "text");
     assert_eq!(f.code, PixcacheResult::Decode);
-    for bad in [0, 5, 6, 99, u32::MAX] {
+    for bad in [0, 5, 9, 99, u32::MAX] {
         let f = expect_err(decode_as(&png, bad), "bad format");
         assert_eq!(f.code, PixcacheResult::InvalidArgument, "format {bad}");
     }
@@ -696,9 +703,10 @@ fn bad_memory_arguments_are_reported() {
 // ---------------------------------------------------------------------------------------------
 // 2. The `_as` variants and the conversion rules of src/images/convert.rs
 
-/// `c' = (c * a + 127) / 255`.
+/// Qt's `qPremultiply`: `t = c * a; c' = (t + (t >> 8) + 0x80) >> 8`.
 fn premultiply(c: u8, a: u8) -> u8 {
-    ((u32::from(c) * u32::from(a) + 127) / 255) as u8
+    let t = u32::from(c) * u32::from(a);
+    ((t + (t >> 8) + 0x80) >> 8) as u8
 }
 
 /// `c = min(255, (c' * 255 + a / 2) / a)`, 0 when `a == 0`.
@@ -715,28 +723,35 @@ fn gray(r: u8, g: u8, b: u8) -> u8 {
     ((u32::from(r) * 11 + u32::from(g) * 16 + u32::from(b) * 5) / 32) as u8
 }
 
-/// One straight RGBA pixel as `format` stores it, per the rules in src/images/convert.rs.
+/// One straight RGBA pixel as `format` stores it, per the rules on `PixcacheFormat`: formats
+/// without alpha drop it (the straight colour stays).
 fn expected_pixel(format: PixcacheFormat, [r, g, b, a]: [u8; 4]) -> Vec<u8> {
+    let p = |c| premultiply(c, a);
     match format {
         PIXCACHE_FORMAT_RGBA8888 => vec![r, g, b, a],
-        PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED => {
-            vec![premultiply(b, a), premultiply(g, a), premultiply(r, a), a]
-        }
-        PIXCACHE_FORMAT_RGB888 => vec![premultiply(r, a), premultiply(g, a), premultiply(b, a)],
-        PIXCACHE_FORMAT_GRAY8 => vec![gray(
-            premultiply(r, a),
-            premultiply(g, a),
-            premultiply(b, a),
-        )],
+        PIXCACHE_FORMAT_BGRA8888 => vec![b, g, r, a],
+        PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED => vec![p(b), p(g), p(r), a],
+        PIXCACHE_FORMAT_RGBA8888_PREMULTIPLIED => vec![p(r), p(g), p(b), a],
+        PIXCACHE_FORMAT_RGB888 => vec![r, g, b],
+        PIXCACHE_FORMAT_BGRX8888 => vec![b, g, r, 255],
+        PIXCACHE_FORMAT_GRAY8 => vec![gray(r, g, b)],
         other => panic!("format {other}"),
     }
 }
 
-const FORMATS: [PixcacheFormat; 4] = [
+/// One straight RGBA pixel composited over black, as RGB (what saving to BMP or JPEG writes).
+fn over_black([r, g, b, a]: [u8; 4]) -> Vec<u8> {
+    vec![premultiply(r, a), premultiply(g, a), premultiply(b, a)]
+}
+
+const FORMATS: [PixcacheFormat; 7] = [
     PIXCACHE_FORMAT_RGBA8888,
     PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED,
     PIXCACHE_FORMAT_RGB888,
     PIXCACHE_FORMAT_GRAY8,
+    PIXCACHE_FORMAT_BGRA8888,
+    PIXCACHE_FORMAT_BGRX8888,
+    PIXCACHE_FORMAT_RGBA8888_PREMULTIPLIED,
 ];
 
 #[test]
@@ -1448,10 +1463,7 @@ fn save_then_load_back() {
     let path = dir.path().join("t.bmp");
     save(&pm, &path).unwrap();
     let back = expect_ok(load_file(&path), "t.bmp");
-    let expected: Vec<u8> = rgba
-        .pixels()
-        .flat_map(|p| expected_pixel(PIXCACHE_FORMAT_RGB888, p.0))
-        .collect();
+    let expected: Vec<u8> = rgba.pixels().flat_map(|p| over_black(p.0)).collect();
     assert_pixels(&back, 7, 5, PIXCACHE_FORMAT_RGB888, &expected);
 
     // JPEG: same size.

@@ -445,22 +445,22 @@ pub fn save(pm: &Pixmap, path: &Path) -> Result<()> {
             "the null pixmap has no pixels to save",
         ));
     }
-    let rgba = convert::to_rgba(pm)?;
-    let image = image::RgbaImage::from_raw(pm.width(), pm.height(), rgba)
-        .ok_or_else(|| Error::new(ErrorKind::InvalidArgument, "pixel buffer size mismatch"))?;
-    let image = DynamicImage::ImageRgba8(image);
     let image = if format == ImageFormat::Png {
-        image
-    } else {
-        let rgb = convert::convert(pm, Format::Rgb888)?;
-        let rgb = convert::to_rgba(&rgb)?;
+        let rgba = convert::to_rgba(pm)?;
         DynamicImage::ImageRgba8(
-            image::RgbaImage::from_raw(pm.width(), pm.height(), rgb).ok_or_else(|| {
+            image::RgbaImage::from_raw(pm.width(), pm.height(), rgba).ok_or_else(|| {
                 Error::new(ErrorKind::InvalidArgument, "pixel buffer size mismatch")
             })?,
         )
-        .into_rgb8()
-        .into()
+    } else {
+        // Composited over black, not the straight colour with alpha dropped (which is what
+        // converting to RGB888 does): a translucent pixel saves as it looks on black.
+        let rgb = convert::to_rgb_over_black(pm)?;
+        DynamicImage::ImageRgb8(
+            image::RgbImage::from_raw(pm.width(), pm.height(), rgb).ok_or_else(|| {
+                Error::new(ErrorKind::InvalidArgument, "pixel buffer size mismatch")
+            })?,
+        )
     };
     let at_path = |e: Error| Error::new(e.kind(), format!("{}: {}", path.display(), e.message()));
     // Encoded in memory first, so that a failed encoding leaves no file (or an existing file

@@ -115,14 +115,24 @@ fn pixels_for(pm: &Pixmap, file: FileFormat) -> Result<(Vec<u8>, ExtendedColorTy
             "a foreign pixmap's pixels belong to its toolkit; pixcache cannot encode them",
         ));
     };
+    let opaque = matches!(from, Format::Rgb888 | Format::Bgrx8888);
     let (format, color) = match (file, from) {
+        // Formats without alpha get pixels with alpha composited over black (the premultiplied
+        // colour), as pixcache has always saved them.
+        (FileFormat::Bmp | FileFormat::Jpeg, _) if !opaque && from != Format::Gray8 => {
+            return Ok((convert::to_rgb_over_black(pm)?, ExtendedColorType::Rgb8));
+        }
         (FileFormat::Bmp, _) => (Format::Rgb888, ExtendedColorType::Rgb8),
         (_, Format::Gray8) => (Format::Gray8, ExtendedColorType::L8),
-        (_, Format::Rgb888) => (Format::Rgb888, ExtendedColorType::Rgb8),
+        (_, Format::Rgb888 | Format::Bgrx8888) => (Format::Rgb888, ExtendedColorType::Rgb8),
         (FileFormat::Jpeg, _) => (Format::Rgb888, ExtendedColorType::Rgb8),
-        (_, Format::Rgba8888 | Format::Bgra8888Premultiplied) => {
-            (Format::Rgba8888, ExtendedColorType::Rgba8)
-        }
+        (
+            _,
+            Format::Rgba8888
+            | Format::Bgra8888
+            | Format::Bgra8888Premultiplied
+            | Format::Rgba8888Premultiplied,
+        ) => (Format::Rgba8888, ExtendedColorType::Rgba8),
     };
     Ok((packed(pm, format)?, color))
 }

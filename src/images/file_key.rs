@@ -42,7 +42,7 @@ pub fn file_key(path: &Path, format: Option<Format>) -> Result<String> {
     escape_into(&mut key, absolute.as_os_str().as_encoded_bytes());
     // `|` cannot end an escaped path (it would be written as is, but the fields after it are
     // fixed: size, time, format), so the fields are unambiguous from the end.
-    let format = format.map_or(0, |f| f as u32 + 1);
+    let format = format.map_or(0, Format::number);
     let _ = write!(key, "|{}|{modified}|{format}", meta.len());
     Ok(key)
 }
