@@ -25,7 +25,7 @@ trap 'rm -rf "$scratch"' EXIT
 fail() { echo "test-readme: $*" >&2; exit 1; }
 
 lines=$(wc -l <"$readme")
-[ "$lines" -le 290 ] || fail "README.md has $lines lines; keep it to about 280 (details go to docs/)"
+[ "$lines" -le 310 ] || fail "README.md has $lines lines; keep it to about 300 (details go to docs/)"
 
 # The minimum Rust version the README states is Cargo.toml's.
 msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)

@@ -89,7 +89,8 @@ pub(crate) fn optional_format(code: PixcacheFormat) -> Result<Option<Format>> {
 /// BGRA8888_PREMULTIPLIED pixmap is unpremultiplied to straight RGBA first, so
 /// `pixcache_pixmap_load_from_memory` gives back the same pixels (the premultiplied ones in
 /// RGBA8888; WebP has no grey model, so grey comes back as RGB888 with r = g = b). JPEG has no alpha: a pixmap with alpha is composited over black (its
-/// premultiplied colour, as `pixcache_pixmap_convert` to RGB888); grey stays grey. BMP is
+/// premultiplied colour; `pixcache_pixmap_convert` to RGB888 instead drops alpha, as Qt's
+/// `convertToFormat` does); grey stays grey. BMP is
 /// 24-bit RGB, alpha composited over black.
 ///
 /// On success `*bytes` holds a new buffer of `*len` bytes, to free with `pixcache_bytes_free`.
