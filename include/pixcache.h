@@ -1128,7 +1128,8 @@ size_t pixcache_file_key(const char *path, PixcacheFormat format, char *buf, siz
  * BGRA8888_PREMULTIPLIED pixmap is unpremultiplied to straight RGBA first, so
  * `pixcache_pixmap_load_from_memory` gives back the same pixels (the premultiplied ones in
  * RGBA8888; WebP has no grey model, so grey comes back as RGB888 with r = g = b). JPEG has no alpha: a pixmap with alpha is composited over black (its
- * premultiplied colour, as `pixcache_pixmap_convert` to RGB888); grey stays grey. BMP is
+ * premultiplied colour; `pixcache_pixmap_convert` to RGB888 instead drops alpha, as Qt's
+ * `convertToFormat` does); grey stays grey. BMP is
  * 24-bit RGB, alpha composited over black.
  *
  * On success `*bytes` holds a new buffer of `*len` bytes, to free with `pixcache_bytes_free`.
