@@ -4,7 +4,11 @@
 //!   against a simple model (a most-recent-first list with Qt's rules) after every step;
 //! - [`pixcache_fuzz_decode`]: arbitrary bytes into the image decoders, the format converter,
 //!   the `_as` variants, the loads with options of their own (`_with`) and the header-only
-//!   `pixcache_image_info_from_memory`;
+//!   `pixcache_image_info_from_memory`; whatever decodes is encoded again
+//!   (`pixcache_pixmap_encode`: PNG and WebP must give the same pixels back, JPEG and BMP the
+//!   same size); small inputs are also written to a temporary file for the path-only entry
+//!   points (`pixcache_image_info`, `pixcache_image_frames`, `pixcache_pixmap_load_frame`,
+//!   `pixcache_pixmap_load_scaled`);
 //! - [`pixcache_fuzz_keys`]: forged, stale and cross-cache keys mixed with real ones.
 //!
 //! Any disagreement with the model, any caught panic (`PIXCACHE_RESULT_PANIC`: a pixcache bug)
@@ -16,7 +20,11 @@ use std::ffi::{c_void, CString};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use pixcache::ffi::animation::{pixcache_image_frames, pixcache_pixmap_load_frame};
 use pixcache::ffi::cache::*;
+use pixcache::ffi::encode::{
+    pixcache_bytes_free, pixcache_pixmap_encode, pixcache_pixmap_load_scaled,
+};
 use pixcache::ffi::error::{pixcache_last_result, PixcacheResult};
 use pixcache::ffi::image::*;
 use pixcache::ffi::key::{pixcache_key_equal, PixcacheKey};
@@ -327,6 +335,206 @@ pub unsafe extern "C" fn pixcache_fuzz_ops(data: *const u8, len: usize) -> i32 {
     0
 }
 
+/// The pixels of a raster pixmap converted to RGBA8888, row after row without padding.
+unsafe fn rgba_rows(pm: *const PixcachePixmap) -> Vec<u8> {
+    unsafe {
+        let c = pixcache_pixmap_convert(pm, PIXCACHE_FORMAT_RGBA8888);
+        no_panic();
+        assert!(!c.is_null(), "every raster pixmap converts");
+        let (w, h) = (
+            pixcache_pixmap_width(c) as usize,
+            pixcache_pixmap_height(c) as usize,
+        );
+        let stride = pixcache_pixmap_stride(c);
+        let px = pixcache_pixmap_pixels(c);
+        let mut out = Vec::with_capacity(w * h * 4);
+        for y in 0..h {
+            out.extend_from_slice(std::slice::from_raw_parts(px.add(y * stride), w * 4));
+        }
+        pixcache_pixmap_free(c);
+        out
+    }
+}
+
+/// Encodes a decoded pixmap as PNG, WebP, BMP and JPEG (quality from `q`) and decodes each
+/// back: PNG and WebP are lossless (the same pixels, compared in RGBA8888), BMP and JPEG keep
+/// the size.
+unsafe fn encode_round_trips(pm: *const PixcachePixmap, q: u8) {
+    unsafe {
+        let size = (pixcache_pixmap_width(pm), pixcache_pixmap_height(pm));
+        let original = rgba_rows(pm);
+        for (format, quality) in [
+            (PIXCACHE_IMAGE_PNG, 0),
+            (PIXCACHE_IMAGE_WEBP, 0),
+            (PIXCACHE_IMAGE_BMP, 0),
+            (PIXCACHE_IMAGE_JPEG, i32::from(q % 101)),
+        ] {
+            let mut bytes = ptr::null_mut();
+            let mut len = 0;
+            let ok = pixcache_pixmap_encode(pm, format, quality, &mut bytes, &mut len);
+            no_panic();
+            if !ok {
+                // JPEG refuses more than 65,535 pixels a side; nothing else may fail here.
+                assert_eq!(
+                    pixcache_last_result(),
+                    PixcacheResult::Unsupported,
+                    "encode {size:?} as {format}"
+                );
+                assert!(bytes.is_null() && len == 0);
+                continue;
+            }
+            let back = pixcache_pixmap_load_from_memory(bytes, len);
+            no_panic();
+            pixcache_bytes_free(bytes, len);
+            assert!(!back.is_null(), "{size:?} encoded as {format} decodes");
+            assert_eq!(
+                (pixcache_pixmap_width(back), pixcache_pixmap_height(back)),
+                size,
+                "{format} keeps the size"
+            );
+            if format == PIXCACHE_IMAGE_PNG || format == PIXCACHE_IMAGE_WEBP {
+                assert!(
+                    rgba_rows(back) == original,
+                    "{size:?} through {format} gives other pixels"
+                );
+            }
+            pixcache_pixmap_free(back);
+        }
+    }
+}
+
+/// A temporary file holding one input, removed when dropped.
+struct TempInput(std::path::PathBuf, CString);
+
+impl TempInput {
+    fn new(bytes: &[u8]) -> Option<TempInput> {
+        use std::os::unix::ffi::OsStrExt;
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "pixcache-fuzz-{}-{}.img",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::write(&path, bytes).ok()?;
+        let c = CString::new(path.as_os_str().as_bytes()).ok()?;
+        Some(TempInput(path, c))
+    }
+}
+
+impl Drop for TempInput {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Inputs at most this long, declaring at most `SMALL_PIXELS` pixels, also go through the
+/// encoders and the path-only entry points (keeps the executions per second up).
+const SMALL_INPUT: usize = 64 << 10;
+const SMALL_PIXELS: u64 = 256 * 256;
+
+/// The path-only entry points on the input written to a file: `pixcache_image_info` agrees
+/// with the in-memory `info`; frame counts, frames and thumbnails are consistent.
+unsafe fn path_entry_points(bytes: &[u8], info: Option<PixcacheImageInfo>) {
+    let Some(file) = TempInput::new(bytes) else {
+        return;
+    };
+    let path = file.1.as_ptr();
+    let tail = |i: usize| bytes.len().checked_sub(1 + i).map_or(0, |at| bytes[at]);
+    unsafe {
+        let mut from_path = PixcacheImageInfo {
+            width: 1,
+            height: 1,
+            stored_width: 1,
+            stored_height: 1,
+            format: 1,
+            orientation: 1,
+            has_alpha: 1,
+        };
+        let ok = pixcache_image_info(path, &mut from_path);
+        no_panic();
+        assert_eq!(ok, info.is_some(), "info from the file and from memory");
+        if let Some(info) = info {
+            assert_eq!(from_path, info, "info from the file and from memory");
+        }
+
+        let loaded = pixcache_pixmap_load(path);
+        no_panic();
+        let loaded_size = (!loaded.is_null()).then(|| {
+            (
+                pixcache_pixmap_width(loaded),
+                pixcache_pixmap_height(loaded),
+            )
+        });
+        pixcache_pixmap_free(loaded);
+
+        // Frames: a count, delays no further than the capacity, frame 0 and the last decode,
+        // one past the last is INVALID_ARGUMENT.
+        const CAP: usize = 4;
+        let mut count = usize::MAX;
+        let mut delays = [u32::MAX; CAP + 1];
+        let cap = usize::from(tail(5)) % (CAP + 1);
+        let ok = pixcache_image_frames(path, &mut count, delays.as_mut_ptr(), cap);
+        no_panic();
+        if ok {
+            // A GIF with no image block (header, trailer) counts 0 frames, and does not load.
+            assert!(
+                count >= 1 || loaded_size.is_none(),
+                "an image that loads has a frame"
+            );
+            assert!(
+                delays[cap.min(count)..].iter().all(|&d| d == u32::MAX),
+                "delays written past min(count, cap)"
+            );
+            let format = u32::from(tail(6)) % 5;
+            for n in [0, count.max(1) - 1].into_iter().take(count) {
+                let pm = pixcache_pixmap_load_frame(path, n, format);
+                no_panic();
+                if !pm.is_null() {
+                    if count == 1 && format == 0 {
+                        assert_eq!(
+                            Some((pixcache_pixmap_width(pm), pixcache_pixmap_height(pm))),
+                            loaded_size,
+                            "frame 0 of a still image is pixcache_pixmap_load's pixmap"
+                        );
+                    }
+                    pixcache_pixmap_free(pm);
+                }
+            }
+            if count < 64 {
+                let pm = pixcache_pixmap_load_frame(path, count, 0);
+                no_panic();
+                assert!(pm.is_null(), "frame {count} of {count}");
+                assert_eq!(
+                    pixcache_last_result(),
+                    PixcacheResult::InvalidArgument,
+                    "frame {count} of {count}"
+                );
+            }
+        } else {
+            assert_eq!(count, 0, "a failed count is 0");
+        }
+
+        // A thumbnail fits its box (0: unbounded) and is never larger than the image.
+        let (bw, bh) = (u32::from(tail(7)) % 65, u32::from(tail(8)) % 65);
+        let pm = pixcache_pixmap_load_scaled(path, bw, bh, u32::from(tail(9)) % 5);
+        no_panic();
+        if !pm.is_null() {
+            let (w, h) = (pixcache_pixmap_width(pm), pixcache_pixmap_height(pm));
+            assert!(w >= 1 && h >= 1);
+            assert!(bw == 0 || w <= bw, "{w}x{h} in {bw}x{bh}");
+            assert!(bh == 0 || h <= bh, "{w}x{h} in {bw}x{bh}");
+            if let Some(info) = info {
+                assert!(
+                    u64::from(w) * u64::from(h)
+                        <= u64::from(info.stored_width) * u64::from(info.stored_height),
+                    "{w}x{h} from {info:?}: never upscaled"
+                );
+            }
+            pixcache_pixmap_free(pm);
+        }
+    }
+}
+
 /// Target 2: arbitrary bytes into the decoders and the converter.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_fuzz_decode(data: *const u8, len: usize) -> i32 {
@@ -382,6 +590,9 @@ pub unsafe extern "C" fn pixcache_fuzz_decode(data: *const u8, len: usize) -> i3
             };
             assert_eq!(stored, (info.stored_width, info.stored_height), "{info:?}");
         }
+        let small = len <= SMALL_INPUT
+            && has_info
+            && u64::from(info.stored_width) * u64::from(info.stored_height) <= SMALL_PIXELS;
         let pm = pixcache_pixmap_load_from_memory_with(data, len, ptr::null());
         no_panic();
         if !pm.is_null() {
@@ -391,7 +602,16 @@ pub unsafe extern "C" fn pixcache_fuzz_decode(data: *const u8, len: usize) -> i3
                 (info.width, info.height),
                 "load and info agree on the size"
             );
+            if small {
+                encode_round_trips(pm, if len > 10 { *data.add(len - 11) } else { 0 });
+            }
             pixcache_pixmap_free(pm);
+        }
+        if len <= SMALL_INPUT && (small || !has_info) {
+            path_entry_points(
+                std::slice::from_raw_parts(data, len),
+                has_info.then_some(info),
+            );
         }
 
         // Options of its own, from the input's last bytes: any format code, orientation on or
