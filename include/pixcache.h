@@ -624,7 +624,8 @@ extern "C" {
  * Every frame is decoded to be counted, one at a time (memory stays a few canvases, see
  * `pixcache_pixmap_load_frame`). Returns false with the last error set on failure
  * (`NULL_ARGUMENT`: `path`, `count`, or `delays_ms` with a non-zero `delays_cap`; `IO`,
- * `DECODE`, `TOO_LARGE` as `pixcache_pixmap_load`).
+ * `DECODE`, `TOO_LARGE` as `pixcache_pixmap_load`; `DECODE` also for an animation with no
+ * frame at all, such as a GIF with a screen but no image). A success counts at least 1 frame.
  */
 bool pixcache_image_frames(const char *path, size_t *count, uint32_t *delays_ms, size_t delays_cap);
 

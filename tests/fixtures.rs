@@ -417,11 +417,9 @@ fn scaled(name: &str, bw: u32, bh: u32) -> Img {
 }
 
 /// `pixcache_pixmap_load_scaled` decodes "as `pixcache_pixmap_load`", which turns the image as
-/// its EXIF orientation says; src/images/thumbnail.rs (`load_scaled`) decodes with the image
-/// crate's reader and does not: im-orient-6.jpg comes back 8x4 (stored layout) in an 8x8 box
-/// instead of 4x8. Ignored until that is fixed (`cargo test --test fixtures -- --ignored`).
+/// its EXIF orientation says (it once used the image crate's reader directly and did not:
+/// im-orient-6.jpg came back in its stored layout).
 #[test]
-#[ignore = "load_scaled ignores the EXIF orientation (src/images/thumbnail.rs)"]
 fn load_scaled_applies_the_exif_orientation() {
     for k in 1..=8 {
         let name = format!("im-orient-{k}.jpg");

@@ -19,7 +19,8 @@ use crate::images::animation::{self, into_format};
 /// Every frame is decoded to be counted, one at a time (memory stays a few canvases, see
 /// `pixcache_pixmap_load_frame`). Returns false with the last error set on failure
 /// (`NULL_ARGUMENT`: `path`, `count`, or `delays_ms` with a non-zero `delays_cap`; `IO`,
-/// `DECODE`, `TOO_LARGE` as `pixcache_pixmap_load`).
+/// `DECODE`, `TOO_LARGE` as `pixcache_pixmap_load`; `DECODE` also for an animation with no
+/// frame at all, such as a GIF with a screen but no image). A success counts at least 1 frame.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_image_frames(
     path: *const c_char,

@@ -144,6 +144,13 @@ pub fn frame_delays(path: &Path, mut each: impl FnMut(usize, u32)) -> Result<usi
         each(count, delay_ms(&frame));
         count += 1;
     }
+    if count == 0 {
+        // A GIF with a screen but no image block: nothing to show (and nothing `load` loads).
+        return Err(Error::new(
+            ErrorKind::Decode,
+            format!("{}: the animation has no frames", path.display()),
+        ));
+    }
     Ok(count)
 }
 

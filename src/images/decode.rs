@@ -268,10 +268,34 @@ fn check_header(h: &Header, options: &LoadOptions) -> Result<()> {
 
 /// Decodes what `reader` reads (`prefix`: its first bytes) as `options` say.
 fn decode_with<R: BufRead + Seek>(
-    mut reader: ImageReader<R>,
+    reader: ImageReader<R>,
     prefix: &[u8],
     options: &LoadOptions,
 ) -> Result<Pixmap> {
+    let image = decode_image_with(reader, prefix, options)?;
+    let pm = from_image_within(image, options.max_alloc)?;
+    match options.format {
+        Some(format) => convert_within_limits(pm, format, options.max_alloc),
+        None => Ok(pm),
+    }
+}
+
+/// The file at `path` decoded as `options` say (limits, header checks, orientation), as an
+/// `image` crate image, before it becomes a pixmap (for callers that scale it first:
+/// thumbnail.rs). `options.format` is not applied.
+pub fn load_image_with(path: &Path, options: &LoadOptions) -> Result<DynamicImage> {
+    let (file, prefix, by_extension) = open(path, HEADER_BYTES).map_err(at_path(path))?;
+    reader(file, by_extension)
+        .and_then(|r| decode_image_with(r, &prefix, options))
+        .map_err(at_path(path))
+}
+
+/// [`decode_with`] up to the decoded, oriented image.
+fn decode_image_with<R: BufRead + Seek>(
+    mut reader: ImageReader<R>,
+    prefix: &[u8],
+    options: &LoadOptions,
+) -> Result<DynamicImage> {
     let header = reader.format().and_then(|f| header::sniff(f, prefix));
     if let Some(h) = &header {
         check_header(h, options)?;
@@ -301,11 +325,7 @@ fn decode_with<R: BufRead + Seek>(
         check_alloc_within(2 * image.as_bytes().len() as u64, options.max_alloc)?;
     }
     image.apply_orientation(orientation);
-    let pm = from_image_within(image, options.max_alloc)?;
-    match options.format {
-        Some(format) => convert_within_limits(pm, format, options.max_alloc),
-        None => Ok(pm),
-    }
+    Ok(image)
 }
 
 /// An image file's format, as [`image_info`] reports it (the one enum of file formats, with

@@ -13,10 +13,9 @@
 use std::path::Path;
 
 use image::imageops::FilterType;
-use image::{DynamicImage, ImageReader};
+use image::DynamicImage;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::images::animation::{decode_error, limits};
 use crate::images::{convert, decode};
 use crate::pixmap::Pixmap;
 
@@ -44,6 +43,9 @@ impl Filter {
 /// The size `width x height` gets to fit within `max_w x max_h`, aspect ratio kept (rounded to
 /// nearest, at least 1 pixel), never larger than it is. A 0 bound is no bound.
 pub fn fitted_size(width: u32, height: u32, max_w: u32, max_h: u32) -> (u32, u32) {
+    if width == 0 || height == 0 {
+        return (width, height); // nothing to scale (and no aspect ratio to keep)
+    }
     let max_w = if max_w == 0 { width } else { max_w };
     let max_h = if max_h == 0 { height } else { max_h };
     if width <= max_w && height <= max_h {
@@ -118,13 +120,9 @@ pub fn scale(image: DynamicImage, nw: u32, nh: u32, filter: Filter) -> Result<Dy
 /// [`fitted_size`]) with `filter`; the pixmap is in the image's natural format (as
 /// `decode::load`). A bound of 0 leaves that side unbounded.
 pub fn load_scaled(path: &Path, max_w: u32, max_h: u32, filter: Filter) -> Result<Pixmap> {
-    let io = |e: std::io::Error| Error::new(ErrorKind::Io, format!("{}: {e}", path.display()));
-    let mut reader = ImageReader::open(path)
-        .map_err(io)?
-        .with_guessed_format()
-        .map_err(io)?;
-    reader.limits(limits());
-    let image = reader.decode().map_err(|e| decode_error(path, e))?;
+    // As `decode::load` decodes: the header checked against the limits first, the EXIF
+    // orientation applied (the box fits the image as it is shown).
+    let image = decode::load_image_with(path, &decode::LoadOptions::in_force())?;
     let (nw, nh) = fitted_size(image.width(), image.height(), max_w, max_h);
     decode::from_image(scale(image, nw, nh, filter)?)
 }
@@ -143,6 +141,10 @@ mod tests {
         assert_eq!(fitted_size(300, 200, 150, 150), (150, 100));
         assert_eq!(fitted_size(300, 200, 300, 100), (150, 100));
         assert_eq!(fitted_size(u32::MAX, u32::MAX, 7, 9), (7, 7));
+        // Degenerate sizes (a header may say anything): nothing to scale, no panic.
+        assert_eq!(fitted_size(264, 0, 2, 0), (264, 0));
+        assert_eq!(fitted_size(0, 5, 0, 2), (0, 5));
+        assert_eq!(fitted_size(264, 1, 2, 0), (2, 1));
     }
 
     #[test]
