@@ -353,8 +353,9 @@ typedef uint32_t PixcacheImageFormat;
 typedef struct PixcacheLoadOptions {
   /**
    * `sizeof(PixcacheLoadOptions)` as the caller's header declares it, set by
-   * `pixcache_load_options_default()`: a later pixcache whose struct has grown still reads a
-   * caller's older, shorter one. Any other value is `PIXCACHE_RESULT_INVALID_ARGUMENT`.
+   * `pixcache_load_options_default()`. It lets a later pixcache, whose struct may have grown,
+   * tell a caller's older struct from its own; today only this size is accepted, any other
+   * value is `PIXCACHE_RESULT_INVALID_ARGUMENT`.
    */
   size_t size;
   /**
@@ -1086,9 +1087,11 @@ bool pixcache_find_or_insert_with_n(struct PixcacheCache *cache,
  * `pixcache_find_or_insert_with` for an image file: finds it, or decodes it
  * (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) and caches it, once however
  * many threads ask for it at the same time. The key is the file's identity, as Qt's
- * `QPixmap::load` makes it: its absolute path, size and modification time
- * (`pixcache_file_key`), so a file edited since it was cached is loaded again (the stale entry
- * goes the way of any unused entry). The path is any bytes (a Unix path need not be UTF-8).
+ * `QPixmap::load` makes it (its absolute path, size and modification time) and also its device,
+ * inode and status-change time (`pixcache_file_key`): a file edited since it was cached, or
+ * replaced by another of the same size and time, is loaded again (the stale entry goes the way
+ * of any unused entry). The path is made absolute, not canonical: the same file through a
+ * symbolic link or `..` is another entry. The path is any bytes (need not be UTF-8).
  *
  * False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g. a missing
  * file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the loader's code
@@ -1448,7 +1451,8 @@ void pixcache_set_decode_limits(uint32_t max_width, uint32_t max_height, uint64_
  * same directory, flushed to disk and renamed over `path`. Readers see the old file or the
  * new one, never a part; a failed save leaves an existing file as it was and no temporary
  * file behind. A replaced file keeps its permission bits; a symbolic link at `path` is
- * replaced, not followed.
+ * replaced, not followed. Like any rename, it replaces a read-only file whose directory is
+ * writable (Qt's `QSaveFile` refuses to); check the file's mode first if that matters.
  */
 bool pixcache_pixmap_save(const struct PixcachePixmap *pm, const char *path);
 

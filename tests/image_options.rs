@@ -784,3 +784,46 @@ fn info_reads_no_pixels() {
     let info = info_mem(&png_claiming(5, 5)).unwrap();
     assert_eq!(info.has_alpha, 1);
 }
+
+/// Limits raised past what the machine has: a header asking for more than the allocator gives
+/// is OUT_OF_MEMORY, not an abort of the process (the decoders allocate infallibly, so pixcache
+/// asks the allocator first). Only where the kernel refuses such an allocation outright
+/// (`vm.overcommit_memory` 0 or 2 and the request above RAM + swap); said and skipped otherwise.
+#[test]
+fn limits_beyond_the_machine_are_out_of_memory_not_an_abort() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kb = |field: &str| -> u64 {
+        meminfo
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(u64::MAX / 2048)
+    };
+    let machine = (kb("MemTotal:") + kb("SwapTotal:")).saturating_mul(1024);
+    let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap_or_default();
+    let (w, h) = (100_000u32, 100_000u32); // 40 GB of RGBA
+    if overcommit.trim() == "1" || u64::from(w) * u64::from(h) * 4 <= machine {
+        eprintln!("skipped: this machine may grant {w}x{h} RGBA (overcommit {overcommit:?})");
+        return;
+    }
+    let _guard = shared_limits();
+    let mut o = pixcache_load_options_default();
+    (o.max_width, o.max_height, o.max_alloc) = (u32::MAX, u32::MAX, u64::MAX);
+    // 100000x100000 RGBA: an IHDR, one IDAT of a few bytes, IEND (58 bytes).
+    const BOMB: [u8; 58] = [
+        0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44,
+        0x52, 0x00, 0x01, 0x86, 0xa0, 0x00, 0x01, 0x86, 0xa0, 0x08, 0x06, 0x00, 0x00, 0x00, 0xa8,
+        0x52, 0x0b, 0xc8, 0x00, 0x00, 0x00, 0x01, 0x49, 0x44, 0x41, 0x54, 0x78, 0x76, 0xe6, 0x84,
+        0xe6, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
+    ];
+    assert_eq!(
+        &BOMB[16..24],
+        [&w.to_be_bytes()[..], &h.to_be_bytes()[..]].concat()
+    );
+    let got = load_mem(&BOMB, Some(&o));
+    match got {
+        Err(f) => assert_eq!(f.code, PixcacheResult::OutOfMemory, "{}", f.message),
+        Ok(_) => panic!("a {w}x{h} image decoded"),
+    }
+}

@@ -476,7 +476,10 @@ unsafe fn path_entry_points(bytes: &[u8], info: Option<PixcacheImageInfo>) {
         let ok = pixcache_image_frames(path, &mut count, delays.as_mut_ptr(), cap);
         no_panic();
         if ok {
-            assert!(count >= 1, "a count that succeeds has a frame (no frames is DECODE)");
+            assert!(
+                count >= 1,
+                "a count that succeeds has a frame (no frames is DECODE)"
+            );
             assert!(
                 delays[cap.min(count)..].iter().all(|&d| d == u32::MAX),
                 "delays written past min(count, cap)"

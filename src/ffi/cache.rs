@@ -1146,9 +1146,11 @@ unsafe fn produce_str(
 /// `pixcache_find_or_insert_with` for an image file: finds it, or decodes it
 /// (`pixcache_pixmap_load`, bounded by `pixcache_set_decode_limits`) and caches it, once however
 /// many threads ask for it at the same time. The key is the file's identity, as Qt's
-/// `QPixmap::load` makes it: its absolute path, size and modification time
-/// (`pixcache_file_key`), so a file edited since it was cached is loaded again (the stale entry
-/// goes the way of any unused entry). The path is any bytes (a Unix path need not be UTF-8).
+/// `QPixmap::load` makes it (its absolute path, size and modification time) and also its device,
+/// inode and status-change time (`pixcache_file_key`): a file edited since it was cached, or
+/// replaced by another of the same size and time, is loaded again (the stale entry goes the way
+/// of any unused entry). The path is made absolute, not canonical: the same file through a
+/// symbolic link or `..` is another entry. The path is any bytes (need not be UTF-8).
 ///
 /// False with the last error set if it cannot be read (`PIXCACHE_RESULT_IO`, e.g. a missing
 /// file) or decoded (`PIXCACHE_RESULT_DECODE`, `PIXCACHE_RESULT_TOO_LARGE`): the loader's code

@@ -51,7 +51,11 @@ fn file_format(code: PixcacheImageFormat) -> Result<FileFormat> {
     })
 }
 
-fn quality(q: i32) -> Result<u32> {
+/// JPEG's quality as the core takes it; other formats ignore it, whatever it is.
+fn quality(file: FileFormat, q: i32) -> Result<u32> {
+    if file != FileFormat::Jpeg {
+        return Ok(0);
+    }
     u32::try_from(q).map_err(|_| {
         Error::new(
             ErrorKind::InvalidArgument,
@@ -62,23 +66,11 @@ fn quality(q: i32) -> Result<u32> {
 
 /// A pixel format argument where 0 (`PIXCACHE_FORMAT_INVALID`) means "as decoded".
 pub(crate) fn optional_format(code: PixcacheFormat) -> Result<Option<Format>> {
-    use super::pixmap::{
-        PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED, PIXCACHE_FORMAT_GRAY8, PIXCACHE_FORMAT_INVALID,
-        PIXCACHE_FORMAT_RGB888, PIXCACHE_FORMAT_RGBA8888,
-    };
-    Ok(Some(match code {
-        PIXCACHE_FORMAT_INVALID => return Ok(None),
-        PIXCACHE_FORMAT_RGBA8888 => Format::Rgba8888,
-        PIXCACHE_FORMAT_BGRA8888_PREMULTIPLIED => Format::Bgra8888Premultiplied,
-        PIXCACHE_FORMAT_RGB888 => Format::Rgb888,
-        PIXCACHE_FORMAT_GRAY8 => Format::Gray8,
-        other => {
-            return Err(Error::new(
-                ErrorKind::InvalidArgument,
-                format!("{other} is not a raster pixel format (expected 0 to 4)"),
-            ))
-        }
-    }))
+    // One mapping of format codes for the whole C API (pixmap.rs): 0 is the natural format.
+    if code == super::pixmap::PIXCACHE_FORMAT_INVALID {
+        return Ok(None);
+    }
+    super::pixmap::format_from_code(code).map(Some)
 }
 
 /// Encodes a raster pixmap to memory as `format` (`PIXCACHE_IMAGE_PNG`, `_JPEG`, `_WEBP` or
@@ -124,7 +116,8 @@ pub unsafe extern "C" fn pixcache_pixmap_encode(
         }
         // SAFETY: C API contract: `pm` is NULL or a live pixmap handle.
         let pm: &Pixmap = unsafe { try_ref(pm, "pm") }?;
-        let encoded = encode::encode(pm, file_format(format)?, self::quality(quality)?)?;
+        let file = file_format(format)?;
+        let encoded = encode::encode(pm, file, self::quality(file, quality)?)?;
         let boxed = encoded.into_boxed_slice();
         let n = boxed.len();
         let raw = Box::into_raw(boxed).cast::<u8>();
@@ -168,7 +161,8 @@ pub unsafe extern "C" fn pixcache_pixmap_save_as(
         let pm: &Pixmap = unsafe { try_ref(pm, "pm") }?;
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
         let path = unsafe { try_path(path, "path") }?;
-        encode::save_as(pm, path, file_format(format)?, self::quality(quality)?)?;
+        let file = file_format(format)?;
+        encode::save_as(pm, path, file, self::quality(file, quality)?)?;
         Ok(true)
     })
 }

@@ -16,8 +16,9 @@ use crate::images::decode::{self, FileFormat, ImageInfo, LoadOptions};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PixcacheLoadOptions {
     /// `sizeof(PixcacheLoadOptions)` as the caller's header declares it, set by
-    /// `pixcache_load_options_default()`: a later pixcache whose struct has grown still reads a
-    /// caller's older, shorter one. Any other value is `PIXCACHE_RESULT_INVALID_ARGUMENT`.
+    /// `pixcache_load_options_default()`. It lets a later pixcache, whose struct may have grown,
+    /// tell a caller's older struct from its own; today only this size is accepted, any other
+    /// value is `PIXCACHE_RESULT_INVALID_ARGUMENT`.
     pub size: usize,
     /// `PIXCACHE_FORMAT_INVALID`: the image's natural format (as `pixcache_pixmap_load`);
     /// otherwise the raster format to convert to (as `pixcache_pixmap_load_as`).

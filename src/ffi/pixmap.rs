@@ -485,7 +485,8 @@ pub extern "C" fn pixcache_set_decode_limits(
 /// same directory, flushed to disk and renamed over `path`. Readers see the old file or the
 /// new one, never a part; a failed save leaves an existing file as it was and no temporary
 /// file behind. A replaced file keeps its permission bits; a symbolic link at `path` is
-/// replaced, not followed.
+/// replaced, not followed. Like any rename, it replaces a read-only file whose directory is
+/// writable (Qt's `QSaveFile` refuses to); check the file's mode first if that matters.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_pixmap_save(
     pm: *const PixcachePixmap,

@@ -56,6 +56,10 @@ fn io_error(path: &Path, e: std::io::Error) -> Error {
 fn check_canvas(path: &Path, (width, height): (u32, u32)) -> Result<()> {
     let (_, _, max_alloc) = decode::limits_in_force();
     let bytes = u64::from(width) * u64::from(height) * 4 * CANVASES;
+    if bytes <= max_alloc {
+        // The decoders allocate their canvases infallibly: ask the allocator first.
+        return decode::probe_alloc(bytes);
+    }
     if bytes > max_alloc {
         return Err(Error::new(
             ErrorKind::TooLarge,
@@ -69,8 +73,70 @@ fn check_canvas(path: &Path, (width, height): (u32, u32)) -> Result<()> {
     Ok(())
 }
 
-/// The frames of the animation at `path`, or `None` when the file is not an animation.
-fn animation(path: &Path) -> Result<Option<Frames<'static>>> {
+/// How many canvas pixels counting or reaching frames may compose in all (each frame is composed
+/// on the whole canvas, a few ns a pixel): beyond it, `TOO_LARGE`. A tiny file can hold 100,000
+/// one-pixel frames on a 4000x4000 screen, which would take over an hour to compose; 2^30 pixels
+/// is a few seconds, and 4,000 frames of 512x512.
+pub const COMPOSE_BUDGET_PIXELS: u64 = 1 << 30;
+
+/// The frames of an animation, stopping with `TOO_LARGE` once composing them would exceed
+/// [`COMPOSE_BUDGET_PIXELS`].
+struct Budgeted<'p> {
+    frames: Frames<'static>,
+    canvas: u64,
+    composed: u64,
+    budget: u64,
+    path: &'p Path,
+}
+
+impl Iterator for Budgeted<'_> {
+    type Item = Result<image::Frame>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.composed > self.budget {
+            return None; // spent: the error was the last item
+        }
+        // Checked after each frame is composed: the work past the budget is one canvas at most.
+        let frame = self.frames.next()?;
+        self.composed = self.composed.saturating_add(self.canvas);
+        if self.composed > self.budget {
+            return Some(Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "{}: the animation has more frames than pixcache composes ({} canvas pixels \
+                     in all)",
+                    self.path.display(),
+                    self.budget
+                ),
+            )));
+        }
+        Some(frame.map_err(|e| decode_error(self.path, e)))
+    }
+}
+
+/// The frames of the animation at `path` (composing them bounded by
+/// [`COMPOSE_BUDGET_PIXELS`]), or `None` when the file is not an animation.
+fn animation(path: &Path) -> Result<Option<Budgeted<'_>>> {
+    animation_within(path, COMPOSE_BUDGET_PIXELS)
+}
+
+/// [`animation`] with a composing budget of `budget` canvas pixels.
+fn animation_within(path: &Path, budget: u64) -> Result<Option<Budgeted<'_>>> {
+    let Some((frames, (w, h))) = animation_frames(path)? else {
+        return Ok(None);
+    };
+    Ok(Some(Budgeted {
+        frames,
+        canvas: u64::from(w) * u64::from(h),
+        composed: 0,
+        budget,
+        path,
+    }))
+}
+
+/// The frames of the animation at `path` and its canvas size, or `None` when the file is not
+/// an animation.
+fn animation_frames(path: &Path) -> Result<Option<(Frames<'static>, (u32, u32))>> {
     let reader = ImageReader::open(path)
         .map_err(|e| io_error(path, e))?
         .with_guessed_format()
@@ -82,16 +148,18 @@ fn animation(path: &Path) -> Result<Option<Frames<'static>>> {
         Some(ImageFormat::Gif) => {
             let mut d = GifDecoder::new(input).map_err(err)?;
             d.set_limits(limits()).map_err(err)?;
-            check_canvas(path, d.dimensions())?;
-            d.into_frames()
+            let size = d.dimensions();
+            check_canvas(path, size)?;
+            (d.into_frames(), size)
         }
         Some(ImageFormat::Png) => {
             let d = PngDecoder::with_limits(input, limits()).map_err(err)?;
             if !d.is_apng().map_err(err)? {
                 return Ok(None);
             }
-            check_canvas(path, d.dimensions())?;
-            d.apng().map_err(err)?.into_frames()
+            let size = d.dimensions();
+            check_canvas(path, size)?;
+            (d.apng().map_err(err)?.into_frames(), size)
         }
         Some(ImageFormat::WebP) => {
             let mut d = WebPDecoder::new(input).map_err(err)?;
@@ -99,8 +167,9 @@ fn animation(path: &Path) -> Result<Option<Frames<'static>>> {
                 return Ok(None);
             }
             d.set_limits(limits()).map_err(err)?;
-            check_canvas(path, d.dimensions())?;
-            d.into_frames()
+            let size = d.dimensions();
+            check_canvas(path, size)?;
+            (d.into_frames(), size)
         }
         _ => return Ok(None),
     };
@@ -140,7 +209,7 @@ pub fn frame_delays(path: &Path, mut each: impl FnMut(usize, u32)) -> Result<usi
     };
     let mut count = 0;
     for frame in frames {
-        let frame = frame.map_err(|e| decode_error(path, e))?;
+        let frame = frame?;
         each(count, delay_ms(&frame));
         count += 1;
     }
@@ -176,7 +245,7 @@ pub fn load_frame(path: &Path, n: usize) -> Result<Pixmap> {
     };
     let mut count = 0;
     for frame in frames {
-        let frame = frame.map_err(|e| decode_error(path, e))?;
+        let frame = frame?;
         if count == n {
             return decode::from_image(DynamicImage::ImageRgba8(frame.into_buffer()));
         }
@@ -205,4 +274,41 @@ pub fn into_format(pm: Pixmap, format: Option<Format>) -> Result<Pixmap> {
         ));
     }
     crate::images::convert::convert(&pm, format)
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::*;
+
+    /// Composing stops with `TOO_LARGE` once the frames composed so far exceed the budget
+    /// (here 100 canvas pixels: an 8x8 canvas, the second frame).
+    #[test]
+    fn composing_is_bounded() {
+        use image::codecs::gif::GifEncoder;
+        use image::{Delay, Frame, RgbaImage};
+        let dir = std::env::temp_dir().join(format!("pixcache-budget-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("three.gif");
+        {
+            let file = std::fs::File::create(&path).unwrap();
+            let mut enc = GifEncoder::new(file);
+            for i in 0..3u8 {
+                let img = RgbaImage::from_pixel(8, 8, image::Rgba([i * 80, 0, 0, 255]));
+                enc.encode_frame(Frame::from_parts(
+                    img,
+                    0,
+                    0,
+                    Delay::from_numer_denom_ms(10, 1),
+                ))
+                .unwrap();
+            }
+        }
+        let frames: Vec<_> = animation_within(&path, 100).unwrap().unwrap().collect();
+        assert!(frames[0].is_ok());
+        assert!(matches!(&frames[1], Err(e) if e.kind() == ErrorKind::TooLarge));
+        assert_eq!(frames.len(), 2, "nothing after the budget is spent");
+        let all: Vec<_> = animation_within(&path, 192).unwrap().unwrap().collect();
+        assert!(all.len() == 3 && all.iter().all(Result::is_ok));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -126,15 +126,6 @@ fn decode_error(e: image::ImageError, header: Option<&Header>) -> Error {
     }
 }
 
-fn encode_error(e: image::ImageError) -> Error {
-    match e {
-        image::ImageError::Limits(l) => Error::new(ErrorKind::TooLarge, l.to_string()),
-        image::ImageError::IoError(io) => Error::new(ErrorKind::Io, io.to_string()),
-        // The format cannot hold this image (a JPEG over 65,535 pixels wide, say).
-        other => Error::new(ErrorKind::Unsupported, other.to_string()),
-    }
-}
-
 /// How many bytes of a file are read for its header: enough for every format's size and, in
 /// practice, for the metadata before a JPEG's frame or a PNG's image data.
 const HEADER_BYTES: u64 = 1 << 20;
@@ -306,6 +297,9 @@ fn decode_image_with<R: BufRead + Seek>(
     let mut decoder = reader.into_decoder().map_err(error)?;
     // As `ImageReader::decode` does: the decoder's own buffer counts against the limit.
     limits.reserve(decoder.total_bytes()).map_err(error)?;
+    // The decoder allocates that buffer infallibly (an abort if the allocator refuses): ask the
+    // allocator first, so that limits raised past what the machine has give OUT_OF_MEMORY.
+    probe_alloc(decoder.total_bytes())?;
     decoder.set_limits(limits).map_err(error)?;
     let orientation = if options.apply_orientation {
         // An orientation that cannot be read is no orientation (as browsers treat it).
@@ -326,6 +320,20 @@ fn decode_image_with<R: BufRead + Seek>(
     }
     image.apply_orientation(orientation);
     Ok(image)
+}
+
+/// Fails with [`ErrorKind::OutOfMemory`] when the allocator refuses `bytes` now (the memory is
+/// given back at once): for buffers a decoder then allocates without a way to fail.
+pub(crate) fn probe_alloc(bytes: u64) -> Result<()> {
+    let refused = || {
+        Error::new(
+            ErrorKind::OutOfMemory,
+            format!("decoding needs {bytes} bytes, which cannot be allocated"),
+        )
+    };
+    let n = usize::try_from(bytes).map_err(|_| refused())?;
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(n).map_err(|_| refused())
 }
 
 /// An image file's format, as [`image_info`] reports it (the one enum of file formats, with
@@ -437,65 +445,10 @@ fn convert_within_limits(pm: Pixmap, format: Format, max_alloc: u64) -> Result<P
     convert::convert(&pm, format)
 }
 
-/// Encodes a raster pixmap to `path`, in the format its extension names (`.png`, `.jpg` /
-/// `.jpeg`, `.bmp`). Straight RGBA for PNG; JPEG and BMP get RGB composited over black (JPEG has
-/// no alpha).
+/// Saves a raster pixmap to `path`, atomically, in the format its extension names: the same as
+/// [`super::encode::save`] (kept here for callers of the decoding module).
 pub fn save(pm: &Pixmap, path: &Path) -> Result<()> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase)
-        .unwrap_or_default();
-    let format = match ext.as_str() {
-        "png" => ImageFormat::Png,
-        "jpg" | "jpeg" => ImageFormat::Jpeg,
-        "bmp" => ImageFormat::Bmp,
-        other => {
-            return Err(Error::new(
-                ErrorKind::Unsupported,
-                format!(
-                    "cannot encode to \"{other}\": supported extensions are png, jpg, jpeg, bmp"
-                ),
-            ))
-        }
-    };
-    if pm.is_null() {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            "the null pixmap has no pixels to save",
-        ));
-    }
-    let image = if format == ImageFormat::Png {
-        let rgba = convert::to_rgba(pm)?;
-        DynamicImage::ImageRgba8(
-            image::RgbaImage::from_raw(pm.width(), pm.height(), rgba).ok_or_else(|| {
-                Error::new(ErrorKind::InvalidArgument, "pixel buffer size mismatch")
-            })?,
-        )
-    } else {
-        // Composited over black, not the straight colour with alpha dropped (which is what
-        // converting to RGB888 does): a translucent pixel saves as it looks on black.
-        let rgb = convert::to_rgb_over_black(pm)?;
-        DynamicImage::ImageRgb8(
-            image::RgbImage::from_raw(pm.width(), pm.height(), rgb).ok_or_else(|| {
-                Error::new(ErrorKind::InvalidArgument, "pixel buffer size mismatch")
-            })?,
-        )
-    };
-    let at_path = |e: Error| Error::new(e.kind(), format!("{}: {}", path.display(), e.message()));
-    // Encoded in memory first, so that a failed encoding leaves no file (or an existing file
-    // as it was).
-    let mut encoded = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut encoded), format)
-        .map_err(|e| at_path(encode_error(e)))?;
-    let io = |e: std::io::Error| at_path(Error::new(ErrorKind::Io, e.to_string()));
-    let mut file = std::fs::File::create(path).map_err(io)?;
-    std::io::Write::write_all(&mut file, &encoded).map_err(|e| {
-        // A write that failed half way (a full disk) leaves no partial file either.
-        drop(std::fs::remove_file(path));
-        io(e)
-    })
+    super::encode::save(pm, path)
 }
 
 /// Converts a decoded image to a pixmap in its natural format: gray stays 8-bit gray, opaque

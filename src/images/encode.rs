@@ -228,8 +228,12 @@ fn temp_parts(path: &Path) -> io::Result<(PathBuf, OsString)> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // At most 64 bytes of the name, so that a target whose name is near NAME_MAX (255) still
+    // gets a temporary name the file system takes.
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = name.as_bytes();
     let mut prefix = OsString::from(".");
-    prefix.push(name);
+    prefix.push(std::ffi::OsStr::from_bytes(&bytes[..bytes.len().min(64)]));
     prefix.push(".pixcache-tmp-");
     Ok((dir, prefix))
 }

@@ -1,7 +1,11 @@
-//! The cache key of an image file, as Qt's `QPixmap::load` makes it: the file's identity (its
-//! absolute path, size and modification time) and the pixel format asked for, so that an edited
-//! file is loaded again instead of found stale, and the same file asked for in two formats is
-//! two entries.
+//! The cache key of an image file, as Qt's `QPixmap::load` makes it, and a little stricter: the
+//! file's identity (its absolute path, size and modification time, as Qt's; and its device,
+//! inode and status-change time, so that a file replaced by one of the same size and time, as
+//! `cp -p` or `rsync -t` leave it, or rewritten with its time put back, is new too) and the
+//! pixel format asked for. An edited file is loaded again instead of found stale, and the same
+//! file asked for in two formats is two entries. The path is made absolute, not canonical (as
+//! Qt's `absoluteFilePath`): the same file reached through a symbolic link or `..` is another
+//! entry.
 //!
 //! Keys are UTF-8 (every cache key is), while a Unix path is any bytes: bytes that are not
 //! UTF-8, and `%` itself, are written as `%XX`, so that two different paths never share a key.
@@ -43,7 +47,15 @@ pub fn file_key(path: &Path, format: Option<Format>) -> Result<String> {
     // `|` cannot end an escaped path (it would be written as is, but the fields after it are
     // fixed: size, time, format), so the fields are unambiguous from the end.
     let format = format.map_or(0, Format::number);
-    let _ = write!(key, "|{}|{modified}|{format}", meta.len());
+    use std::os::unix::fs::MetadataExt;
+    let changed = i128::from(meta.ctime()) * 1_000_000_000 + i128::from(meta.ctime_nsec());
+    let _ = write!(
+        key,
+        "|{}|{modified}|{}:{}:{changed}|{format}",
+        meta.len(),
+        meta.dev(),
+        meta.ino()
+    );
     Ok(key)
 }
 
@@ -112,6 +124,15 @@ mod tests {
         f.set_modified(UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
             .unwrap();
         assert_ne!(file_key(&p, None).unwrap(), k2, "time changed");
+        // Replaced by another file of the same size and time (`cp -p` then `mv`).
+        let k3 = file_key(&p, None).unwrap();
+        let other = d.join("b.png");
+        std::fs::write(&other, b"abcdef").unwrap();
+        let f = std::fs::File::options().write(true).open(&other).unwrap();
+        f.set_modified(UNIX_EPOCH + std::time::Duration::from_secs(1_000_000))
+            .unwrap();
+        std::fs::rename(&other, &p).unwrap();
+        assert_ne!(file_key(&p, None).unwrap(), k3, "another inode");
         // A relative path names the same file as its absolute form.
         let cwd = std::env::current_dir().unwrap();
         if let Ok(rel) = p.strip_prefix(&cwd) {
