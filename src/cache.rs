@@ -200,6 +200,23 @@ impl State {
         }
     }
 
+    /// The pixmap under `key`, in the cache or live (held), without touching recency.
+    fn peek(&self, hash: u64, key: KeyRef<'_>) -> Option<&Pixmap> {
+        match self.lru.peek(hash, key) {
+            Some((_, pm)) => Some(pm),
+            None => self.live()?.get(hash, key).map(|e| &e.pixmap),
+        }
+    }
+
+    /// Evicts least recently used entries until the total is at most `target`, for `reason`;
+    /// counts them. Returns how many went.
+    fn trim(&mut self, target: i64, reason: Reason, out: &mut Outgoing) -> usize {
+        out.reason = reason;
+        let n = self.lru.trim(target, out);
+        self.evicted(reason, n);
+        n
+    }
+
     /// True when a miss in the LRU must also look at the live set.
     #[inline(always)]
     fn has_live(&self) -> bool {
@@ -323,7 +340,7 @@ impl State {
         out: &mut Outgoing,
     ) -> Result<()> {
         // The key is the cache's again: an evicted entry under it is no longer findable.
-        self.forget_live(hash, key_ref(&key), out);
+        self.forget_live(hash, key.as_key_ref(), out);
         let before = self.lru.len();
         out.reason = Reason::Evicted;
         let result = self.lru.insert(hash, key, pm, cost, out);
@@ -1191,23 +1208,11 @@ impl Cache {
         let mut guard = self.state.read(lock::me());
         let (state, _) = guard.parts();
         if !state.dirty {
-            return match state.lru.peek(hash, key) {
-                Some((_, pm)) => Some(read(pm)),
-                None => state
-                    .live()
-                    .and_then(|l| l.get(hash, key))
-                    .map(|e| read(&e.pixmap)),
-            };
+            return state.peek(hash, key).map(read);
         }
         drop(guard);
         // A state a panic left broken: the write lock resets it first.
-        self.with_state(|s, _| match s.lru.peek(hash, key) {
-            Some((_, pm)) => Some(read(pm)),
-            None => s
-                .live()
-                .and_then(|l| l.get(hash, key))
-                .map(|e| read(&e.pixmap)),
-        })
+        self.with_state(|s, _| s.peek(hash, key).map(read))
     }
 
     /// The pixmap under a string key, as a share, touching neither recency nor statistics.
@@ -1251,9 +1256,7 @@ impl Cache {
     pub fn flush_detached(&self) -> usize {
         self.with_state(|s, out| {
             let total = s.lru.total();
-            out.reason = Reason::Trimmed;
-            let n = s.lru.trim(total * 3 / 4, out);
-            s.evicted(Reason::Trimmed, n);
+            let n = s.trim(total * 3 / 4, Reason::Trimmed, out);
             s.tick_total = s.lru.total();
             n
         })
@@ -1270,9 +1273,7 @@ impl Cache {
             } else {
                 total - 1
             };
-            out.reason = Reason::Trimmed;
-            let n = s.lru.trim(target, out);
-            s.evicted(Reason::Trimmed, n);
+            let n = s.trim(target, Reason::Trimmed, out);
             s.tick_total = s.lru.total();
             n
         })
@@ -1284,22 +1285,14 @@ impl Cache {
     pub fn trim(&self, level: TrimLevel) -> usize {
         self.with_state(|s, out| {
             let target = level.target(s.lru.total());
-            out.reason = Reason::Trimmed;
-            let n = s.lru.trim(target, out);
-            s.evicted(Reason::Trimmed, n);
-            n
+            s.trim(target, Reason::Trimmed, out)
         })
     }
 
     /// Evicts least recently used entries until the total is at most `kb` KB (a negative `kb`
     /// empties the cache). The limit is unchanged. Returns how many entries went.
     pub fn trim_to(&self, kb: i64) -> usize {
-        self.with_state(|s, out| {
-            out.reason = Reason::Trimmed;
-            let n = s.lru.trim(kb.max(0), out);
-            s.evicted(Reason::Trimmed, n);
-            n
-        })
+        self.with_state(|s, out| s.trim(kb.max(0), Reason::Trimmed, out))
     }
 
     /// The counters and sizes, read together.
@@ -1440,13 +1433,6 @@ impl AtFork for Cache {
 impl Default for Cache {
     fn default() -> Self {
         Cache::new(DEFAULT_LIMIT_KB)
-    }
-}
-
-fn key_ref(key: &EntryKey) -> KeyRef<'_> {
-    match key {
-        EntryKey::Name(n) => KeyRef::Name(n.as_bytes()),
-        EntryKey::Id(id) => KeyRef::Id(*id),
     }
 }
 

@@ -30,14 +30,6 @@ pub(crate) struct Live {
     kb: i64,
 }
 
-fn matches(e: &LiveEntry, key: KeyRef<'_>) -> bool {
-    match (&e.key, key) {
-        (EntryKey::Name(n), KeyRef::Name(b)) => n.is(b),
-        (EntryKey::Id(a), KeyRef::Id(b)) => *a == b,
-        _ => false,
-    }
-}
-
 impl Live {
     /// Entries in the set.
     pub fn len(&self) -> usize {
@@ -51,7 +43,7 @@ impl Live {
 
     /// Keeps an evicted entry (a fresh share of its pixmap), replacing one under the same key.
     pub fn keep(&mut self, entry: LiveEntry, garbage: &mut Garbage<Pixmap>) {
-        if let Some(old) = self.take(entry.hash, key_ref(&entry.key)) {
+        if let Some(old) = self.take(entry.hash, entry.key.as_key_ref()) {
             garbage.push(old.pixmap);
         }
         self.kb += entry.cost;
@@ -62,13 +54,16 @@ impl Live {
     /// The entry under `key`, if a caller still holds its pixmap.
     pub fn get(&self, hash: u64, key: KeyRef<'_>) -> Option<&LiveEntry> {
         self.table
-            .find(hash, |e| matches(e, key))
+            .find(hash, |e| e.key.as_key_ref() == key)
             .filter(|e| held_elsewhere(&e.pixmap))
     }
 
     /// Takes the entry under `key` out of the set (held or not).
     pub fn take(&mut self, hash: u64, key: KeyRef<'_>) -> Option<LiveEntry> {
-        let entry = self.table.find_entry(hash, |e| matches(e, key)).ok()?;
+        let entry = self
+            .table
+            .find_entry(hash, |e| e.key.as_key_ref() == key)
+            .ok()?;
         let (e, _) = entry.remove();
         self.kb -= e.cost;
         Some(e)
@@ -100,11 +95,4 @@ impl Live {
 /// True when `pm` (a share the cache or the live set holds) has pixels someone else holds too.
 pub(crate) fn held_elsewhere(pm: &Pixmap) -> bool {
     pm.has_pixel_data() && !pm.is_detached()
-}
-
-fn key_ref(key: &EntryKey) -> KeyRef<'_> {
-    match key {
-        EntryKey::Name(n) => KeyRef::Name(n.as_bytes()),
-        EntryKey::Id(id) => KeyRef::Id(*id),
-    }
 }

@@ -53,7 +53,8 @@ pub enum KeyRef<'a> {
 }
 
 impl EntryKey {
-    fn as_key_ref(&self) -> KeyRef<'_> {
+    /// The key, borrowed.
+    pub fn as_key_ref(&self) -> KeyRef<'_> {
         match self {
             EntryKey::Name(s) => KeyRef::Name(s.as_bytes()),
             EntryKey::Id(id) => KeyRef::Id(*id),

@@ -5,7 +5,7 @@ use std::ffi::c_char;
 use std::ptr;
 
 use super::boundary::{call, into_raw, null_error, try_path};
-use super::encode::optional_format;
+use super::pixmap::optional_format;
 use super::pixmap::{PixcacheFormat, PixcachePixmap};
 use crate::images::animation::{self, into_format};
 

@@ -809,11 +809,8 @@ pub unsafe extern "C" fn pixcache_peek_key(
         let key = Key::from(key);
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
         let found = unsafe { self::cache(cache) }?.peek_key(key);
-        if found.is_none() {
-            return Err(invalid_key_error(key));
-        }
         // SAFETY: as above.
-        unsafe { give(found, out) }
+        unsafe { give(Some(found.ok_or_else(|| invalid_key_error(key))?), out) }
     })
 }
 
@@ -861,11 +858,8 @@ pub unsafe extern "C" fn pixcache_take_key(
         let key = Key::from(key);
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles.
         let found = unsafe { self::cache(cache) }?.take_key(key);
-        if found.is_none() {
-            return Err(invalid_key_error(key));
-        }
         // SAFETY: as above.
-        unsafe { give(found, out) }
+        unsafe { give(Some(found.ok_or_else(|| invalid_key_error(key))?), out) }
     })
 }
 
@@ -1177,19 +1171,10 @@ pub unsafe extern "C" fn pixcache_find_or_load_as(
     out: *mut PixcachePixmap,
 ) -> bool {
     call(false, || {
-        let format = natural_or(format)?;
+        let format = super::pixmap::optional_format(format)?;
         // SAFETY: C API contract (module docs of `ffi`): NULL or live handles and strings.
         unsafe { find_or_load(cache, path, format, out) }
     })
-}
-
-/// The format a `format` argument names; `None` for `PIXCACHE_FORMAT_INVALID` (the file's own).
-fn natural_or(format: PixcacheFormat) -> Result<Option<crate::images::format::Format>, Error> {
-    if format == super::pixmap::PIXCACHE_FORMAT_INVALID {
-        Ok(None)
-    } else {
-        super::pixmap::format_from_code(format).map(Some)
-    }
 }
 
 /// # Safety
@@ -1233,7 +1218,7 @@ pub unsafe extern "C" fn pixcache_file_key(
     call(0, || {
         // SAFETY: C API contract (module docs of `ffi`): NULL or NUL-terminated strings.
         let path = unsafe { super::boundary::try_path(path, "path") }?;
-        let key = crate::images::file_key::file_key(path, natural_or(format)?)?;
+        let key = crate::images::file_key::file_key(path, super::pixmap::optional_format(format)?)?;
         if buf_len > 0 {
             if buf.is_null() {
                 return Err(super::boundary::null_error("buf"));
@@ -1261,12 +1246,8 @@ unsafe fn find_or_insert(
     // on failure `out` is untouched.
     let mut value = Pixmap::null();
     cache.find_or_insert_with(key, &mut value, producer)?;
-    if !out.is_null() {
-        // SAFETY: forwarded to the caller.
-        let old = std::mem::replace(unsafe { try_mut(out, "out") }?, value);
-        drop(old);
-    }
-    Ok(true)
+    // SAFETY: forwarded to the caller.
+    unsafe { give(Some(value), out) }
 }
 
 /// The error of a producer that returned false, made on its own thread right after it returned:

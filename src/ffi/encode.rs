@@ -10,7 +10,6 @@ use super::pixmap::{PixcacheFormat, PixcachePixmap};
 use crate::error::{Error, ErrorKind, Result};
 use crate::images::animation::into_format;
 use crate::images::encode::{self, FileFormat};
-use crate::images::format::Format;
 use crate::images::thumbnail::{self, Filter};
 use crate::pixmap::Pixmap;
 
@@ -62,15 +61,6 @@ fn quality(file: FileFormat, q: i32) -> Result<u32> {
             format!("quality {q} is out of range (1 to 100, or 0 for the default)"),
         )
     })
-}
-
-/// A pixel format argument where 0 (`PIXCACHE_FORMAT_INVALID`) means "as decoded".
-pub(crate) fn optional_format(code: PixcacheFormat) -> Result<Option<Format>> {
-    // One mapping of format codes for the whole C API (pixmap.rs): 0 is the natural format.
-    if code == super::pixmap::PIXCACHE_FORMAT_INVALID {
-        return Ok(None);
-    }
-    super::pixmap::format_from_code(code).map(Some)
 }
 
 /// Encodes a raster pixmap to memory as `format` (`PIXCACHE_IMAGE_PNG`, `_JPEG`, `_WEBP` or
@@ -186,7 +176,7 @@ pub unsafe extern "C" fn pixcache_pixmap_load_scaled(
     format: PixcacheFormat,
 ) -> *mut PixcachePixmap {
     call(ptr::null_mut(), || {
-        let format = optional_format(format)?;
+        let format = super::pixmap::optional_format(format)?;
         // SAFETY: C API contract: `path` is NULL or a NUL-terminated string.
         let path = unsafe { try_path(path, "path") }?;
         let pm = thumbnail::load_scaled(path, max_width, max_height, Filter::CatmullRom)?;

@@ -6,7 +6,7 @@ use std::ffi::c_char;
 use std::ptr;
 
 use super::boundary::{call, into_raw, null_error, try_bytes_n, try_path};
-use super::pixmap::{format_from_code, PixcacheFormat, PixcachePixmap, PIXCACHE_FORMAT_INVALID};
+use super::pixmap::{PixcacheFormat, PixcachePixmap, PIXCACHE_FORMAT_INVALID};
 use crate::error::Result;
 use crate::images::decode::{self, FileFormat, ImageInfo, LoadOptions};
 
@@ -109,11 +109,7 @@ unsafe fn load_options(options: *const PixcacheLoadOptions) -> Result<LoadOption
     }
     let or = |v: u32, d: u32| if v == 0 { d } else { v };
     Ok(LoadOptions {
-        format: if o.format == PIXCACHE_FORMAT_INVALID {
-            None
-        } else {
-            Some(format_from_code(o.format)?)
-        },
+        format: super::pixmap::optional_format(o.format)?,
         apply_orientation: o.apply_orientation,
         max_width: or(o.max_width, in_force.max_width),
         max_height: or(o.max_height, in_force.max_height),

@@ -95,6 +95,15 @@ pub const PIXCACHE_FORMAT_BGRX8888: PixcacheFormat = 7;
 /// `kPremul_SkAlphaType`, the usual premultiplied `GL_RGBA` texture.
 pub const PIXCACHE_FORMAT_RGBA8888_PREMULTIPLIED: PixcacheFormat = 8;
 
+/// The format a `format` argument names, where `PIXCACHE_FORMAT_INVALID` (0) means "the
+/// image's own" (`None`): the loaders' and encoders' one mapping.
+pub(crate) fn optional_format(code: PixcacheFormat) -> Result<Option<Format>, Error> {
+    if code == PIXCACHE_FORMAT_INVALID {
+        return Ok(None);
+    }
+    format_from_code(code).map(Some)
+}
+
 pub(crate) fn format_from_code(code: PixcacheFormat) -> Result<Format, Error> {
     match code {
         PIXCACHE_FORMAT_RGBA8888 => Ok(Format::Rgba8888),
