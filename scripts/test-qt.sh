@@ -57,6 +57,10 @@ echo "# adapter API: findOrInsert, shared pixmaps, keys Qt tells apart (lone sur
 "$work/build/adapter_api"
 pass=$((pass + 1))
 
+echo "# pixel formats: pixcache's conversions against QImage::convertToFormat, byte for byte"
+"$work/build/formats"
+pass=$((pass + 1))
+
 echo "# application lifetime: destroying the application object clears the cache, as in Qt"
 "$work/build/app_lifetime"
 pass=$((pass + 1))
