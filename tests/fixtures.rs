@@ -604,3 +604,94 @@ fn image_info_agrees_with_identify() {
         assert_eq!((img.w, img.h), (i.width, i.height), "{name}: load");
     }
 }
+
+/// `pixcache_find_or_load` on files other encoders wrote: the pixels `load` gives (upright for
+/// the EXIF-oriented JPEG), found again without a decode, under the key `pixcache_file_key`
+/// names.
+#[test]
+fn find_or_load_serves_other_encoders_files() {
+    use pixcache::ffi::cache::{
+        pixcache_cache_free, pixcache_cache_new, pixcache_file_key, pixcache_find,
+        pixcache_find_or_load, pixcache_stats_v2,
+    };
+    let cache = pixcache_cache_new(10_240);
+    for name in [
+        "im-orient-6.jpg",
+        "qt-rgb.png",
+        "im-rgb24.bmp",
+        "webp-lossless.webp",
+    ] {
+        let path = c_path(&fixture(name));
+        for round in 0..2 {
+            let out = pixcache_pixmap_new_null();
+            // SAFETY: a live cache, C string and handle.
+            assert!(
+                unsafe { pixcache_find_or_load(cache, path.as_ptr(), out) },
+                "{name}: {}",
+                last_error()
+            );
+            let got = take(out, name);
+            let want = load(name);
+            assert_eq!(
+                (got.w, got.h, &got.rgba),
+                (want.w, want.h, &want.rgba),
+                "{name}, round {round}"
+            );
+        }
+        let mut key = vec![0u8; 4096];
+        // SAFETY: a C string and a buffer of `key.len()` bytes.
+        let n = unsafe { pixcache_file_key(path.as_ptr(), 0, key.as_mut_ptr().cast(), key.len()) };
+        assert!(n > 0 && n < key.len());
+        // SAFETY: a live cache and the NUL-terminated key just written.
+        assert!(
+            unsafe { pixcache_find(cache, key.as_ptr().cast(), ptr::null_mut()) },
+            "{name}"
+        );
+    }
+    // SAFETY: a live cache.
+    let stats = unsafe { pixcache_stats_v2(cache) };
+    assert_eq!(
+        (stats.inserts, stats.entries),
+        (4, 4),
+        "each file decoded once"
+    );
+    // SAFETY: made above, freed once.
+    unsafe { pixcache_cache_free(cache) };
+}
+
+/// Limits on a file another encoder wrote: ImageMagick's 16x32 BMP is refused by per-call
+/// limits below its size (TOO_LARGE, naming it) and loads at its size; the same bytes with the
+/// header's width and height raised to 100000 are TOO_LARGE from the header, before decoding.
+#[test]
+fn limits_on_other_encoders_files() {
+    let path = c_path(&fixture("im-rgb24.bmp"));
+    let mut o = pixcache_load_options_default();
+    o.max_height = H - 1;
+    // SAFETY: a C string and a valid options struct.
+    let refused = unsafe { pixcache_pixmap_load_with(path.as_ptr(), &o) };
+    assert!(refused.is_null());
+    assert_eq!(pixcache_last_result(), PixcacheResult::TooLarge);
+    assert!(
+        last_error().contains(&format!("{W}x{H}")),
+        "{}",
+        last_error()
+    );
+    o.max_height = H;
+    // SAFETY: as above.
+    let img = take(
+        unsafe { pixcache_pixmap_load_with(path.as_ptr(), &o) },
+        "at the limit",
+    );
+    assert_eq!((img.w, img.h), (W, H));
+
+    let mut bytes = std::fs::read(fixture("im-rgb24.bmp")).unwrap();
+    assert_eq!(&bytes[..2], b"BM");
+    bytes[18..22].copy_from_slice(&100_000i32.to_le_bytes());
+    bytes[22..26].copy_from_slice(&100_000i32.to_le_bytes());
+    // SAFETY: a live buffer; NULL options are the defaults.
+    let pm =
+        unsafe { pixcache_pixmap_load_from_memory_with(bytes.as_ptr(), bytes.len(), ptr::null()) };
+    assert!(pm.is_null());
+    assert_eq!(pixcache_last_result(), PixcacheResult::TooLarge);
+    assert!(last_error().contains("100000x100000"), "{}", last_error());
+}
