@@ -124,16 +124,16 @@ impl State {
     /// A lookup with the state to itself: moves the entry to the front; counts it if `count` is
     /// 1.
     #[inline(always)]
-    fn get<R>(&mut self, hash: u64, key: KeyRef<'_>, count: u64, read: impl Read<R>) -> Lookup<R> {
+    fn get<R>(&mut self, hash: u64, key: KeyRef<'_>, read: impl Read<R>) -> Lookup<R> {
         match self.lru.get(hash, key) {
             Some(pm) => {
-                self.stats.hits += count;
+                self.stats.hits += 1;
                 // The state is whole again: `read` (a visit callback, perhaps) may panic without
                 // making the next caller throw the cache away.
                 self.dirty = false;
                 Lookup::Hit(read.read(pm))
             }
-            None => Lookup::missed(key, count, &mut self.stats.misses),
+            None => Lookup::missed(key, &mut self.stats.misses),
         }
     }
 
@@ -145,15 +145,14 @@ impl State {
         &mut self,
         hash: u64,
         key: KeyRef<'_>,
-        count: u64,
         read: impl Read<R>,
         out: &mut Outgoing,
     ) -> Lookup<R> {
         if self.live().and_then(|l| l.get(hash, key)).is_none() {
-            return Lookup::missed(key, count, &mut self.stats.misses);
+            return Lookup::missed(key, &mut self.stats.misses);
         }
         let Some(entry) = self.live_mut().and_then(|l| l.take(hash, key)) else {
-            return Lookup::missed(key, count, &mut self.stats.misses);
+            return Lookup::missed(key, &mut self.stats.misses);
         };
         out.reason = Reason::Evicted;
         let before = self.lru.len();
@@ -169,11 +168,11 @@ impl State {
             Ok(()) => {
                 self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
                 out.push(entry.pixmap);
-                self.get(hash, key, count, read)
+                self.get(hash, key, read)
             }
             Err(refused) => {
                 out.push(refused.value);
-                self.stats.hits += count;
+                self.stats.hits += 1;
                 self.dirty = false;
                 let result = read.read(&entry.pixmap);
                 if let Some(live) = self.live_mut() {
@@ -473,13 +472,13 @@ impl Read<Option<Pixmap>> for ShareInto<'_> {
 }
 
 impl<R> Lookup<R> {
-    /// The outcome of finding nothing under `key`, counted in `misses` if `count` is 1 and the
-    /// key is a valid one.
-    fn missed(key: KeyRef<'_>, count: u64, misses: &mut u64) -> Self {
+    /// The outcome of finding nothing under `key`, counted in `misses` if the key is a valid
+    /// one.
+    fn missed(key: KeyRef<'_>, misses: &mut u64) -> Self {
         match key {
             KeyRef::Name(bytes) if !bytes::is_utf8(bytes) => Lookup::NotUtf8,
             _ => {
-                *misses += count;
+                *misses += 1;
                 Lookup::Miss
             }
         }
@@ -556,7 +555,7 @@ pub struct Cache {
     hasher: rapidhash::fast::RandomState,
     /// Whether hits are stamped (`Order::is_stamped`), as the last write section left it: read
     /// before taking a reader slot, so that a lookup can read the time first thing (see
-    /// [`Cache::lookup_counted`]). Only a hint: the order itself decides under the slot.
+    /// [`Cache::lookup_reading`]). Only a hint: the order itself decides under the slot.
     stamping: AtomicBool,
     flights: Flights,
 }
@@ -779,7 +778,7 @@ impl Cache {
     /// nothing is copied (no reference-count traffic); otherwise what `out` held before is dropped
     /// after the lock is released.
     pub fn find_into(&self, key: &str, out: &mut Pixmap) -> bool {
-        self.find_into_counted(KeyRef::Name(key.as_bytes()), out, true)
+        self.find_into_share(KeyRef::Name(key.as_bytes()), out)
             .hit()
             .is_some()
     }
@@ -799,7 +798,7 @@ impl Cache {
 
     /// [`Cache::find_into`] for a generated key.
     pub fn find_key_into(&self, key: Key, out: &mut Pixmap) -> bool {
-        self.find_into_counted(KeyRef::Id(key.to_raw()), out, true)
+        self.find_into_share(KeyRef::Id(key.to_raw()), out)
             .hit()
             .is_some()
     }
@@ -835,13 +834,8 @@ impl Cache {
     /// replaced it) comes back in the hit, to be dropped by the caller after the lock is
     /// released.
     #[inline(always)]
-    fn find_into_counted(
-        &self,
-        key: KeyRef<'_>,
-        out: &mut Pixmap,
-        count: bool,
-    ) -> Lookup<Option<Pixmap>> {
-        self.lookup_counted(key, count, ShareInto(out))
+    fn find_into_share(&self, key: KeyRef<'_>, out: &mut Pixmap) -> Lookup<Option<Pixmap>> {
+        self.lookup_reading(key, ShareInto(out))
     }
 
     /// [`Cache::find_bytes_into`] that hands back what `out` held instead of dropping it, for a
@@ -849,20 +843,19 @@ impl Cache {
     /// it drops the old pixmap once its borrow of `out` has ended.
     #[inline(always)]
     pub(crate) fn find_bytes_swap(&self, key: &[u8], out: &mut Pixmap) -> Swapped {
-        Swapped::from(self.find_into_counted(KeyRef::Name(key), out, true))
+        Swapped::from(self.find_into_share(KeyRef::Name(key), out))
     }
 
     /// [`Cache::find_key_into`] that hands back what `out` held (see [`Cache::find_bytes_swap`]).
     pub(crate) fn find_key_swap(&self, key: Key, out: &mut Pixmap) -> Swapped {
-        Swapped::from(self.find_into_counted(KeyRef::Id(key.to_raw()), out, true))
+        Swapped::from(self.find_into_share(KeyRef::Id(key.to_raw()), out))
     }
 
     fn lookup<R>(&self, key: KeyRef<'_>, read: impl FnOnce(&Pixmap) -> R) -> Lookup<R> {
-        self.lookup_counted(key, true, read)
+        self.lookup_reading(key, read)
     }
 
-    /// A lookup; `count` says whether it counts in the hit/miss statistics (a re-check made on
-    /// the caller's behalf does not).
+    /// A lookup, counted in the hit/miss statistics, that `read`s what it finds.
     ///
     /// It runs under this thread's reader slot: it finds the entry without touching the LRU
     /// order and records the hit in the slot's log (recency.rs), so lookups from different
@@ -871,8 +864,7 @@ impl Cache {
     /// owner and hits are not stamped), or a cache left dirty by a panic, does the lookup under
     /// the write lock instead, which also admits the slot.
     #[inline]
-    fn lookup_counted<R>(&self, key: KeyRef<'_>, count: bool, read: impl Read<R>) -> Lookup<R> {
-        let count = u64::from(count);
+    fn lookup_reading<R>(&self, key: KeyRef<'_>, read: impl Read<R>) -> Lookup<R> {
         let hash = self.hash(key);
         let me = lock::me();
         // While hits are stamped, the time is read now, before the slot is taken: reading it
@@ -901,14 +893,14 @@ impl Cache {
                 match state.lru.peek(hash, key) {
                     // A live image may be there: look under the write lock.
                     None if state.has_live() => (None, false),
-                    None => return Lookup::missed(key, count, &mut log.misses),
+                    None => return Lookup::missed(key, &mut log.misses),
                     Some((slot, pm)) => {
                         match state
                             .order
                             .record_at(&self.clock.0, early, my_slot, log, slot)
                         {
                             Record::Done => {
-                                log.hits += count;
+                                log.hits += 1;
                                 let lru = &state.lru;
                                 (
                                     read.take().map(|read| {
@@ -930,7 +922,7 @@ impl Cache {
         match read {
             None => result.map_or(Lookup::Miss, Lookup::Hit),
             // Not done under the reader slot: do it under the write lock.
-            Some(read) => self.lookup_exclusive(my_slot, hash, key, count, read),
+            Some(read) => self.lookup_exclusive(my_slot, hash, key, read),
         }
     }
 
@@ -970,7 +962,7 @@ impl Cache {
         batch.replay(|slot| touches.touch(slot));
     }
 
-    /// The lookup of [`Cache::lookup_counted`] under the write lock: for a reader slot not
+    /// The lookup of [`Cache::lookup_reading`] under the write lock: for a reader slot not
     /// admitted yet (`admit`), or a state a panic left dirty. Out of line, so that the shared path does not carry
     /// [`Cache::with_guard`] in its stack frame.
     #[cold]
@@ -980,15 +972,14 @@ impl Cache {
         admit: usize,
         hash: u64,
         key: KeyRef<'_>,
-        count: u64,
         read: impl Read<R>,
     ) -> Lookup<R> {
         self.with_state(|s, out| {
             s.order.admit(admit);
             if s.has_live() && !s.lru.contains(hash, key) {
-                s.revive(hash, key, count, read, out)
+                s.revive(hash, key, read, out)
             } else {
-                s.get(hash, key, count, read)
+                s.get(hash, key, read)
             }
         })
     }
@@ -1009,8 +1000,8 @@ impl Cache {
         if self.find_into(key, out) {
             return Ok(Source::Cached);
         }
-        // The re-check runs under the flights table's lock: it finds into a null pixmap, so that
-        // nothing `out` held is let go of (running a release callback) under that lock.
+        // The re-check runs under the flights table's lock: it peeks into a pixmap of its own,
+        // so that nothing `out` held is let go of (running a release callback) under that lock.
         let mut found = Pixmap::null();
         let role = self.flights.join(key, || {
             // A peek: it lets go of nothing under the flights table's lock (a find may, with

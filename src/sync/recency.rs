@@ -129,7 +129,7 @@ impl Order {
 
     /// [`Order::record`] with the time already read (`now`, from `clock`) earlier in the same
     /// call, if it was: a lookup reads it before taking its slot, where waiting for everything
-    /// before the read (`clock.rs`) costs least (`Cache::lookup_counted` says why that orders
+    /// before the read (`clock.rs`) costs least (`Cache::lookup_reading` says why that orders
     /// it right). Without it the time is read here.
     pub fn record_at(
         &self,
