@@ -997,7 +997,7 @@ static void *set_error_elsewhere(void *arg) {
 static void test_set_error(void) {
     printf("/errors/set_error\n");
     /* Every code but OK: that code, that message. */
-    for (int code = 1; code <= PIXCACHE_RESULT_PRODUCER_FAILED; ++code) {
+    for (int code = 1; code <= PIXCACHE_RESULT_WRONG_THREAD; ++code) {
         pixcache_set_error(code, "my own words");
         expect_error((PixcacheResult)code);
         CHECK(strcmp(pixcache_last_error(), "my own words") == 0);
@@ -1028,7 +1028,7 @@ static void test_set_error(void) {
     CHECK(strcmp(pixcache_last_error(), "bad \xef\xbf\xbd\xef\xbf\xbd bytes second line") == 0);
     /* An unknown code is a mistake of the caller's: INVALID_ARGUMENT naming the number, and its
      * message is not used. */
-    const int unknown[] = {-1, PIXCACHE_RESULT_PRODUCER_FAILED + 1, 100, INT_MAX, INT_MIN};
+    const int unknown[] = {-1, PIXCACHE_RESULT_WRONG_THREAD + 1, 100, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; ++i) {
         pixcache_set_error(unknown[i], "should not appear");
         expect_error(PIXCACHE_RESULT_INVALID_ARGUMENT);
@@ -1052,8 +1052,8 @@ static void test_set_error(void) {
 
 static void test_result_strings(void) {
     printf("/errors/result_str\n");
-    const char *s[14];
-    for (int code = 0; code <= 13; ++code) {
+    const char *s[15];
+    for (int code = 0; code <= 14; ++code) {
         s[code] = pixcache_result_str(code);
         CHECK(s[code] != NULL);
         CHECK(s[code][0] != '\0');
@@ -1064,7 +1064,8 @@ static void test_result_strings(void) {
     CHECK(pixcache_result_str(PIXCACHE_RESULT_PANIC) == s[11]);
     CHECK(pixcache_result_str(PIXCACHE_RESULT_REENTRANT) == s[12]);
     CHECK(pixcache_result_str(PIXCACHE_RESULT_PRODUCER_FAILED) == s[13]);
-    const int unknown[] = {-1, 14, 15, 100, INT_MAX, INT_MIN};
+    CHECK(pixcache_result_str(PIXCACHE_RESULT_WRONG_THREAD) == s[14]);
+    const int unknown[] = {-1, 15, 16, 100, INT_MAX, INT_MIN};
     for (size_t i = 0; i < sizeof unknown / sizeof unknown[0]; ++i) {
         const char *u = pixcache_result_str(unknown[i]);
         CHECK(u != NULL);

@@ -137,6 +137,11 @@ typedef enum PixcacheResult {
    * call's, or one set with `pixcache_set_error`) passes on that error's code instead.
    */
   PIXCACHE_RESULT_PRODUCER_FAILED = 13,
+  /**
+   * A thread-affine cache (`pixcache_local_*`) was called from a thread other than the one
+   * that owns it, or from inside its own release callback; the call did nothing.
+   */
+  PIXCACHE_RESULT_WRONG_THREAD = 14,
 } PixcacheResult;
 
 /**
@@ -146,6 +151,11 @@ typedef enum PixcacheResult {
  * `pixcache_global`).
  */
 typedef struct PixcacheCache PixcacheCache;
+
+/**
+ * A thread-affine cache (`pixcache_local_new`). Opaque.
+ */
+typedef struct PixcacheLocal PixcacheLocal;
 
 /**
  * A pixmap value, like `QPixmap`: owned by exactly one owner, freed with
@@ -419,6 +429,27 @@ typedef struct PixcacheImageInfo {
    */
   int32_t has_alpha;
 } PixcacheImageInfo;
+
+/**
+ * A value held by a thread-affine cache: 32 bytes, 8-byte aligned, that are the caller's to
+ * interpret. The cache moves values with `memcpy` (so a value must not point into itself: a C++
+ * type must be trivially relocatable, as Qt's implicitly shared classes are) and never reads
+ * them; each value it accepted is handed to the cache's release function exactly once.
+ */
+typedef struct PixcacheValue {
+  /**
+   * Opaque to pixcache.
+   */
+  uint64_t words[4];
+} PixcacheValue;
+
+/**
+ * Called once for each value a thread-affine cache lets go of (evicted, removed, replaced,
+ * cleared, refused, or left when the cache is freed), on the thread making the call that let it
+ * go, after the cache is consistent again: it may call the cache (except
+ * `pixcache_local_free`). `value` is valid only during the call.
+ */
+typedef void (*PixcacheReleaseValue)(struct PixcacheValue *value);
 
 /**
  * Why an entry left a cache (`PixcacheRemoval::reason`, and the index into
@@ -1276,6 +1307,144 @@ bool pixcache_image_info_from_memory(const uint8_t *data,
  * updated key differs from copies of the old one.
  */
 bool pixcache_key_equal(struct PixcacheKey a, struct PixcacheKey b);
+
+/**
+ * Makes a thread-affine cache holding at most `limit_kb` KB (Qt's default is 10240), whose
+ * values are released by `release`. No thread owns it until one uses it. NULL with
+ * `NULL_ARGUMENT` when `release` is NULL, `INVALID_ARGUMENT` when the limit is negative.
+ *
+ * The first thread that calls a `pixcache_local_*` function on it owns it: calls from other
+ * threads do nothing and report `PIXCACHE_RESULT_WRONG_THREAD`, until the owner calls
+ * `pixcache_local_release_thread`. `release` is called once for each value passed to an
+ * insert or replace: on the owning thread when its entry leaves, or on the calling thread when
+ * the call does not insert it (refused, invalid, wrong thread).
+ */
+struct PixcacheLocal *pixcache_local_new(int32_t limit_kb, PixcacheReleaseValue release);
+
+/**
+ * Frees a thread-affine cache, releasing every value it holds, on the calling thread, which
+ * must own it or find it unowned: otherwise nothing is freed, and false with `WRONG_THREAD`
+ * (also from inside a release function). NULL does nothing and returns true. The values are
+ * released while the cache still exists (a release function may call it); values it inserts
+ * then are released as the cache goes, and must not call it.
+ */
+bool pixcache_local_free(struct PixcacheLocal *local);
+
+/**
+ * Gives up the calling thread's ownership of the cache (its entries stay), so that the next
+ * thread to use it owns it. For a host whose one cache-using thread changes (Qt's application
+ * object made again on another thread). False with `WRONG_THREAD` when the calling thread does
+ * not own it or is inside its release function; NULL: false with `NULL_ARGUMENT`.
+ */
+bool pixcache_local_release_thread(const struct PixcacheLocal *local);
+
+/**
+ * Finds the value under the string key `key[0..len]` (any bytes; NULL with `len` 0 is the
+ * empty key) and makes it the most recently used. Returns a pointer to the value inside the
+ * cache, valid until the next `pixcache_local_*` call on this cache (copy it out at once), or
+ * NULL: a miss (`pixcache_last_result()` is `OK`) or an error.
+ */
+const struct PixcacheValue *pixcache_local_find_n(const struct PixcacheLocal *local,
+                                                  const char *key,
+                                                  size_t len);
+
+/**
+ * `pixcache_local_find_n` for a generated key. A stale, forged or foreign key finds nothing.
+ */
+const struct PixcacheValue *pixcache_local_find_key(const struct PixcacheLocal *local,
+                                                    struct PixcacheKey key);
+
+/**
+ * Inserts the value `*value` (copied with `memcpy`; the cache owns it from now on) under the
+ * string key `key[0..len]`, costing `cost_kb` KB, as `QPixmapCache::insert(QString, QPixmap)`:
+ * the entry already under the key is removed first. False when refused (`REFUSED`: it costs
+ * more than the whole limit; the old entry stays removed) or on an error; every value passed
+ * is released, inserted or not (only a NULL `value` has nothing to release).
+ */
+bool pixcache_local_insert_n(const struct PixcacheLocal *local,
+                             const char *key,
+                             size_t len,
+                             const struct PixcacheValue *value,
+                             int64_t cost_kb);
+
+/**
+ * Inserts `*value` under a new generated key and returns it (`QPixmapCache::insert(QPixmap)`).
+ * Refused: a key that was never valid, with `REFUSED` (the value is released); an error: the
+ * invalid key `{0}`.
+ */
+struct PixcacheKey pixcache_local_insert_key(const struct PixcacheLocal *local,
+                                             const struct PixcacheValue *value,
+                                             int64_t cost_kb);
+
+/**
+ * `QPixmapCache::replace`: when `*key` is valid here, removes its entry, inserts `*value` under
+ * a new key and stores that key in `*key`. False with `INVALID_KEY` (nothing inserted) for a
+ * key that is not valid, `REFUSED` when the value costs more than the limit (the old entry is
+ * gone, `*key` unchanged). The value is released whenever it is not inserted.
+ */
+bool pixcache_local_replace(const struct PixcacheLocal *local,
+                            struct PixcacheKey *key,
+                            const struct PixcacheValue *value,
+                            int64_t cost_kb);
+
+/**
+ * Removes the entry under the string key `key[0..len]`, releasing its value; false when there
+ * was none (`OK`) or on an error.
+ */
+bool pixcache_local_remove_n(const struct PixcacheLocal *local, const char *key, size_t len);
+
+/**
+ * Removes the entry of a generated key; false when the key is not valid here.
+ */
+bool pixcache_local_remove_key(const struct PixcacheLocal *local, struct PixcacheKey key);
+
+/**
+ * Removes every entry, releasing their values; every generated key becomes invalid. False
+ * only on an error.
+ */
+bool pixcache_local_clear(const struct PixcacheLocal *local);
+
+/**
+ * True while the entry of `key` is in this cache (`QPixmapCache::Key::isValid`). Touches
+ * neither recency nor statistics. The one `pixcache_local_*` function any thread may call: from
+ * a thread other than the owner it answers as of some moment during the call.
+ */
+bool pixcache_local_key_is_valid(const struct PixcacheLocal *local, struct PixcacheKey key);
+
+/**
+ * The limit in KB; -1 on an error.
+ */
+int32_t pixcache_local_cache_limit(const struct PixcacheLocal *local);
+
+/**
+ * Sets the limit in KB, evicting least recently used entries until the total fits (a limit of
+ * 0 or less empties the cache and holds nothing, as in Qt). False only on an error.
+ */
+bool pixcache_local_set_cache_limit(const struct PixcacheLocal *local, int32_t limit_kb);
+
+/**
+ * Sum of the entries' costs in KB; -1 on an error.
+ */
+int64_t pixcache_local_total_used(const struct PixcacheLocal *local);
+
+/**
+ * One tick of Qt 6.4's idle timer (as `pixcache_tick`): trims to three quarters when the total
+ * is unchanged since the previous tick, else evicts the least recently used entry. Returns how
+ * many entries went; 0 on an error too.
+ */
+size_t pixcache_local_tick(const struct PixcacheLocal *local);
+
+/**
+ * `QPixmapCache::flushDetachedPixmaps()`: trims to three quarters of the total. Returns how
+ * many entries went; 0 on an error too.
+ */
+size_t pixcache_local_flush_detached(const struct PixcacheLocal *local);
+
+/**
+ * The cache's counters and sizes (the fields for opt-in extras a thread-affine cache does not
+ * have are 0). All zero on an error.
+ */
+struct PixcacheStats pixcache_local_stats(const struct PixcacheLocal *local);
 
 /**
  * A new null pixmap (0 x 0, depth 0), like `QPixmap()`. It can be cached, costing 1 KB.

@@ -7,8 +7,12 @@
 // QPixmapCache member functions libQt6Gui exports, under Qt's `Qt_6` version node
 // (qpixmapcache.map), and exports nothing else: pixcache itself is linked in statically, hidden.
 //
-// Behaviour is Qt's, rule for rule (docs/spec.md), through the Qt adapter (pixcache_qt.hpp),
-// with Qt's own restrictions kept so that a program sees what it saw before:
+// Behaviour is Qt's, rule for rule (docs/spec.md), with Qt's own restrictions kept so that a
+// program sees what it saw before. By default, as in Qt, only the application object's thread is
+// served, and it is served by a thread-affine pixcache cache (pixcache_local_*: no lock, the
+// QString's UTF-16 hashed as it is, each QPixmap held in place in the cache's 32-byte value);
+// with PIXCACHE_QT6_ANY_THREAD=1, every thread is served by the process-wide cache through the
+// Qt adapter (pixcache_qt.hpp). In both:
 //   - calls off the thread that owns the application object (or before it exists) fail silently,
 //     as in Qt 6, unless PIXCACHE_QT6_ANY_THREAD=1 (then every thread is served);
 //   - totalUsed() rounds as Qt 6.4's does (KB / 1024, rounded up);
@@ -33,6 +37,9 @@
 #include <QPixmapCache>
 #include <QThread>
 
+#include <QPointer>
+#include <QTimer>
+
 #include <dlfcn.h>
 #include <unistd.h>  // environ
 
@@ -40,6 +47,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 
 #include "pixcache_qt.hpp"
@@ -93,11 +101,46 @@ bool resolve(F &fn, const char *name, std::string &missing) {
 
 enum class Mode { Pixcache, Forward };
 
+// ---- The thread-affine cache (the default: Qt's one-thread rule) ------------------------------
+
+// A QPixmap lives in the cache's value in place: it is 32 bytes, and Qt declares it relocatable
+// (Q_DECLARE_SHARED), which is what the cache's memcpy moves need.
+static_assert(sizeof(QPixmap) <= sizeof(PixcacheValue) && alignof(QPixmap) <= alignof(PixcacheValue),
+              "a QPixmap must fit a PixcacheValue");
+static_assert(QTypeInfo<QPixmap>::isRelocatable, "the cache moves its values with memcpy");
+
+extern "C" void releaseQPixmap(PixcacheValue *value) noexcept {
+    std::launder(reinterpret_cast<QPixmap *>(value))->~QPixmap();
+}
+
+inline const QPixmap &asPixmap(const PixcacheValue *value) noexcept {
+    return *std::launder(reinterpret_cast<const QPixmap *>(value));
+}
+
+// A shallow copy of `pm`, made in a value for the cache to take over (the cache releases it).
+struct Held {
+    explicit Held(const QPixmap &pm) noexcept { new (&value) QPixmap(pm); }
+    PixcacheValue value;
+};
+
+// Qt's cost of a pixmap: max(1, width * height * depth / 8 / 1024) KB.
+inline int64_t costOf(const QPixmap &pm) noexcept {
+    const int64_t kb = int64_t(pm.width()) * pm.height() * pm.depth() / (8 * 1024);
+    return kb < 1 ? 1 : kb;
+}
+
+// A QString key as the cache's bytes: its UTF-16 code units, unconverted.
+inline const char *keyData(const QString &key) noexcept { return reinterpret_cast<const char *>(key.constData()); }
+inline size_t keySize(const QString &key) noexcept { return size_t(key.size()) * sizeof(char16_t); }
+
 struct State {
     Mode mode = Mode::Pixcache;
     bool anyThread = false;
     bool stats = false;
     QtOwn qt;
+    // The thread-affine cache, unless every thread is served (then the process-wide cache is,
+    // through the adapter) or calls are forwarded.
+    PixcacheLocal *local = nullptr;
 };
 
 bool envFlag(const char *name) {
@@ -137,11 +180,16 @@ void removeFromPreload(const char *path) {
 std::atomic<unsigned long long> calls{0};
 std::atomic<unsigned long long> insertedKb{0};
 
+inline State &state();
+
 void printStats() {
     // Only a process that used QPixmapCache reports (not every shell or helper process that
     // inherited the preload on the way to the program).
     if (calls.load() == 0) return;
-    const PixcacheStats s = pixcache_stats(detail::global());
+    // The thread-affine cache answers the thread that owns it, or any thread once its owner let
+    // it go (the application object's post routine does); otherwise its figures are zero.
+    PixcacheLocal *local = state().local;
+    const PixcacheStats s = local ? pixcache_local_stats(local) : pixcache_stats(detail::global());
     std::fprintf(stderr,
                  "pixcache: %llu calls, %llu hits, %llu misses, %llu inserts, %llu evictions, %llu KB inserted, "
                  "%d KB cached at exit\n",
@@ -190,12 +238,21 @@ State makeState() {
     }
     s.anyThread = envFlag("PIXCACHE_QT6_ANY_THREAD");
     s.stats = envFlag("PIXCACHE_QT6_STATS") && s.mode == Mode::Pixcache;
+    if (s.mode == Mode::Pixcache && !s.anyThread) {
+        s.local = pixcache_local_new(pixcache::qt::PixmapCache::cacheLimit(), &releaseQPixmap);
+        if (!s.local) {
+            s.mode = Mode::Forward;
+            std::fprintf(stderr, "pixcache: cannot make the cache (%s); QPixmapCache stays Qt's own\n",
+                         pixcache_last_error());
+        }
+    }
     return s;
 }
 
 // Inline: every exported function asks for it, several times a call (an out-of-line call here
 // was 5% of a key insert's profile).
 inline State &state() {
+    // (Declared above, for printStats.)
     // Made by the load-time constructor below, before the program's own static initialisers
     // (which may construct Keys) run; the function-local static also covers a call that comes
     // earlier than that (another library's constructor).
@@ -260,6 +317,51 @@ inline const QtOwn &qt() noexcept { return state().qt; }
 inline PixcacheKey raw(QPixmapCache::KeyData *d) noexcept { return PixcacheKey{reinterpret_cast<uintptr_t>(d)}; }
 inline QPixmapCache::KeyData *data(PixcacheKey k) noexcept { return reinterpret_cast<QPixmapCache::KeyData *>(uintptr_t(k.id)); }
 
+// ---- The thread-affine cache's idle trim and clean-up -----------------------------------------
+
+// Qt 6.4's idle timer, for the thread-affine cache (the adapter runs its own for the
+// process-wide one): a single-shot 30 s timer, a child of the application object, started by a
+// successful insert or replace when none is running, stopped by clear(), firing one tick. Every
+// call that reaches it is on the application's thread (served()).
+constexpr int kIdleTrimMs = 30000;
+QPointer<QTimer> &idleTimer() {
+    static QPointer<QTimer> timer;
+    return timer;
+}
+
+void armIdleTrim(PixcacheLocal *local) {
+    QPointer<QTimer> &timer = idleTimer();
+    if (!timer) {
+        QCoreApplication *app = QCoreApplication::instance();
+        if (!app) return;
+        timer = new QTimer(app);
+        timer->setSingleShot(true);
+        timer->setTimerType(Qt::CoarseTimer);
+        QObject::connect(timer, &QTimer::timeout, [local] { pixcache_local_tick(local); });
+    }
+    if (!timer->isActive()) timer->start(kIdleTrimMs);
+}
+
+void stopIdleTrim() {
+    if (QPointer<QTimer> &timer = idleTimer(); timer) timer->stop();
+}
+
+// When the application object goes (its destructor runs the post routines, on its thread): the
+// cache is emptied while Qt can still free pixmaps, and let go of, so that an application object
+// made later, perhaps on another thread, gets it.
+void localAtAppExit() {
+    PixcacheLocal *local = state().local;
+    stopIdleTrim();
+    pixcache_local_clear(local);
+    pixcache_local_release_thread(local);
+}
+void localAppStarted() {
+    if (state().local) qAddPostRoutine(localAtAppExit);
+}
+Q_COREAPP_STARTUP_FUNCTION(localAppStarted)
+
+inline PixcacheLocal *local() noexcept { return state().local; }
+
 }  // namespace
 
 // ---- The exported definitions ------------------------------------------------------------------
@@ -289,40 +391,68 @@ bool QPixmapCache::Key::operator==(const Key &key) const {
 
 bool QPixmapCache::Key::isValid() const noexcept {
     if (forwarding()) return qt().keyIsValid(this);
-    return d && pixcache_key_is_valid(detail::global(), raw(d));
+    if (!d) return false;
+    // Off the owning thread the thread-affine cache answers nothing: false.
+    if (PixcacheLocal *l = local()) return pixcache_local_key_is_valid(l, raw(d));
+    return pixcache_key_is_valid(detail::global(), raw(d));
 }
 
 int QPixmapCache::cacheLimit() {
     if (forwarding()) return qt().cacheLimit();
     count();
-    return served() ? Adapter::cacheLimit() : 0;
+    if (!served()) return 0;
+    if (PixcacheLocal *l = local()) return pixcache_local_cache_limit(l);
+    return Adapter::cacheLimit();
 }
 
 void QPixmapCache::setCacheLimit(int n) {
     if (forwarding()) return qt().setCacheLimit(n);
     count();
     if (!served()) return;
-    Adapter::setCacheLimit(n);
+    if (PixcacheLocal *l = local()) {
+        pixcache_local_set_cache_limit(l, n);
+    } else {
+        Adapter::setCacheLimit(n);
+    }
     if (qt().setCacheLimit) qt().setCacheLimit(n);  // Qt's own cache (QIcon, QPixmap::load) follows
 }
 
 bool QPixmapCache::find(const QString &key, QPixmap *pixmap) {
     if (forwarding()) return qt().findString(key, pixmap);
     count();
-    return served() && Adapter::find(key, pixmap);
+    if (!served()) return false;
+    if (PixcacheLocal *l = local()) {
+        const PixcacheValue *found = pixcache_local_find_n(l, keyData(key), keySize(key));
+        if (found && pixmap) *pixmap = asPixmap(found);  // before any other call on the cache
+        return found != nullptr;
+    }
+    return Adapter::find(key, pixmap);
 }
 
 bool QPixmapCache::find(const Key &key, QPixmap *pixmap) {
     if (forwarding()) return qt().findKey(key, pixmap);
     count();
-    return served() && Adapter::find(Adapter::Key::fromRaw(raw(key.d)), pixmap);
+    if (!served()) return false;
+    if (PixcacheLocal *l = local()) {
+        const PixcacheValue *found = pixcache_local_find_key(l, raw(key.d));
+        if (found && pixmap) *pixmap = asPixmap(found);
+        return found != nullptr;
+    }
+    return Adapter::find(Adapter::Key::fromRaw(raw(key.d)), pixmap);
 }
 
 bool QPixmapCache::insert(const QString &key, const QPixmap &pixmap) {
     if (forwarding()) return qt().insertString(key, pixmap);
     count();
     if (!served()) return false;
-    const bool ok = Adapter::insert(key, pixmap);
+    bool ok;
+    if (PixcacheLocal *l = local()) {
+        const Held held(pixmap);
+        ok = pixcache_local_insert_n(l, keyData(key), keySize(key), &held.value, costOf(pixmap));
+        if (ok) armIdleTrim(l);
+    } else {
+        ok = Adapter::insert(key, pixmap);
+    }
     if (ok) countInsert(pixmap);
     return ok;
 }
@@ -332,6 +462,16 @@ QPixmapCache::Key QPixmapCache::insert(const QPixmap &pixmap) {
     count();
     Key key;
     if (!served()) return key;
+    if (PixcacheLocal *l = local()) {
+        const Held held(pixmap);
+        const PixcacheKey k = pixcache_local_insert_key(l, &held.value, costOf(pixmap));
+        key.d = data(k);
+        if (pixcache_last_result() == PIXCACHE_RESULT_OK) {
+            armIdleTrim(l);
+            countInsert(pixmap);
+        }
+        return key;
+    }
     const PixcacheKey k = Adapter::insert(pixmap).raw();
     key.d = data(k);
     if (state().stats && pixcache_key_is_valid(detail::global(), k)) countInsert(pixmap);
@@ -342,11 +482,20 @@ bool QPixmapCache::replace(const Key &key, const QPixmap &pixmap) {
     if (forwarding()) return qt().replace(key, pixmap);
     count();
     if (!served()) return false;
-    const Adapter::Key k = Adapter::Key::fromRaw(raw(key.d));
-    const bool ok = Adapter::replace(k, pixmap);
+    PixcacheKey k = raw(key.d);
+    bool ok;
+    if (PixcacheLocal *l = local()) {
+        const Held held(pixmap);
+        ok = pixcache_local_replace(l, &k, &held.value, costOf(pixmap));
+        if (ok) armIdleTrim(l);
+    } else {
+        Adapter::Key ak = Adapter::Key::fromRaw(k);
+        ok = Adapter::replace(ak, pixmap);
+        k = ak.raw();
+    }
     // Qt updates the caller's key in place (through its const reference) when it succeeds; a
     // failed replace leaves it as it was, unwritten (another thread may be reading it).
-    if (ok && key.d != data(k.raw())) const_cast<Key &>(key).d = data(k.raw());
+    if (ok && key.d != data(k)) const_cast<Key &>(key).d = data(k);
     if (ok) countInsert(pixmap);
     return ok;
 }
@@ -354,28 +503,48 @@ bool QPixmapCache::replace(const Key &key, const QPixmap &pixmap) {
 void QPixmapCache::remove(const QString &key) {
     if (forwarding()) return qt().removeString(key);
     count();
-    if (served()) Adapter::remove(key);
+    if (!served()) return;
+    if (PixcacheLocal *l = local()) {
+        pixcache_local_remove_n(l, keyData(key), keySize(key));
+    } else {
+        Adapter::remove(key);
+    }
 }
 
 void QPixmapCache::remove(const Key &key) {
     if (forwarding()) return qt().removeKey(key);
     count();
-    if (served()) Adapter::remove(Adapter::Key::fromRaw(raw(key.d)));
+    if (!served()) return;
+    if (PixcacheLocal *l = local()) {
+        pixcache_local_remove_key(l, raw(key.d));
+    } else {
+        Adapter::remove(Adapter::Key::fromRaw(raw(key.d)));
+    }
 }
 
 void QPixmapCache::clear() {
     if (forwarding()) return qt().clear();
     count();
-    // As Qt: refused off the application's thread, except while the application shuts down.
+    // As Qt: refused off the application's thread, except while the application shuts down
+    // (then the thread-affine cache clears only on its owning thread; the application object's
+    // post routine clears it anyway).
     if (!QCoreApplication::closingDown() && !served()) return;
-    Adapter::clear();
+    if (PixcacheLocal *l = local()) {
+        if (pixcache_local_clear(l)) stopIdleTrim();
+    } else {
+        Adapter::clear();
+    }
     if (qt().clear) qt().clear();
 }
 
 void QPixmapCache::flushDetachedPixmaps() {
     if (forwarding()) return qt().flushDetachedPixmaps();
     count();
-    Adapter::flushDetachedPixmaps();
+    if (PixcacheLocal *l = local()) {
+        pixcache_local_flush_detached(l);
+    } else {
+        Adapter::flushDetachedPixmaps();
+    }
 }
 
 int QPixmapCache::totalUsed() {
@@ -383,5 +552,12 @@ int QPixmapCache::totalUsed() {
     count();
     // Qt 6.4 divides its total, already in KB, by 1024 again, rounding up; programs built
     // against Qt see that figure, so this library reports it too (pixcache's own API is exact).
-    return (Adapter::totalUsed() + 1023) / 1024;
+    int64_t kb;
+    if (PixcacheLocal *l = local()) {
+        kb = pixcache_local_total_used(l);  // -1 off the owning thread
+        if (kb < 0) kb = 0;
+    } else {
+        kb = Adapter::totalUsed();
+    }
+    return int((kb + 1023) / 1024);
 }

@@ -3,8 +3,8 @@
 use std::borrow::Cow;
 use std::fmt;
 
-/// What went wrong, in a form a caller can branch on. New kinds may be added (`Reentrant` and
-/// `ProducerFailed` were).
+/// What went wrong, in a form a caller can branch on. New kinds may be added (`Reentrant`,
+/// `ProducerFailed` and `WrongThread` were).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ErrorKind {
@@ -37,6 +37,9 @@ pub enum ErrorKind {
     /// A producer of the C API's find-or-insert failed without saying why: it returned false
     /// with no pixcache error of its own set (a producer that did set one passes on its kind).
     ProducerFailed,
+    /// A thread-affine cache (`pixcache_local_*`) was called from a thread other than the one
+    /// that owns it; the call did nothing.
+    WrongThread,
 }
 
 /// An error with a one-line message for `pixcache_last_error`.

@@ -77,7 +77,8 @@ impl KeySource {
             let serial = self.next;
             self.next += 1;
             let id = scramble(serial ^ secret());
-            if id != 0 {
+            // 0 is the invalid key; u64::MAX marks a removed id in `sync/idset.rs`.
+            if id != 0 && id != u64::MAX {
                 return Key(id);
             }
         }

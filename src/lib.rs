@@ -29,6 +29,8 @@ pub mod key;
 /// cbindgen:ignore
 mod live;
 /// cbindgen:ignore
+pub mod local;
+/// cbindgen:ignore
 pub mod lru;
 /// cbindgen:ignore
 pub mod name;

@@ -14,7 +14,11 @@ use crate::bytes;
 /// boxed `str` takes anyway.
 pub const INLINE: usize = 22;
 
-/// A string key owned by the cache. Always valid UTF-8 (it is made from a `&str`).
+/// A string key owned by the cache: UTF-8 when made by [`Name::new`] (every name of a [`Cache`]),
+/// any bytes when made by [`Name::from_bytes`] (the thread-affine cache's, `local.rs`, whose Qt
+/// keys are UTF-16 code units).
+///
+/// [`Cache`]: crate::Cache
 #[derive(Clone, PartialEq, Eq)]
 pub struct Name(Repr);
 
@@ -23,26 +27,31 @@ enum Repr {
     /// `bytes[..len]` is the name; the rest is zero.
     Inline { len: u8, bytes: [u8; INLINE] },
     /// A name longer than [`INLINE`] bytes.
-    Heap(Box<str>),
+    Heap(Box<[u8]>),
 }
 
 impl Name {
     /// A copy of `name`. Only a name longer than [`INLINE`] bytes allocates, and then an
     /// allocation failure is reported instead of aborting.
     pub fn new(name: &str) -> Result<Name, TryReserveError> {
+        Name::from_bytes(name.as_bytes())
+    }
+
+    /// A copy of `name`, whatever its bytes ([`Name::new`] otherwise).
+    pub fn from_bytes(name: &[u8]) -> Result<Name, TryReserveError> {
         let len = name.len();
         if len <= INLINE {
             let mut bytes = [0; INLINE];
-            bytes[..len].copy_from_slice(name.as_bytes());
+            bytes[..len].copy_from_slice(name);
             return Ok(Name(Repr::Inline {
                 len: len as u8,
                 bytes,
             }));
         }
-        let mut copy = String::new();
+        let mut copy = Vec::new();
         copy.try_reserve_exact(len)?;
-        copy.push_str(name);
-        Ok(Name(Repr::Heap(copy.into_boxed_str())))
+        copy.extend_from_slice(name);
+        Ok(Name(Repr::Heap(copy.into_boxed_slice())))
     }
 
     /// The name's bytes.
@@ -50,7 +59,7 @@ impl Name {
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             Repr::Inline { len, bytes } => &bytes[..usize::from(*len)],
-            Repr::Heap(name) => name.as_bytes(),
+            Repr::Heap(name) => name,
         }
     }
 
@@ -62,11 +71,12 @@ impl Name {
                 let n = probe.len();
                 n <= INLINE && usize::from(*len) == n && bytes::eq(&bytes[..n], probe)
             }
-            Repr::Heap(name) => bytes::eq(name.as_bytes(), probe),
+            Repr::Heap(name) => bytes::eq(name, probe),
         }
     }
 
-    /// The name.
+    /// The name, for one made by [`Name::new`]; panics for other bytes (only the
+    /// thread-affine cache makes those, and it never asks).
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(self.as_bytes()).expect("a name is made from a str")
     }
@@ -74,7 +84,7 @@ impl Name {
 
 impl std::fmt::Debug for Name {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.as_str().fmt(f)
+        String::from_utf8_lossy(self.as_bytes()).fmt(f)
     }
 }
 

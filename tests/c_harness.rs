@@ -193,6 +193,7 @@ c_tests! {
     c_fork_deadlocks => "test_fork_deadlocks.c",
     c_pressure => "test_pressure.c",
     c_extras => "test_extras.c",
+    c_local => "test_local.c",
     c_abi_v1 => "test_abi_v1.c",
     c_encode => "test_encode.c",
     c_animation => "test_animation.c",

@@ -575,7 +575,7 @@ mod c_api {
             assert_eq!(last_error(), "a\u{fffd}\u{fffd}b c");
             pixcache_set_error(PixcacheResult::Io as c_int, c"".as_ptr());
             assert_eq!(last_error(), "an I/O error occurred");
-            for bad in [-1, 14, c_int::MAX, c_int::MIN] {
+            for bad in [-1, 15, c_int::MAX, c_int::MIN] {
                 pixcache_set_error(bad, ptr::null());
                 assert_eq!(pixcache_last_result(), PixcacheResult::InvalidArgument);
                 assert!(last_error().contains(&bad.to_string()));

@@ -52,10 +52,13 @@ pub enum PixcacheResult {
     /// The message names the key. A producer that returns false leaving an error (a failed
     /// call's, or one set with `pixcache_set_error`) passes on that error's code instead.
     ProducerFailed = 13,
+    /// A thread-affine cache (`pixcache_local_*`) was called from a thread other than the one
+    /// that owns it, or from inside its own release callback; the call did nothing.
+    WrongThread = 14,
 }
 
 impl PixcacheResult {
-    const ALL: [PixcacheResult; 14] = [
+    const ALL: [PixcacheResult; 15] = [
         PixcacheResult::Ok,
         PixcacheResult::NullArgument,
         PixcacheResult::InvalidUtf8,
@@ -70,6 +73,7 @@ impl PixcacheResult {
         PixcacheResult::Panic,
         PixcacheResult::Reentrant,
         PixcacheResult::ProducerFailed,
+        PixcacheResult::WrongThread,
     ];
 
     /// The code whose value is `code`, if there is one.
@@ -94,6 +98,7 @@ impl PixcacheResult {
             ErrorKind::Panic => PixcacheResult::Panic,
             ErrorKind::Reentrant => PixcacheResult::Reentrant,
             ErrorKind::ProducerFailed => PixcacheResult::ProducerFailed,
+            ErrorKind::WrongThread => PixcacheResult::WrongThread,
         }
     }
 
@@ -115,6 +120,7 @@ impl PixcacheResult {
             PixcacheResult::Panic => ErrorKind::Panic,
             PixcacheResult::Reentrant => ErrorKind::Reentrant,
             PixcacheResult::ProducerFailed => ErrorKind::ProducerFailed,
+            PixcacheResult::WrongThread => ErrorKind::WrongThread,
         })
     }
 
@@ -138,6 +144,7 @@ impl PixcacheResult {
             PixcacheResult::ProducerFailed => {
                 c"a find-or-insert producer failed without saying why"
             }
+            PixcacheResult::WrongThread => c"the thread-affine cache belongs to another thread",
         }
     }
 }

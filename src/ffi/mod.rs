@@ -28,6 +28,7 @@ pub mod image;
 pub mod key;
 /// cbindgen:ignore
 pub mod legacy;
+pub mod local;
 pub mod pixmap;
 pub mod pressure;
 pub mod removal;

@@ -11,12 +11,18 @@
 //! - [`tally`]: the live-pixmap count, one cell per thread;
 //! - [`token`]: which thread is calling;
 //! - [`fork`]: what `fork(2)` does to all of the above (`pthread_atfork` handlers);
-//! - [`once`]: values computed once with no "being computed" state a fork could copy.
+//! - [`once`]: values computed once with no "being computed" state a fork could copy;
+//! - [`affine`]: a value one thread at a time may reach, with no lock (the thread-affine cache);
+//! - [`idset`]: a set of ids one thread changes and any thread reads (its valid keys).
 
+/// cbindgen:ignore
+pub mod affine;
 /// cbindgen:ignore
 pub mod clock;
 /// cbindgen:ignore
 pub mod fork;
+/// cbindgen:ignore
+pub mod idset;
 /// cbindgen:ignore
 pub mod lock;
 /// cbindgen:ignore

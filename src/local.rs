@@ -1,0 +1,473 @@
+//! The thread-affine cache: `QPixmapCache`'s operations on one [`Lru`] for one thread, with no
+//! lock.
+//!
+//! Qt's own cache serves one thread only (the application's), so a host that keeps Qt's rule
+//! needs none of [`Cache`](crate::Cache)'s locking: no reader slots, no recency logs, no
+//! atomic instruction on a lookup. That is what lets the Qt replacement (`qt6/`) answer an
+//! unmodified Qt program faster than Qt does (docs/PERFORMANCE.md §7). This type is the
+//! algorithm only; being reachable by one thread at a time is `sync/affine.rs`'s job, and the C
+//! functions (`pixcache_local_*`) are `ffi/local.rs`'s.
+//!
+//! The rules are [`Cache`](crate::Cache)'s, operation for operation (`tests/local.rs` runs the
+//! two side by side on random operations and compares every result and statistic):
+//! - a string insert first removes the entry under that string, and a refused insert (costlier
+//!   than the whole limit) leaves it removed;
+//! - `replace` removes the old entry and inserts under a new generated key;
+//! - generated keys come from the process-wide serial space, so they are never reused and never
+//!   equal another cache's;
+//! - the idle trim and `flushDetachedPixmaps` are Qt 6.4's.
+//!
+//! The generated keys in the cache are also kept in an [`IdSet`], which any thread may read
+//! ([`LocalCache::valid_keys`]): Qt answers `Key::isValid()` on every thread.
+//!
+//! What differs: string keys are any bytes (the Qt replacement passes a `QString`'s UTF-16
+//! code units, with no conversion), values are any `V` (the replacement's are `QPixmap`s), and
+//! the caller computes each entry's cost. Values the cache lets go of are handed to the caller's
+//! [`Garbage`] bag, to drop after the call: a value's drop may call back into the cache.
+
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+use crate::cache::Stats;
+use crate::error::{Error, ErrorKind, Result};
+use crate::garbage::Garbage;
+use crate::key::{Key, KeySource};
+use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason, Sink};
+use crate::name::Name;
+use crate::removal::Reason;
+use crate::sync::idset::{IdSet, IdWriter};
+
+/// A cost-bounded, exact-LRU cache of `V`s for one thread. See the module documentation.
+pub struct LocalCache<V> {
+    lru: Lru<V>,
+    stats: Stats,
+    /// Total at the previous [`LocalCache::tick`] (Qt's `ps`).
+    tick_total: i64,
+    keys: KeySource,
+    hasher: rapidhash::fast::RandomState,
+    /// The generated keys in the cache, readable by other threads.
+    valid: IdWriter,
+    valid_shared: Arc<IdSet>,
+}
+
+/// Where an operation's departing entries go: the values to the caller's bag, the generated
+/// keys out of the valid set.
+struct Departing<'a, V> {
+    gone: &'a mut Garbage<V>,
+    valid: &'a mut IdWriter,
+}
+
+impl<V> Sink<V> for Departing<'_, V> {
+    #[inline]
+    fn take(&mut self, key: EntryKey, _hash: u64, value: V, _cost: i64) {
+        if let EntryKey::Id(id) = key {
+            self.valid.remove(id);
+        }
+        self.gone.push(value);
+    }
+
+    #[inline]
+    fn take_value(&mut self, value: V) {
+        self.gone.push(value);
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.gone.reserve(additional);
+    }
+}
+
+impl<V> LocalCache<V> {
+    /// An empty cache holding at most `limit_kb` KB.
+    pub fn new(limit_kb: i32) -> Self {
+        let (valid_shared, valid) = IdSet::new();
+        LocalCache {
+            valid,
+            valid_shared,
+            lru: Lru::new(i64::from(limit_kb)),
+            stats: Stats {
+                limit_kb,
+                ..Stats::default()
+            },
+            tick_total: 0,
+            keys: KeySource::new(),
+            hasher: rapidhash::fast::RandomState::default(),
+        }
+    }
+
+    /// The generated keys now in the cache, for any thread to ask about.
+    pub fn valid_keys(&self) -> &Arc<IdSet> {
+        &self.valid_shared
+    }
+
+    #[inline]
+    fn hash(&self, name: &[u8]) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(name);
+        h.finish()
+    }
+
+    /// The value under a string key, made the most recently used; counts a hit or a miss.
+    #[inline]
+    pub fn find(&mut self, name: &[u8]) -> Option<&V> {
+        let hash = self.hash(name);
+        Self::counted(&mut self.stats, self.lru.get(hash, KeyRef::Name(name)))
+    }
+
+    /// The value of a generated key, made the most recently used; counts a hit or a miss.
+    #[inline]
+    pub fn find_key(&mut self, key: Key) -> Option<&V> {
+        if key.is_invalid() {
+            self.stats.misses += 1;
+            return None;
+        }
+        Self::counted(
+            &mut self.stats,
+            self.lru.get(key.to_raw(), KeyRef::Id(key.to_raw())),
+        )
+    }
+
+    #[inline(always)]
+    fn counted<'a>(stats: &mut Stats, found: Option<&'a V>) -> Option<&'a V> {
+        match found {
+            Some(_) => stats.hits += 1,
+            None => stats.misses += 1,
+        }
+        found
+    }
+
+    /// Inserts `value` under a string key, costing `cost` KB (the entry already under it is
+    /// removed first). Refused when it costs more than the limit: `value` then goes to `gone`
+    /// and the old entry stays removed, as in Qt.
+    #[inline]
+    pub fn insert(
+        &mut self,
+        name: &[u8],
+        value: V,
+        cost: i64,
+        gone: &mut Garbage<V>,
+    ) -> Result<()> {
+        let hash = self.hash(name);
+        if let Some((_, old, _)) = self.lru.remove(hash, KeyRef::Name(name)) {
+            self.stats.removals[Reason::Replaced as usize] += 1;
+            gone.push(old);
+        }
+        let stored = match Name::from_bytes(name) {
+            Ok(stored) => EntryKey::Name(stored),
+            Err(_) => {
+                gone.push(value);
+                return Err(Error::new(
+                    ErrorKind::OutOfMemory,
+                    "cannot allocate the key",
+                ));
+            }
+        };
+        self.put(hash, stored, value, cost, gone)
+    }
+
+    /// Inserts `value` under a new generated key and returns it. When refused, the error comes
+    /// with the fresh key, which was never valid.
+    #[inline]
+    pub fn insert_key(
+        &mut self,
+        value: V,
+        cost: i64,
+        gone: &mut Garbage<V>,
+    ) -> std::result::Result<Key, (Key, Error)> {
+        let key = self.keys.fresh();
+        match self.put(key.to_raw(), EntryKey::Id(key.to_raw()), value, cost, gone) {
+            Ok(()) => Ok(key),
+            Err(e) => Err((key, e)),
+        }
+    }
+
+    /// Replaces the entry of a valid generated key: the old entry is removed, `value` inserted
+    /// under a new key, and `*key` updated to it. An invalid key inserts nothing
+    /// ([`ErrorKind::InvalidKey`]); a refused value leaves the old entry removed and `*key` as
+    /// it was.
+    #[inline]
+    pub fn replace(
+        &mut self,
+        key: &mut Key,
+        value: V,
+        cost: i64,
+        gone: &mut Garbage<V>,
+    ) -> Result<()> {
+        let old = *key;
+        let previous = if old.is_invalid() {
+            None
+        } else {
+            self.lru.remove(old.to_raw(), KeyRef::Id(old.to_raw()))
+        };
+        let Some((_, previous, _)) = previous else {
+            gone.push(value);
+            return Err(crate::cache::invalid_key_error(old));
+        };
+        self.valid.remove(old.to_raw());
+        self.stats.removals[Reason::Replaced as usize] += 1;
+        gone.push(previous);
+        let new_key = self.keys.fresh();
+        self.put(
+            new_key.to_raw(),
+            EntryKey::Id(new_key.to_raw()),
+            value,
+            cost,
+            gone,
+        )?;
+        *key = new_key;
+        Ok(())
+    }
+
+    /// Inserts under a key known to be absent; counts the outcome.
+    #[inline]
+    fn put(
+        &mut self,
+        hash: u64,
+        key: EntryKey,
+        value: V,
+        cost: i64,
+        gone: &mut Garbage<V>,
+    ) -> Result<()> {
+        let before = self.lru.len();
+        let id = match key {
+            EntryKey::Id(id) => Some(id),
+            EntryKey::Name(_) => None,
+        };
+        let mut departing = Departing {
+            gone,
+            valid: &mut self.valid,
+        };
+        let result = self.lru.insert(hash, key, value, cost, &mut departing);
+        let evicted = before + usize::from(result.is_ok()) - self.lru.len();
+        self.evicted(Reason::Evicted, evicted);
+        match result {
+            Ok(()) => {
+                if let Some(id) = id {
+                    self.valid.insert(id);
+                }
+                self.stats.inserts += 1;
+                self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
+                Ok(())
+            }
+            Err(refused) => {
+                gone.push(refused.value);
+                Err(match refused.reason {
+                    RefuseReason::TooCostly => {
+                        self.stats.refused += 1;
+                        Error::new(
+                            ErrorKind::Refused,
+                            format!(
+                                "a value costing {cost} KB does not fit the cache limit of {} KB",
+                                self.lru.limit()
+                            ),
+                        )
+                    }
+                    RefuseReason::OutOfMemory => Error::new(
+                        ErrorKind::OutOfMemory,
+                        "the cache's table cannot grow: out of memory",
+                    ),
+                })
+            }
+        }
+    }
+
+    fn evicted(&mut self, reason: Reason, n: usize) {
+        self.stats.evictions += n as u64;
+        self.stats.removals[reason as usize] += n as u64;
+    }
+
+    /// Removes the entry under a string key; false when there was none.
+    pub fn remove(&mut self, name: &[u8], gone: &mut Garbage<V>) -> bool {
+        let hash = self.hash(name);
+        self.remove_ref(hash, KeyRef::Name(name), gone)
+    }
+
+    /// Removes the entry of a generated key; false when the key is not valid here.
+    pub fn remove_key(&mut self, key: Key, gone: &mut Garbage<V>) -> bool {
+        !key.is_invalid() && self.remove_ref(key.to_raw(), KeyRef::Id(key.to_raw()), gone)
+    }
+
+    fn remove_ref(&mut self, hash: u64, key: KeyRef<'_>, gone: &mut Garbage<V>) -> bool {
+        match self.lru.remove(hash, key) {
+            Some((stored, value, _)) => {
+                if let EntryKey::Id(id) = stored {
+                    self.valid.remove(id);
+                }
+                self.stats.removals[Reason::Removed as usize] += 1;
+                gone.push(value);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Removes every entry; every generated key becomes invalid.
+    pub fn clear(&mut self, gone: &mut Garbage<V>) {
+        self.stats.removals[Reason::Cleared as usize] += self.lru.len() as u64;
+        self.lru.clear(gone);
+        self.valid.clear();
+    }
+
+    /// True while the entry of `key` is in the cache. Touches neither recency nor statistics.
+    pub fn key_is_valid(&self, key: Key) -> bool {
+        self.valid.contains(key.to_raw())
+    }
+
+    /// True while an entry is under the string key. Touches neither recency nor statistics.
+    pub fn contains(&self, name: &[u8]) -> bool {
+        self.lru.contains(self.hash(name), KeyRef::Name(name))
+    }
+
+    /// The limit, in KB, as set.
+    pub fn limit(&self) -> i32 {
+        self.stats.limit_kb
+    }
+
+    /// Sets the limit, evicting least recently used entries until the total fits it.
+    pub fn set_limit(&mut self, limit_kb: i32, gone: &mut Garbage<V>) {
+        self.stats.limit_kb = limit_kb;
+        let mut departing = Departing {
+            gone,
+            valid: &mut self.valid,
+        };
+        let n = self.lru.set_limit(i64::from(limit_kb), &mut departing);
+        self.evicted(Reason::LimitLowered, n);
+    }
+
+    /// Sum of the entries' costs, in KB.
+    pub fn total_used(&self) -> i64 {
+        self.lru.total()
+    }
+
+    fn trim(&mut self, target: i64, gone: &mut Garbage<V>) -> usize {
+        let mut departing = Departing {
+            gone,
+            valid: &mut self.valid,
+        };
+        let n = self.lru.trim(target, &mut departing);
+        self.evicted(Reason::Trimmed, n);
+        self.tick_total = self.lru.total();
+        n
+    }
+
+    /// One tick of Qt 6.4's idle timer (see [`Cache::tick`](crate::Cache::tick)). Returns how
+    /// many entries went.
+    pub fn tick(&mut self, gone: &mut Garbage<V>) -> usize {
+        let total = self.lru.total();
+        let target = if total == self.tick_total {
+            total * 3 / 4
+        } else {
+            total - 1
+        };
+        self.trim(target, gone)
+    }
+
+    /// `QPixmapCache::flushDetachedPixmaps()`: trims to three quarters of the total. Returns how
+    /// many entries went.
+    pub fn flush_detached(&mut self, gone: &mut Garbage<V>) -> usize {
+        let total = self.lru.total();
+        self.trim(total * 3 / 4, gone)
+    }
+
+    /// The counters and sizes (the fields of opt-in extras this cache does not have are 0).
+    pub fn stats(&self) -> Stats {
+        Stats {
+            entries: self.lru.len(),
+            total_kb: self.lru.total(),
+            ..self.stats
+        }
+    }
+
+    /// Entries from most to least recently used: `Ok(name bytes)` or `Err(generated key)`.
+    pub fn keys_by_recency(&self) -> Vec<std::result::Result<Vec<u8>, Key>> {
+        self.lru
+            .keys_by_recency()
+            .into_iter()
+            .map(|k| match k {
+                EntryKey::Name(n) => Ok(n.as_bytes().to_vec()),
+                EntryKey::Id(id) => Err(Key::from_raw(id)),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(limit: i32) -> (LocalCache<u32>, Garbage<u32>) {
+        (LocalCache::new(limit), Garbage::new())
+    }
+
+    #[test]
+    fn least_recently_used_goes_first_and_a_find_refreshes() {
+        let (mut c, mut g) = cache(3);
+        for (i, k) in [b"a", b"b", b"c"].iter().enumerate() {
+            c.insert(*k, i as u32, 1, &mut g).unwrap();
+        }
+        assert_eq!(c.find(b"a"), Some(&0));
+        c.insert(b"d", 3, 1, &mut g).unwrap();
+        assert!(c.contains(b"a") && !c.contains(b"b"));
+        assert_eq!(g.into_vec(), vec![1]);
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.inserts, s.evictions), (1, 0, 4, 1));
+    }
+
+    #[test]
+    fn a_refused_string_insert_leaves_the_old_entry_removed() {
+        let (mut c, mut g) = cache(10);
+        c.insert(b"k", 1, 5, &mut g).unwrap();
+        let e = c.insert(b"k", 2, 11, &mut g).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(!c.contains(b"k"));
+        assert_eq!(g.into_vec(), vec![1, 2]);
+        assert_eq!(c.stats().refused, 1);
+    }
+
+    #[test]
+    fn replace_re_keys_and_stale_keys_find_nothing() {
+        let (mut c, mut g) = cache(10);
+        let k = c.insert_key(1, 1, &mut g).unwrap();
+        let mut k2 = k;
+        c.replace(&mut k2, 2, 1, &mut g).unwrap();
+        assert_ne!(k, k2);
+        assert!(!c.key_is_valid(k) && c.key_is_valid(k2));
+        assert_eq!(c.find_key(k), None);
+        assert_eq!(c.find_key(k2), Some(&2));
+        let mut stale = k;
+        assert_eq!(
+            c.replace(&mut stale, 3, 1, &mut g).unwrap_err().kind(),
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(stale, k);
+        assert_eq!(g.into_vec(), vec![1, 3]);
+    }
+
+    #[test]
+    fn names_are_bytes_not_text() {
+        let (mut c, mut g) = cache(10);
+        // UTF-16 code units as bytes, with a lone surrogate: any bytes are a name.
+        let name: Vec<u8> = [0x0061u16, 0xD800]
+            .iter()
+            .flat_map(|u| u.to_le_bytes())
+            .collect();
+        c.insert(&name, 7, 1, &mut g).unwrap();
+        assert_eq!(c.find(&name), Some(&7));
+        assert_eq!(c.find(&name[..2]), None);
+        assert_eq!(c.keys_by_recency(), vec![Ok(name)]);
+    }
+
+    #[test]
+    fn the_idle_tick_is_qt_s() {
+        let (mut c, mut g) = cache(100);
+        for i in 0..8u32 {
+            c.insert(&i.to_le_bytes(), i, 10, &mut g).unwrap();
+        }
+        // Busy since the last tick: only the least recently used entry goes.
+        assert_eq!(c.tick(&mut g), 1);
+        // Idle: down to three quarters.
+        assert_eq!(c.tick(&mut g), 2);
+        assert_eq!(c.total_used(), 50);
+        assert_eq!(c.flush_detached(&mut g), 2);
+        assert_eq!(c.stats().removals[Reason::Trimmed as usize], 5);
+    }
+}
