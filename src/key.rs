@@ -10,6 +10,12 @@
 //!   live_entries / 2^64: forged keys find nothing.
 //!
 //! All-zero is the invalid key, never issued.
+//!
+//! A thread-affine cache's keys (`local.rs`) also name a slot, where any thread reads whether
+//! the key is valid: they seal (a marker bit, a 39-bit serial, a 24-bit slot) through the same
+//! bijection, and [`slot_of`] opens them. The marker keeps them apart from every other key, and
+//! the serial keeps each one unique; past 2^39 serials such a cache stops handing keys out
+//! rather than repeat one.
 
 use crate::sync::once::Word;
 use std::hash::{BuildHasher, Hasher};
@@ -70,19 +76,62 @@ impl KeySource {
     /// A key never handed out before in this process.
     pub fn fresh(&mut self) -> Key {
         loop {
-            if self.next == self.end {
-                self.next = NEXT_SERIAL.fetch_add(Self::BLOCK, Ordering::Relaxed);
-                self.end = self.next + Self::BLOCK;
-            }
-            let serial = self.next;
-            self.next += 1;
-            let id = scramble(serial ^ secret());
-            // 0 is the invalid key; u64::MAX marks a removed id in `sync/idset.rs`.
-            if id != 0 && id != u64::MAX {
+            let id = scramble(self.serial() ^ secret());
+            if id != 0 {
                 return Key(id);
             }
         }
     }
+
+    /// A serial never handed out before in this process (below 2^63: the counter would need
+    /// centuries to get there).
+    #[inline]
+    fn serial(&mut self) -> u64 {
+        if self.next == self.end {
+            self.next = NEXT_SERIAL.fetch_add(Self::BLOCK, Ordering::Relaxed);
+            self.end = self.next + Self::BLOCK;
+        }
+        let serial = self.next;
+        self.next += 1;
+        serial
+    }
+
+    /// A key never handed out before in this process that names `slot` (below
+    /// [`SLOT_KEY_SLOTS`]), for a cache that keeps each key's validity where any thread can
+    /// read it (`local.rs`): [`slot_of`] gives the slot back. `None` once the serials have
+    /// passed 2^39 (half a trillion keys), so that no key is ever handed out twice.
+    pub fn fresh_for_slot(&mut self, slot: u32) -> Option<Key> {
+        debug_assert!(slot < SLOT_KEY_SLOTS);
+        loop {
+            let serial = self.serial();
+            if serial >= 1 << (63 - SLOT_BITS) {
+                return None;
+            }
+            let id = scramble((SLOT_KEY | serial << SLOT_BITS | u64::from(slot)) ^ secret());
+            if id != 0 {
+                return Some(Key(id));
+            }
+        }
+    }
+}
+
+/// Bits of a slot in a slot key.
+const SLOT_BITS: u32 = 24;
+/// How many slots a slot key can name: 2^24.
+pub const SLOT_KEY_SLOTS: u32 = 1 << SLOT_BITS;
+/// Marks a slot key before sealing. Other keys seal serials below 2^63, so the two kinds never
+/// share a value.
+const SLOT_KEY: u64 = 1 << 63;
+
+/// The slot a key from [`KeySource::fresh_for_slot`] names; `None` for any other key (the
+/// invalid key, other caches' keys, a forged value: most values are not slot keys).
+#[inline]
+pub fn slot_of(key: Key) -> Option<u32> {
+    if key.is_invalid() {
+        return None;
+    }
+    let plain = unscramble(key.0) ^ secret();
+    (plain & SLOT_KEY != 0).then_some((plain & u64::from(SLOT_KEY_SLOTS - 1)) as u32)
 }
 
 /// A random per-process secret, so key values cannot be predicted from one run to the next.
@@ -93,6 +142,17 @@ fn secret() -> u64 {
         h.write_u64(0x7069_7863_6163_6865); // "pixcache"
         h.finish()
     })
+}
+
+/// [`scramble`]'s inverse: each step undone in reverse order (an xor-shift by `s` is undone by
+/// xoring the shifts by `s`, `2s`, ...; a multiplication by the multiplier's inverse mod 2^64).
+#[inline]
+fn unscramble(mut x: u64) -> u64 {
+    x ^= x >> 31 ^ x >> 62;
+    x = x.wrapping_mul(0x3196_42b2_d24d_8ec3);
+    x ^= x >> 27 ^ x >> 54;
+    x = x.wrapping_mul(0x96de_1b17_3f11_9089);
+    x ^ x >> 30 ^ x >> 60
 }
 
 /// A bijection on u64 (the SplitMix64 finaliser: xor-shifts and odd multipliers are invertible),
@@ -125,6 +185,38 @@ mod tests {
             .flat_map(|_| [a.fresh(), b.fresh(), Key::fresh()])
             .collect();
         assert_eq!(keys.len() as u64, 9 * KeySource::BLOCK);
+    }
+
+    #[test]
+    fn unscramble_inverts_scramble() {
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        for _ in 0..10_000 {
+            assert_eq!(unscramble(scramble(x)), x);
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+        }
+        assert_eq!(unscramble(scramble(u64::MAX)), u64::MAX);
+    }
+
+    #[test]
+    fn slot_keys_name_their_slot_and_no_other_key_does() {
+        let mut source = KeySource::new();
+        let mut seen = HashSet::new();
+        for slot in [0, 1, 63, 4096, SLOT_KEY_SLOTS - 1] {
+            for _ in 0..100 {
+                let k = source.fresh_for_slot(slot).unwrap();
+                assert_eq!(slot_of(k), Some(slot));
+                assert!(!k.is_invalid() && seen.insert(k), "a slot key repeated");
+            }
+        }
+        // Ordinary keys and the invalid key are not slot keys.
+        for _ in 0..10_000 {
+            let k = source.fresh();
+            assert_eq!(slot_of(k), None);
+            assert!(seen.insert(k));
+        }
+        assert_eq!(slot_of(Key::INVALID), None);
     }
 
     #[test]

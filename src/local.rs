@@ -17,8 +17,9 @@
 //!   equal another cache's;
 //! - the idle trim and `flushDetachedPixmaps` are Qt 6.4's.
 //!
-//! The generated keys in the cache are also kept in an [`IdSet`], which any thread may read
-//! ([`LocalCache::valid_keys`]): Qt answers `Key::isValid()` on every thread.
+//! Each generated key names a cell of a [`SlotTable`] ([`KeySource::fresh_for_slot`]), which
+//! holds the key while it is valid: any thread may ask ([`LocalCache::valid_keys`]), as Qt
+//! answers `Key::isValid()` on every thread, with one load.
 //!
 //! What differs: string keys are any bytes (the Qt replacement passes a `QString`'s UTF-16
 //! code units, with no conversion), values are any `V` (the replacement's are `QPixmap`s), and
@@ -31,11 +32,11 @@ use std::sync::Arc;
 use crate::cache::Stats;
 use crate::error::{Error, ErrorKind, Result};
 use crate::garbage::Garbage;
-use crate::key::{Key, KeySource};
+use crate::key::{slot_of, Key, KeySource, SLOT_KEY_SLOTS};
 use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason, Sink};
 use crate::name::Name;
 use crate::removal::Reason;
-use crate::sync::idset::{IdSet, IdWriter};
+use crate::sync::slots::SlotTable;
 
 /// A cost-bounded, exact-LRU cache of `V`s for one thread. See the module documentation.
 pub struct LocalCache<V> {
@@ -43,27 +44,115 @@ pub struct LocalCache<V> {
     stats: Stats,
     /// Total at the previous [`LocalCache::tick`] (Qt's `ps`).
     tick_total: i64,
-    keys: KeySource,
     hasher: rapidhash::fast::RandomState,
-    /// The generated keys in the cache, readable by other threads.
-    valid: IdWriter,
-    valid_shared: Arc<IdSet>,
+    keys: KeyCells,
+}
+
+/// Which generated keys of a thread-affine cache are valid, for any thread to ask.
+pub struct ValidKeys {
+    /// Cell `slot_of(key)` holds `key` while it is valid (0 or another key otherwise).
+    cells: SlotTable,
+}
+
+impl ValidKeys {
+    /// True while `key` is valid in its cache. From another thread than the cache's, the answer
+    /// is as of some moment during the call.
+    #[inline]
+    pub fn contains(&self, key: Key) -> bool {
+        slot_of(key).is_some_and(|slot| self.cells.get(slot as usize) == key.to_raw())
+    }
+}
+
+/// The cache's generated keys: where fresh ones come from and which cells are free.
+struct KeyCells {
+    source: KeySource,
+    valid: Arc<ValidKeys>,
+    /// Cells no valid key names, to use again (last freed first: warm in the cache).
+    free: Vec<u32>,
+    /// Cells below this have been used.
+    used: u32,
+}
+
+impl KeyCells {
+    /// A fresh key and its cell (not yet marked valid), or why none can be had.
+    #[inline]
+    fn issue(&mut self) -> Result<(Key, u32)> {
+        let cell = match self.free.pop() {
+            Some(cell) => cell,
+            None if self.used < SLOT_KEY_SLOTS => {
+                if !self.valid.cells.reserve(self.used as usize) {
+                    return Err(Error::new(
+                        ErrorKind::OutOfMemory,
+                        "cannot grow the table of valid keys",
+                    ));
+                }
+                self.used += 1;
+                self.used - 1
+            }
+            None => {
+                return Err(Error::new(
+                    ErrorKind::TooLarge,
+                    format!("a thread-affine cache holds at most {SLOT_KEY_SLOTS} generated keys"),
+                ))
+            }
+        };
+        match self.source.fresh_for_slot(cell) {
+            Some(key) => Ok((key, cell)),
+            None => {
+                self.free.push(cell);
+                Err(Error::new(
+                    ErrorKind::TooLarge,
+                    "this process has handed out all its generated keys",
+                ))
+            }
+        }
+    }
+
+    /// Marks a key from [`KeyCells::issue`] valid (its entry is in the cache), or gives its cell
+    /// back (it was refused).
+    #[inline]
+    fn settle(&mut self, key: Key, cell: u32, inserted: bool) {
+        if inserted {
+            self.valid.cells.set(cell as usize, key.to_raw());
+        } else {
+            self.free.push(cell);
+        }
+    }
+
+    /// A key whose entry left: no longer valid, its cell free.
+    #[inline]
+    fn forget(&mut self, id: u64) {
+        if let Some(cell) = slot_of(Key::from_raw(id)) {
+            self.valid.cells.set(cell as usize, 0);
+            self.free.push(cell);
+        }
+    }
 }
 
 /// Where an operation's departing entries go: the values to the caller's bag, the generated
-/// keys out of the valid set.
+/// keys out of the valid ones.
 struct Departing<'a, V> {
     gone: &'a mut Garbage<V>,
-    valid: &'a mut IdWriter,
+    keys: &'a mut KeyCells,
 }
 
 impl<V> Sink<V> for Departing<'_, V> {
     #[inline]
     fn take(&mut self, key: EntryKey, _hash: u64, value: V, _cost: i64) {
         if let EntryKey::Id(id) = key {
-            self.valid.remove(id);
+            self.keys.forget(id);
         }
         self.gone.push(value);
+    }
+
+    #[inline]
+    fn wants_keys(&self) -> bool {
+        false
+    }
+
+    #[inline]
+    fn departed_id(&mut self, id: u64) {
+        self.keys.forget(id);
     }
 
     #[inline]
@@ -79,24 +168,28 @@ impl<V> Sink<V> for Departing<'_, V> {
 impl<V> LocalCache<V> {
     /// An empty cache holding at most `limit_kb` KB.
     pub fn new(limit_kb: i32) -> Self {
-        let (valid_shared, valid) = IdSet::new();
         LocalCache {
-            valid,
-            valid_shared,
+            keys: KeyCells {
+                source: KeySource::new(),
+                valid: Arc::new(ValidKeys {
+                    cells: SlotTable::new(),
+                }),
+                free: Vec::new(),
+                used: 0,
+            },
             lru: Lru::new(i64::from(limit_kb)),
             stats: Stats {
                 limit_kb,
                 ..Stats::default()
             },
             tick_total: 0,
-            keys: KeySource::new(),
             hasher: rapidhash::fast::RandomState::default(),
         }
     }
 
-    /// The generated keys now in the cache, for any thread to ask about.
-    pub fn valid_keys(&self) -> &Arc<IdSet> {
-        &self.valid_shared
+    /// Which generated keys are valid, for any thread to ask.
+    pub fn valid_keys(&self) -> &Arc<ValidKeys> {
+        &self.keys.valid
     }
 
     #[inline]
@@ -173,8 +266,16 @@ impl<V> LocalCache<V> {
         cost: i64,
         gone: &mut Garbage<V>,
     ) -> std::result::Result<Key, (Key, Error)> {
-        let key = self.keys.fresh();
-        match self.put(key.to_raw(), EntryKey::Id(key.to_raw()), value, cost, gone) {
+        let (key, cell) = match self.keys.issue() {
+            Ok(issued) => issued,
+            Err(e) => {
+                gone.push(value);
+                return Err((Key::INVALID, e));
+            }
+        };
+        let result = self.put(key.to_raw(), EntryKey::Id(key.to_raw()), value, cost, gone);
+        self.keys.settle(key, cell, result.is_ok());
+        match result {
             Ok(()) => Ok(key),
             Err(e) => Err((key, e)),
         }
@@ -202,17 +303,25 @@ impl<V> LocalCache<V> {
             gone.push(value);
             return Err(crate::cache::invalid_key_error(old));
         };
-        self.valid.remove(old.to_raw());
+        self.keys.forget(old.to_raw());
         self.stats.removals[Reason::Replaced as usize] += 1;
         gone.push(previous);
-        let new_key = self.keys.fresh();
-        self.put(
+        let (new_key, cell) = match self.keys.issue() {
+            Ok(issued) => issued,
+            Err(e) => {
+                gone.push(value);
+                return Err(e);
+            }
+        };
+        let result = self.put(
             new_key.to_raw(),
             EntryKey::Id(new_key.to_raw()),
             value,
             cost,
             gone,
-        )?;
+        );
+        self.keys.settle(new_key, cell, result.is_ok());
+        result?;
         *key = new_key;
         Ok(())
     }
@@ -228,22 +337,15 @@ impl<V> LocalCache<V> {
         gone: &mut Garbage<V>,
     ) -> Result<()> {
         let before = self.lru.len();
-        let id = match key {
-            EntryKey::Id(id) => Some(id),
-            EntryKey::Name(_) => None,
-        };
         let mut departing = Departing {
             gone,
-            valid: &mut self.valid,
+            keys: &mut self.keys,
         };
         let result = self.lru.insert(hash, key, value, cost, &mut departing);
         let evicted = before + usize::from(result.is_ok()) - self.lru.len();
         self.evicted(Reason::Evicted, evicted);
         match result {
             Ok(()) => {
-                if let Some(id) = id {
-                    self.valid.insert(id);
-                }
                 self.stats.inserts += 1;
                 self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
                 Ok(())
@@ -290,7 +392,7 @@ impl<V> LocalCache<V> {
         match self.lru.remove(hash, key) {
             Some((stored, value, _)) => {
                 if let EntryKey::Id(id) = stored {
-                    self.valid.remove(id);
+                    self.keys.forget(id);
                 }
                 self.stats.removals[Reason::Removed as usize] += 1;
                 gone.push(value);
@@ -303,13 +405,16 @@ impl<V> LocalCache<V> {
     /// Removes every entry; every generated key becomes invalid.
     pub fn clear(&mut self, gone: &mut Garbage<V>) {
         self.stats.removals[Reason::Cleared as usize] += self.lru.len() as u64;
-        self.lru.clear(gone);
-        self.valid.clear();
+        let mut departing = Departing {
+            gone,
+            keys: &mut self.keys,
+        };
+        self.lru.clear(&mut departing);
     }
 
     /// True while the entry of `key` is in the cache. Touches neither recency nor statistics.
     pub fn key_is_valid(&self, key: Key) -> bool {
-        self.valid.contains(key.to_raw())
+        self.keys.valid.contains(key)
     }
 
     /// True while an entry is under the string key. Touches neither recency nor statistics.
@@ -327,7 +432,7 @@ impl<V> LocalCache<V> {
         self.stats.limit_kb = limit_kb;
         let mut departing = Departing {
             gone,
-            valid: &mut self.valid,
+            keys: &mut self.keys,
         };
         let n = self.lru.set_limit(i64::from(limit_kb), &mut departing);
         self.evicted(Reason::LimitLowered, n);
@@ -341,7 +446,7 @@ impl<V> LocalCache<V> {
     fn trim(&mut self, target: i64, gone: &mut Garbage<V>) -> usize {
         let mut departing = Departing {
             gone,
-            valid: &mut self.valid,
+            keys: &mut self.keys,
         };
         let n = self.lru.trim(target, &mut departing);
         self.evicted(Reason::Trimmed, n);

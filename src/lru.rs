@@ -97,6 +97,11 @@ pub trait Sink<V> {
     /// Takes the value of an entry that left, when [`Sink::wants_keys`] is false.
     fn take_value(&mut self, value: V);
 
+    /// Told the id of a generated key that left, before its value, when [`Sink::wants_keys`]
+    /// is false (for a sink that follows generated keys without taking the keys).
+    #[inline]
+    fn departed_id(&mut self, _id: u64) {}
+
     /// Makes room for `additional` more entries.
     fn reserve(&mut self, _additional: usize) {}
 }
@@ -636,6 +641,9 @@ impl<V> Lru<V> {
         if evicted.wants_keys() {
             evicted.take(node.key, node.hash, node.value, node.cost);
         } else {
+            if let EntryKey::Id(id) = &node.key {
+                evicted.departed_id(*id);
+            }
             evicted.take_value(node.value);
         }
     }

@@ -208,7 +208,7 @@ impl Run {
         let elsewhere = std::thread::spawn(move || {
             local_keys
                 .iter()
-                .map(|k| valid_keys.contains(k.to_raw()))
+                .map(|&k| valid_keys.contains(k))
                 .collect::<Vec<bool>>()
         })
         .join()

@@ -19,9 +19,8 @@ use super::key::PixcacheKey;
 use crate::error::{Error, ErrorKind, Result};
 use crate::garbage::Garbage;
 use crate::key::Key;
-use crate::local::LocalCache;
+use crate::local::{LocalCache, ValidKeys};
 use crate::sync::affine::{Affine, Refusal};
-use crate::sync::idset::IdSet;
 
 /// A value held by a thread-affine cache: 32 bytes, 8-byte aligned, that are the caller's to
 /// interpret. The cache moves values with `memcpy` (so a value must not point into itself: a C++
@@ -54,7 +53,7 @@ pub struct Local {
     engine: Affine<Engine>,
     release: unsafe extern "C" fn(*mut PixcacheValue),
     /// The engine's valid generated keys, for `pixcache_local_key_is_valid` on any thread.
-    valid_keys: Arc<IdSet>,
+    valid_keys: Arc<ValidKeys>,
 }
 
 struct Engine {
@@ -426,11 +425,8 @@ pub unsafe extern "C" fn pixcache_local_key_is_valid(
     call(false, || {
         // SAFETY: the module contract.
         let l = unsafe { self::local(local) }?;
-        // The owner asks its own table (no reader count); other threads the shared one.
-        match l.lookup(|c| c.key_is_valid(Key::from(key))) {
-            Ok(valid) => Ok(valid),
-            Err(_) => Ok(l.valid_keys.contains(key.id)),
-        }
+        // One load, on any thread: no need to own the cache.
+        Ok(l.valid_keys.contains(Key::from(key)))
     })
 }
 

@@ -13,7 +13,7 @@
 //! - [`fork`]: what `fork(2)` does to all of the above (`pthread_atfork` handlers);
 //! - [`once`]: values computed once with no "being computed" state a fork could copy;
 //! - [`affine`]: a value one thread at a time may reach, with no lock (the thread-affine cache);
-//! - [`idset`]: a set of ids one thread changes and any thread reads (its valid keys).
+//! - [`slots`]: cells that never move, written by one thread, read by any (its valid keys).
 
 /// cbindgen:ignore
 pub mod affine;
@@ -21,8 +21,6 @@ pub mod affine;
 pub mod clock;
 /// cbindgen:ignore
 pub mod fork;
-/// cbindgen:ignore
-pub mod idset;
 /// cbindgen:ignore
 pub mod lock;
 /// cbindgen:ignore
@@ -33,6 +31,8 @@ pub mod park;
 pub mod prefetch;
 /// cbindgen:ignore
 pub mod recency;
+/// cbindgen:ignore
+pub mod slots;
 pub(crate) mod spares;
 /// cbindgen:ignore
 pub mod tally;
