@@ -2,7 +2,8 @@
 # Miri: runs the unit tests of the core's own unsafe memory code under Miri's undefined-behaviour
 # and data-race checker: shared.rs (the reference-counted pixel block: a release decrement or
 # acquire fence weakened to relaxed is reported as a race), tally.rs (per-thread cells written
-# with plain stores) and token.rs. The rest of the core's unsafe code is inline assembly, system
+# with plain stores), token.rs, affine.rs (the thread-affine cache's owner rule) and slots.rs
+# (the cells any thread reads while the owner writes). The rest of the core's unsafe code is inline assembly, system
 # calls and the lock, which Miri cannot run or which the lock's own tests, the sanitizers and
 # valgrind cover.
 # Miri needs a nightly toolchain with the miri and rust-src components. If it is not installed,
@@ -18,4 +19,4 @@ if ! cargo +nightly miri --version >/dev/null 2>&1; then
         exit 0
     fi
 fi
-CARGO_TARGET_DIR=target/miri cargo +nightly miri test --lib -- shared:: tally:: token::
+CARGO_TARGET_DIR=target/miri cargo +nightly miri test --lib -- shared:: tally:: token:: affine:: slots::

@@ -387,6 +387,7 @@ impl<V> Lru<V> {
     }
 
     /// Looks `key` up and, on a hit, makes it the most recently used entry.
+    #[inline]
     pub fn get(&mut self, hash: u64, key: KeyRef<'_>) -> Option<&V> {
         let slot = self.find_slot(hash, key)?;
         self.touch(slot);

@@ -190,7 +190,9 @@ fn found(value: Option<&Owned>) -> *const PixcacheValue {
 /// threads do nothing and report `PIXCACHE_RESULT_WRONG_THREAD`, until the owner calls
 /// `pixcache_local_release_thread`. `release` is called once for each value passed to an
 /// insert or replace: on the owning thread when its entry leaves, or on the calling thread when
-/// the call does not insert it (refused, invalid, wrong thread).
+/// the call does not insert it (refused, invalid, wrong thread). A thread that ends while it
+/// owns the cache should free it or call `pixcache_local_release_thread` first: otherwise no
+/// other thread can use or free it.
 #[no_mangle]
 pub extern "C" fn pixcache_local_new(
     limit_kb: i32,
