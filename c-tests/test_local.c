@@ -11,11 +11,12 @@
  *   stale keys find nothing, clear invalidates every key, the idle tick and flush_detached trim
  *   as Qt 6.4 does, statistics;
  * - keys are bytes: embedded NULs and bytes that are not UTF-8 (UTF-16 code units) are keys;
- * - one thread at a time: the first thread that calls owns the cache; other threads get
+ * - one thread at a time: the thread that made the cache owns it; other threads get
  *   PIXCACHE_RESULT_WRONG_THREAD and change nothing (their values are released on their own
- *   thread); pixcache_local_key_is_valid answers on every thread; the owner can let it go and
- *   another thread then owns it; free from a non-owner is refused;
- * - a release function may call the cache (a find from inside an eviction's release works);
+ *   thread), even once the owner let it go, until one claims it; pixcache_local_key_is_valid
+ *   answers on every thread; free, release and claim from a non-owner are refused;
+ * - a release function may call the cache (a find from inside an eviction's release works),
+ *   but not free it or let it go (refused, not a use after free);
  * - errors: NULL arguments, a negative limit or cost, each with its code and a message.
  *
  * Every cache is freed; valgrind-clean.
@@ -64,6 +65,10 @@ static atomic_ulong releases;
 /* Set by a release function that calls the cache; see release_calls_the_cache. */
 static PixcacheLocal *reenter_cache;
 static atomic_int reentered_ok;
+/* release_cannot_free_the_cache: a release function that tries to free the cache or let it go;
+ * what those calls returned. */
+static PixcacheLocal *free_from_release;
+static int inner_free_result = -1, inner_free_code = -1, inner_let_go_result = -1, inner_let_go_code = -1;
 
 static void release(PixcacheValue *value) {
     uint64_t tag = value->words[0];
@@ -75,6 +80,14 @@ static void release(PixcacheValue *value) {
     if (reenter_cache) {
         (void)pixcache_local_find_n(reenter_cache, "a", 1);
         if (pixcache_last_result() == PIXCACHE_RESULT_OK) atomic_fetch_add(&reentered_ok, 1);
+    }
+    if (free_from_release) {
+        PixcacheLocal *l = free_from_release;
+        free_from_release = NULL; /* once */
+        inner_free_result = pixcache_local_free(l);
+        inner_free_code = pixcache_last_result();
+        inner_let_go_result = pixcache_local_release_thread(l);
+        inner_let_go_code = pixcache_last_result();
     }
 }
 
@@ -279,15 +292,21 @@ struct elsewhere {
     PixcacheLocal *l;
     PixcacheKey valid, invalid;
     /* Results, read by the main thread after the join. */
-    int find_result, insert_result, release_result, free_result, valid_result;
+    int find_result, insert_result, release_result, free_result, claim_result, valid_result;
     bool inserted, valid_answer, invalid_answer, found_something;
-    bool take_over; /* second phase: the main thread let go, so this thread owns it */
+    bool take_over; /* second phase: the main thread let go of it */
+    int unclaimed_result;
     long long taken_over_find;
 };
 
 static void *other_thread(void *arg) {
     struct elsewhere *e = arg;
     if (e->take_over) {
+        /* Let go of, but not this thread's until it claims it. */
+        (void)pixcache_local_find_n(e->l, "mine", 4);
+        e->unclaimed_result = pixcache_last_result();
+        CHECK(pixcache_local_claim(e->l));
+        CHECK(pixcache_local_claim(e->l)); /* again: it owns it already */
         e->taken_over_find = found(e->l, "mine");
         e->inserted = insert(e->l, "theirs", 20, 1);
         CHECK(pixcache_local_release_thread(e->l));
@@ -302,6 +321,7 @@ static void *other_thread(void *arg) {
     e->invalid_answer = pixcache_local_key_is_valid(e->l, e->invalid);
     (void)pixcache_local_release_thread(e->l);
     e->release_result = pixcache_last_result();
+    e->claim_result = pixcache_local_claim(e->l) ? 0 : pixcache_last_result();
     e->free_result = pixcache_local_free(e->l) ? 0 : pixcache_last_result();
     return NULL;
 }
@@ -309,8 +329,8 @@ static void *other_thread(void *arg) {
 static void one_thread_at_a_time(void) {
     printf("/local/one_thread_at_a_time\n");
     reset_releases();
-    PixcacheLocal *l = new_local(100);
-    CHECK(insert(l, "mine", 1, 1)); /* this thread owns it now */
+    PixcacheLocal *l = new_local(100); /* this thread owns it */
+    CHECK(insert(l, "mine", 1, 1));
     struct elsewhere e = {.l = l};
     e.valid = insert_key(l, 2, 1);
     e.invalid = insert_key(l, 3, 1);
@@ -327,25 +347,31 @@ static void one_thread_at_a_time(void) {
     CHECK(e.valid_answer && !e.invalid_answer);
     CHECK_EQ(e.valid_result, PIXCACHE_RESULT_OK);
     CHECK_EQ(e.release_result, PIXCACHE_RESULT_WRONG_THREAD);
+    CHECK_EQ(e.claim_result, PIXCACHE_RESULT_WRONG_THREAD);
     CHECK_EQ(e.free_result, PIXCACHE_RESULT_WRONG_THREAD);
     /* Nothing changed here. */
     CHECK_EQ(found(l, "mine"), 1);
     CHECK_EQ(found(l, "theirs"), -1);
     CHECK_EQ(pixcache_local_stats(l).misses, 1);
-    /* The owner lets go: the other thread takes it over, uses it, lets go again. */
+    /* The owner lets go: not even this thread may use it now, until a thread claims it. */
     CHECK(pixcache_local_release_thread(l));
+    CHECK(pixcache_local_find_n(l, "mine", 4) == NULL);
+    CHECK_RESULT(PIXCACHE_RESULT_WRONG_THREAD);
     e.take_over = true;
     CHECK(pthread_create(&t, NULL, other_thread, &e) == 0);
     CHECK(pthread_join(t, NULL) == 0);
+    CHECK_EQ(e.unclaimed_result, PIXCACHE_RESULT_WRONG_THREAD);
     CHECK_EQ(e.taken_over_find, 1);
     CHECK(e.inserted);
-    CHECK_EQ(found(l, "theirs"), 20); /* and this thread owns it again */
+    CHECK(pixcache_local_claim(l));
+    CHECK_EQ(found(l, "theirs"), 20);
     CHECK(pixcache_local_free(l));
     CHECK_EQ(atomic_load(&releases), 5); /* 1, 2, 3, 10, 20 */
 }
 
 static void *hold_it(void *arg) {
     PixcacheLocal *l = arg;
+    CHECK(pixcache_local_claim(l));
     CHECK(insert(l, "held", 1, 1));
     return NULL; /* exits owning it */
 }
@@ -357,17 +383,19 @@ static void a_dead_owner_is_not_this_thread(void) {
     printf("/local/a_dead_owner_is_not_this_thread\n");
     reset_releases();
     PixcacheLocal *l = test_local_stuck = new_local(100);
+    CHECK(pixcache_local_release_thread(l));
     pthread_t t;
     CHECK(pthread_create(&t, NULL, hold_it, l) == 0);
     CHECK(pthread_join(t, NULL) == 0);
-    /* This (live) thread was never the owner. */
+    /* This (live) thread is not the owner, and cannot claim or free it. */
     CHECK(pixcache_local_find_n(l, "held", 4) == NULL);
     CHECK_RESULT(PIXCACHE_RESULT_WRONG_THREAD);
-    /* A thread made after the owner exited may be handed its thread block, and with it the cache
-     * (token.rs); either way it is one thread at a time. Let it go from there. */
+    CHECK(!pixcache_local_claim(l));
+    CHECK_RESULT(PIXCACHE_RESULT_WRONG_THREAD);
     CHECK(!pixcache_local_free(l));
     CHECK_RESULT(PIXCACHE_RESULT_WRONG_THREAD);
-    /* Left as it is (`test_local_stuck`): its value is released only when a thread that owns it frees it. */
+    /* Left as it is (`test_local_stuck`): its value is released only by a thread that owns it
+     * (a thread given the dead one's thread block may). */
     CHECK_EQ(times_released(1), 0);
 }
 
@@ -390,6 +418,29 @@ static void release_calls_the_cache(void) {
     reenter_cache = NULL;
     CHECK(pixcache_local_free(l));
     CHECK_EQ(atomic_load(&releases), 3);
+}
+
+static void release_cannot_free_the_cache(void) {
+    printf("/local/release_cannot_free_the_cache\n");
+    reset_releases();
+    PixcacheLocal *l = new_local(100);
+    CHECK(insert(l, "a", 1, 1));
+    CHECK(insert(l, "b", 2, 1));
+    /* From an eviction's release: refused, the cache still works. */
+    free_from_release = l;
+    CHECK(pixcache_local_remove_n(l, "a", 1));
+    CHECK(!inner_free_result && !inner_let_go_result);
+    CHECK_EQ(inner_free_code, PIXCACHE_RESULT_WRONG_THREAD);
+    CHECK_EQ(inner_let_go_code, PIXCACHE_RESULT_WRONG_THREAD);
+    CHECK_EQ(found(l, "b"), 2);
+    /* From a release run by pixcache_local_free itself: refused too, and the outer free ends
+     * the cache once (valgrind and ASan would see a use after free). */
+    free_from_release = l;
+    inner_free_result = -1;
+    CHECK(pixcache_local_free(l));
+    CHECK_EQ(inner_free_result, 0);
+    CHECK_EQ(inner_free_code, PIXCACHE_RESULT_WRONG_THREAD);
+    CHECK_EQ(atomic_load(&releases), 2);
 }
 
 /* ---- errors -------------------------------------------------------------------------------- */
@@ -446,6 +497,7 @@ int main(void) {
     keys_are_bytes();
     one_thread_at_a_time();
     release_calls_the_cache();
+    release_cannot_free_the_cache();
     errors();
     a_dead_owner_is_not_this_thread(); /* last: leaves its cache (and one value) unfreed */
     printf("%lu checks passed\n", (unsigned long)atomic_load(&checks));

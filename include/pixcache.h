@@ -1310,35 +1310,45 @@ bool pixcache_key_equal(struct PixcacheKey a, struct PixcacheKey b);
 
 /**
  * Makes a thread-affine cache holding at most `limit_kb` KB (Qt's default is 10240), whose
- * values are released by `release`. No thread owns it until one uses it. NULL with
- * `NULL_ARGUMENT` when `release` is NULL, `INVALID_ARGUMENT` when the limit is negative.
+ * values are released by `release`, owned by the calling thread. NULL with `NULL_ARGUMENT`
+ * when `release` is NULL, `INVALID_ARGUMENT` when the limit is negative.
  *
- * The first thread that calls a `pixcache_local_*` function on it owns it: calls from other
- * threads do nothing and report `PIXCACHE_RESULT_WRONG_THREAD`, until the owner calls
- * `pixcache_local_release_thread`. `release` is called once for each value passed to an
- * insert or replace: on the owning thread when its entry leaves, or on the calling thread when
- * the call does not insert it (refused, invalid, wrong thread). A thread that ends while it
- * owns the cache should free it or call `pixcache_local_release_thread` first: otherwise no
- * other thread can use or free it.
+ * Only the owning thread may use it: calls from other threads do nothing and report
+ * `PIXCACHE_RESULT_WRONG_THREAD` (except `pixcache_local_key_is_valid`). The owner may give it
+ * up with `pixcache_local_release_thread`, and another thread then take it with
+ * `pixcache_local_claim`. `release` is called once for each value passed to an insert or
+ * replace with a non-NULL cache: on the owning thread when its entry leaves, or on the calling
+ * thread when the call does not insert it (refused, invalid, wrong thread). A thread that ends
+ * while it owns the cache should free it or release it first: otherwise no other thread can
+ * use or free it.
  */
 struct PixcacheLocal *pixcache_local_new(int32_t limit_kb, PixcacheReleaseValue release);
 
 /**
  * Frees a thread-affine cache, releasing every value it holds, on the calling thread, which
- * must own it or find it unowned: otherwise nothing is freed, and false with `WRONG_THREAD`
- * (also from inside a release function). NULL does nothing and returns true. The values are
- * released while the cache still exists (a release function may call it); values it inserts
- * then are released as the cache goes, and must not call it.
+ * must own it: otherwise nothing is freed, and false with `WRONG_THREAD` (also from inside a
+ * release function the cache is running). NULL does nothing and returns true. The values are
+ * released while the cache still exists (a release function may call it, but not free it);
+ * values inserted meanwhile are released as the cache goes, and those releases must not call
+ * it.
  */
 bool pixcache_local_free(struct PixcacheLocal *local);
 
 /**
- * Gives up the calling thread's ownership of the cache (its entries stay), so that the next
- * thread to use it owns it. For a host whose one cache-using thread changes (Qt's application
- * object made again on another thread). False with `WRONG_THREAD` when the calling thread does
- * not own it or is inside its release function; NULL: false with `NULL_ARGUMENT`.
+ * Gives up the calling thread's ownership of the cache (its entries stay), so that another
+ * thread can `pixcache_local_claim` it. For a host whose one cache-using thread changes (Qt's
+ * application object made again on another thread). False with `WRONG_THREAD` when the
+ * calling thread does not own it or is inside one of its release functions; NULL: false with
+ * `NULL_ARGUMENT`.
  */
 bool pixcache_local_release_thread(const struct PixcacheLocal *local);
+
+/**
+ * Makes the calling thread the owner of a cache no thread owns (one given up with
+ * `pixcache_local_release_thread`); true also when it owns it already. False with
+ * `WRONG_THREAD` when another thread owns it; NULL: false with `NULL_ARGUMENT`.
+ */
+bool pixcache_local_claim(const struct PixcacheLocal *local);
 
 /**
  * Finds the value under the string key `key[0..len]` (any bytes; NULL with `len` 0 is the

@@ -186,9 +186,11 @@ void printStats() {
     // Only a process that used QPixmapCache reports (not every shell or helper process that
     // inherited the preload on the way to the program).
     if (calls.load() == 0) return;
-    // The thread-affine cache answers the thread that owns it, or any thread once its owner let
-    // it go (the application object's post routine does); otherwise its figures are zero.
+    // The thread-affine cache answers the thread that owns it, or one that claims it once its
+    // owner let it go (the application object's post routine does); otherwise its figures are
+    // zero.
     PixcacheLocal *local = state().local;
+    if (local) pixcache_local_claim(local);  // let go of by the application object, if it went
     const PixcacheStats s = local ? pixcache_local_stats(local) : pixcache_stats(detail::global());
     std::fprintf(stderr,
                  "pixcache: %llu calls, %llu hits, %llu misses, %llu inserts, %llu evictions, %llu KB inserted, "
@@ -239,7 +241,10 @@ State makeState() {
     s.anyThread = envFlag("PIXCACHE_QT6_ANY_THREAD");
     s.stats = envFlag("PIXCACHE_QT6_STATS") && s.mode == Mode::Pixcache;
     if (s.mode == Mode::Pixcache && !s.anyThread) {
+        // Made by whichever thread loads the library; the application's thread claims it when
+        // its first call is served (served()).
         s.local = pixcache_local_new(pixcache::qt::PixmapCache::cacheLimit(), &releaseQPixmap);
+        if (s.local) pixcache_local_release_thread(s.local);
         if (!s.local) {
             s.mode = Mode::Forward;
             std::fprintf(stderr, "pixcache: cannot make the cache (%s); QPixmapCache stays Qt's own\n",
@@ -286,6 +291,10 @@ inline bool served() noexcept {
         seenThread.load(std::memory_order_relaxed) == QThread::currentThreadId())
         return true;
     if (QThread::currentThread() != app->thread()) return false;
+    // The application's thread takes the thread-affine cache (the previous application object
+    // let it go when it went). Only here: no other call moves it, so a worker's totalUsed() or
+    // a clear() at shutdown cannot carry it away.
+    if (s.local) pixcache_local_claim(s.local);
     seenThread.store(QThread::currentThreadId(), std::memory_order_relaxed);
     seenApp.store(app, std::memory_order_release);
     return true;
@@ -392,7 +401,7 @@ bool QPixmapCache::Key::operator==(const Key &key) const {
 bool QPixmapCache::Key::isValid() const noexcept {
     if (forwarding()) return qt().keyIsValid(this);
     if (!d) return false;
-    // Off the owning thread the thread-affine cache answers nothing: false.
+    // Answered on every thread, as Qt does (the thread-affine cache's validity cells).
     if (PixcacheLocal *l = local()) return pixcache_local_key_is_valid(l, raw(d));
     return pixcache_key_is_valid(detail::global(), raw(d));
 }

@@ -84,6 +84,17 @@ stats_line "$work/linked.err"
 echo "identical: $(wc -l <"$work/qt.txt") lines"
 pass=$((pass + 1))
 
+echo "# lifecycle: application objects made, destroyed, made again elsewhere; workers; Qt vs pixcache-run"
+for scenario in worker-total worker-flush before-app recreate recreate-widgets clear-between same-thread; do
+    "$b/lifecycle" "$scenario" >"$work/life-qt.txt" 2>/dev/null
+    "$run" "$b/lifecycle" "$scenario" >"$work/life-px.txt" 2>/dev/null
+    diff "$work/life-qt.txt" "$work/life-px.txt" >"$work/diff.txt" ||
+        { cat "$work/diff.txt"; fail "lifecycle $scenario differs through pixcache-run"; }
+    grep -q '=0 .*=0 .*=0' "$work/life-qt.txt" && fail "lifecycle $scenario: Qt itself served nothing (a broken scenario)"
+done
+echo "7 scenarios identical"
+pass=$((pass + 1))
+
 echo "# widgets: frames pixel for pixel, Qt's cache vs pixcache-run"
 "$b/widgets" 24 >"$work/frames-qt.txt" 2>/dev/null
 "$run" --stats "$b/widgets" 24 >"$work/frames-px.txt" 2>"$work/frames-px.err"

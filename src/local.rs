@@ -192,6 +192,20 @@ impl<V> LocalCache<V> {
         &self.keys.valid
     }
 
+    /// Puts an empty cache with the same limit in this one's place and returns the old one, for
+    /// a cache a panic left half changed (dropped whole, not cleared: its order may be half
+    /// changed). The valid keys stay the same table, which others may hold: every key of the old
+    /// cache becomes invalid in it.
+    pub fn renew(&mut self) -> LocalCache<V> {
+        let mut fresh = LocalCache::new(self.limit());
+        let valid = Arc::clone(&self.keys.valid);
+        for cell in 0..self.keys.used {
+            valid.cells.set(cell as usize, 0);
+        }
+        fresh.keys.valid = valid;
+        std::mem::replace(self, fresh)
+    }
+
     #[inline]
     fn hash(&self, name: &[u8]) -> u64 {
         let mut h = self.hasher.build_hasher();
@@ -559,6 +573,19 @@ mod tests {
         assert_eq!(c.find(&name), Some(&7));
         assert_eq!(c.find(&name[..2]), None);
         assert_eq!(c.keys_by_recency(), vec![Ok(name)]);
+    }
+
+    #[test]
+    fn a_renewed_cache_keeps_its_valid_key_table_and_forgets_every_key() {
+        let (mut c, mut g) = cache(10);
+        let valid = Arc::clone(c.valid_keys());
+        let old = c.insert_key(1, 1, &mut g).unwrap();
+        drop(c.renew());
+        assert!(Arc::ptr_eq(&valid, c.valid_keys()));
+        assert!(!valid.contains(old) && !c.key_is_valid(old));
+        let new = c.insert_key(2, 1, &mut g).unwrap();
+        assert!(valid.contains(new) && c.key_is_valid(new));
+        assert_eq!(c.find_key(new), Some(&2));
     }
 
     #[test]

@@ -1,16 +1,16 @@
 //! `pixcache_local_*`: thread-affine caches, for hosts that call their cache from one thread
 //! (as Qt's own `QPixmapCache` is called) and want no lock at all.
 //!
-//! A `PixcacheLocal` belongs to the first thread that uses it; a call from any other thread
-//! does nothing and reports `PIXCACHE_RESULT_WRONG_THREAD` (never a data race), until the owner
-//! gives it up with `pixcache_local_release_thread`. Its values are not pixmaps but
-//! `PixcacheValue`s: 32 bytes of the caller's that the cache moves with `memcpy` and hands to
+//! A `PixcacheLocal` belongs to the thread that made it; a call from any other thread does
+//! nothing and reports `PIXCACHE_RESULT_WRONG_THREAD` (never a data race). The owner can give
+//! it up (`pixcache_local_release_thread`) and another thread take it
+//! (`pixcache_local_claim`); nothing else moves it. Its values are not pixmaps but
+//! //! `PixcacheValue`s: 32 bytes of the caller's that the cache moves with `memcpy` and hands to
 //! the cache's release function when their entry leaves (a C++ `QPixmap` constructed in place,
 //! a pointer with its length, a handle). The algorithm is `local.rs`; the ownership rule is
 //! `sync/affine.rs`; this file only translates.
 
 use std::ffi::c_char;
-use std::mem;
 use std::sync::Arc;
 
 use super::boundary::{call, free, into_raw, null_error, try_bytes_n, try_ref, Handle};
@@ -64,14 +64,13 @@ struct Engine {
 }
 
 impl Engine {
-    /// Replaces a cache a panic left half changed by an empty one with the same limit. The old
-    /// one is dropped whole, not cleared (its order may be half changed), so its values are
-    /// released here, inside the call: a release function that calls the cache then is refused
-    /// (`WRONG_THREAD`). Only after a bug.
+    /// Replaces a cache a panic left half changed by an empty one with the same limit (and the
+    /// same valid-key table, which `Local` shares). The old one is dropped whole, so its values
+    /// are released here, inside the call: a release function that calls the cache then is
+    /// refused (`WRONG_THREAD`). Only after a bug.
     #[cold]
     fn reset(&mut self) {
-        let limit = self.cache.limit();
-        drop(mem::replace(&mut self.cache, LocalCache::new(limit)));
+        drop(self.cache.renew());
     }
 }
 
@@ -122,7 +121,11 @@ impl Local {
             e.dirty = false;
             r
         });
-        drop(gone);
+        // Only the owner gets here with values to release (a refused call let go of nothing).
+        // Meanwhile the owner cannot let the cache go or free it from a release function.
+        if !gone.is_empty() {
+            self.engine.finishing(|| drop(gone));
+        }
         result.map_err(wrong_thread)
     }
 
@@ -183,16 +186,17 @@ fn found(value: Option<&Owned>) -> *const PixcacheValue {
 }
 
 /// Makes a thread-affine cache holding at most `limit_kb` KB (Qt's default is 10240), whose
-/// values are released by `release`. No thread owns it until one uses it. NULL with
-/// `NULL_ARGUMENT` when `release` is NULL, `INVALID_ARGUMENT` when the limit is negative.
+/// values are released by `release`, owned by the calling thread. NULL with `NULL_ARGUMENT`
+/// when `release` is NULL, `INVALID_ARGUMENT` when the limit is negative.
 ///
-/// The first thread that calls a `pixcache_local_*` function on it owns it: calls from other
-/// threads do nothing and report `PIXCACHE_RESULT_WRONG_THREAD`, until the owner calls
-/// `pixcache_local_release_thread`. `release` is called once for each value passed to an
-/// insert or replace: on the owning thread when its entry leaves, or on the calling thread when
-/// the call does not insert it (refused, invalid, wrong thread). A thread that ends while it
-/// owns the cache should free it or call `pixcache_local_release_thread` first: otherwise no
-/// other thread can use or free it.
+/// Only the owning thread may use it: calls from other threads do nothing and report
+/// `PIXCACHE_RESULT_WRONG_THREAD` (except `pixcache_local_key_is_valid`). The owner may give it
+/// up with `pixcache_local_release_thread`, and another thread then take it with
+/// `pixcache_local_claim`. `release` is called once for each value passed to an insert or
+/// replace with a non-NULL cache: on the owning thread when its entry leaves, or on the calling
+/// thread when the call does not insert it (refused, invalid, wrong thread). A thread that ends
+/// while it owns the cache should free it or release it first: otherwise no other thread can
+/// use or free it.
 #[no_mangle]
 pub extern "C" fn pixcache_local_new(
     limit_kb: i32,
@@ -220,10 +224,11 @@ pub extern "C" fn pixcache_local_new(
 }
 
 /// Frees a thread-affine cache, releasing every value it holds, on the calling thread, which
-/// must own it or find it unowned: otherwise nothing is freed, and false with `WRONG_THREAD`
-/// (also from inside a release function). NULL does nothing and returns true. The values are
-/// released while the cache still exists (a release function may call it); values it inserts
-/// then are released as the cache goes, and must not call it.
+/// must own it: otherwise nothing is freed, and false with `WRONG_THREAD` (also from inside a
+/// release function the cache is running). NULL does nothing and returns true. The values are
+/// released while the cache still exists (a release function may call it, but not free it);
+/// values inserted meanwhile are released as the cache goes, and those releases must not call
+/// it.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_local_free(local: *mut PixcacheLocal) -> bool {
     call(false, || {
@@ -232,27 +237,43 @@ pub unsafe extern "C" fn pixcache_local_free(local: *mut PixcacheLocal) -> bool 
         }
         // SAFETY: non-NULL, and a live handle per the module contract.
         let l = unsafe { self::local(local) }?;
+        // Refused, changing nothing, off the owner or inside a release function (`finishing`):
+        // then an outer call is still using the cache.
+        l.engine.may_release().map_err(wrong_thread)?;
         l.with(|c, gone| c.clear(gone))?;
-        if !l.engine.release() {
-            return Err(wrong_thread(Refusal::Nested));
-        }
+        l.engine.release().map_err(wrong_thread)?;
         // SAFETY: a live handle from `pixcache_local_new`, which C gives back here; this thread
-        // owned it (the `with` above bound it) and no call of this thread is inside it.
+        // owned it until just now, no call of this thread is inside it, and the contract says no
+        // other thread uses a handle being freed.
         unsafe { free(local) };
         Ok(true)
     })
 }
 
-/// Gives up the calling thread's ownership of the cache (its entries stay), so that the next
-/// thread to use it owns it. For a host whose one cache-using thread changes (Qt's application
-/// object made again on another thread). False with `WRONG_THREAD` when the calling thread does
-/// not own it or is inside its release function; NULL: false with `NULL_ARGUMENT`.
+/// Gives up the calling thread's ownership of the cache (its entries stay), so that another
+/// thread can `pixcache_local_claim` it. For a host whose one cache-using thread changes (Qt's
+/// application object made again on another thread). False with `WRONG_THREAD` when the
+/// calling thread does not own it or is inside one of its release functions; NULL: false with
+/// `NULL_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_local_release_thread(local: *const PixcacheLocal) -> bool {
     call(false, || {
         // SAFETY: the module contract.
         let l = unsafe { self::local(local) }?;
-        if l.engine.release() {
+        l.engine.release().map_err(wrong_thread)?;
+        Ok(true)
+    })
+}
+
+/// Makes the calling thread the owner of a cache no thread owns (one given up with
+/// `pixcache_local_release_thread`); true also when it owns it already. False with
+/// `WRONG_THREAD` when another thread owns it; NULL: false with `NULL_ARGUMENT`.
+#[no_mangle]
+pub unsafe extern "C" fn pixcache_local_claim(local: *const PixcacheLocal) -> bool {
+    call(false, || {
+        // SAFETY: the module contract.
+        let l = unsafe { self::local(local) }?;
+        if l.engine.claim() {
             Ok(true)
         } else {
             Err(wrong_thread(Refusal::OtherThread))

@@ -2,18 +2,20 @@
 //! thread-pointer compare, and another thread's calls are refused, never raced.
 //!
 //! This is what makes the thread-affine cache (`local.rs`, `pixcache_local_*`) safe to hand to
-//! C, which cannot express "this handle belongs to one thread": the first thread that uses an
-//! unowned value binds it; it stays that thread's until the owner [`Affine::release`]s it (a
-//! Qt application object that goes away, say), and then the next thread to use it binds it.
+//! C, which cannot express "this handle belongs to one thread". A value belongs to the thread
+//! that made it; its owner may [`Affine::release`] it (a Qt application object that goes away,
+//! say), and then a thread may [`Affine::claim`] it. Nothing else changes the owner: a call
+//! from another thread, even on an unowned value, is refused rather than taking it over (a
+//! stray call from a worker must not carry the cache away from the thread that uses it).
 //!
 //! Why it is sound: the value is reached only inside [`Affine::with`], only by the thread whose
-//! token is in `owner`. Binding is a compare-and-swap from "unowned" (acquire), releasing a
+//! token is in `owner`. Claiming is a compare-and-swap from "unowned" (acquire), releasing a
 //! store of "unowned" (release), so everything the previous owner did happens before the next
 //! owner's first access. A thread that exits while owning hands its token, and so the value, to
 //! whichever thread glibc gives its thread control block next (token.rs): the dead thread
 //! makes no more accesses, and glibc's reuse of the block is itself synchronised.
-//! `with` is not re-entrant: its closure must not call `with` on the same value (the closures
-//! of `local.rs`'s callers run Rust code only; release callbacks run after `with` returns).
+//! `with` is not re-entrant: a nested call is refused (`busy`), and so is a release while
+//! the owner is inside, or has said it is still finishing a call ([`Affine::finishing`]).
 
 use std::cell::{Cell, UnsafeCell};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,10 +30,12 @@ pub struct Affine<T> {
     owner: AtomicU64,
     /// Set while the owner is inside [`Affine::with`]: a nested call is refused.
     busy: Cell<bool>,
+    /// How deep the owner is in [`Affine::finishing`] sections: no release meanwhile.
+    finishing: Cell<u32>,
     value: UnsafeCell<T>,
 }
 
-// SAFETY: `value` and `busy` are reached only by the owning thread, inside `with`, and
+// SAFETY: `value`, `busy` and `finishing` are reached only by the owning thread, and
 // ownership moves between threads with acquire/release ordering (module documentation). So
 // sharing an `Affine` is sound whenever moving a `T` to another thread is.
 unsafe impl<T: Send> Sync for Affine<T> {}
@@ -46,25 +50,20 @@ pub enum Refusal {
 }
 
 impl<T> Affine<T> {
-    /// A value no thread owns yet.
-    pub const fn new(value: T) -> Self {
+    /// A value the calling thread owns.
+    pub fn new(value: T) -> Self {
         Affine {
-            owner: AtomicU64::new(UNOWNED),
+            owner: AtomicU64::new(token::current()),
             busy: Cell::new(false),
+            finishing: Cell::new(0),
             value: UnsafeCell::new(value),
         }
     }
 
-    /// Runs `f` on the value if this thread owns it, or binds it first if no thread does.
+    /// Runs `f` on the value if this thread owns it.
     #[inline]
     pub fn with<R>(&self, f: impl FnOnce(&mut T) -> R) -> Result<R, Refusal> {
-        let me = token::current();
-        if self.owner.load(Ordering::Relaxed) != me
-            && self
-                .owner
-                .compare_exchange(UNOWNED, me, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
+        if self.owner.load(Ordering::Relaxed) != token::current() {
             return Err(Refusal::OtherThread);
         }
         // Only the owner gets here, so `busy` is read and written by one thread.
@@ -88,15 +87,55 @@ impl<T> Affine<T> {
         self.owner.load(Ordering::Relaxed) == token::current()
     }
 
-    /// Gives the value up so that another thread may bind it; false (and nothing changes) when
-    /// the calling thread is not its owner, or is inside [`Affine::with`].
-    pub fn release(&self) -> bool {
-        let me = token::current();
-        if self.owner.load(Ordering::Relaxed) != me || self.busy.get() {
-            return false;
+    /// Runs `f` (which does not reach the value: it may call [`Affine::with`]) as the end of an
+    /// owner's call, during which [`Affine::release`] is refused: for work that must find the
+    /// value still owned when it is done (dropping what a call let go of, whose release
+    /// callbacks may call back). Only the owner may call it.
+    pub fn finishing<R>(&self, f: impl FnOnce() -> R) -> R {
+        debug_assert!(self.is_mine());
+        if !self.is_mine() {
+            return f();
         }
+        self.finishing.set(self.finishing.get() + 1);
+        struct Done<'a>(&'a Cell<u32>);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.set(self.0.get() - 1);
+            }
+        }
+        let _done = Done(&self.finishing);
+        f()
+    }
+
+    /// Gives the value up so that another thread may [`Affine::claim`] it. Refused (nothing
+    /// changes) when the calling thread is not its owner, or is inside [`Affine::with`] or
+    /// [`Affine::finishing`] (`Nested`).
+    pub fn release(&self) -> Result<(), Refusal> {
+        self.may_release()?;
         self.owner.store(UNOWNED, Ordering::Release);
-        true
+        Ok(())
+    }
+
+    /// Whether [`Affine::release`] would succeed now, without releasing.
+    pub fn may_release(&self) -> Result<(), Refusal> {
+        if !self.is_mine() {
+            return Err(Refusal::OtherThread);
+        }
+        if self.busy.get() || self.finishing.get() != 0 {
+            return Err(Refusal::Nested);
+        }
+        Ok(())
+    }
+
+    /// Makes the calling thread the owner of a value no thread owns; true also when it owns it
+    /// already, false when another thread does.
+    pub fn claim(&self) -> bool {
+        let me = token::current();
+        self.owner.load(Ordering::Relaxed) == me
+            || self
+                .owner
+                .compare_exchange(UNOWNED, me, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The value, for its owner being dropped (`&mut self`: no other thread can hold it).
@@ -111,34 +150,49 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn the_first_thread_binds_and_others_are_refused() {
+    fn the_maker_owns_it_and_others_are_refused() {
         let a = Arc::new(Affine::new(0u32));
         assert_eq!(a.with(|v| *v += 1), Ok(()));
         assert!(a.is_mine());
         let other = Arc::clone(&a);
-        let r = std::thread::spawn(move || (other.with(|v| *v += 1), other.release()))
-            .join()
-            .unwrap();
-        assert_eq!(r, (Err(Refusal::OtherThread), false));
+        let r = std::thread::spawn(move || {
+            (
+                other.with(|v| *v += 1),
+                other.release().is_ok(),
+                other.claim(),
+            )
+        })
+        .join()
+        .unwrap();
+        assert_eq!(r, (Err(Refusal::OtherThread), false, false));
         assert_eq!(a.with(|v| *v), Ok(1));
     }
 
     #[test]
-    fn a_released_value_is_bound_by_the_next_thread_and_sees_every_write() {
+    fn an_unowned_value_is_not_taken_by_a_call_only_by_a_claim() {
         let a = Arc::new(Affine::new(Vec::<u32>::new()));
         a.with(|v| v.extend(0..100)).unwrap();
-        assert!(a.release());
+        assert!(a.release().is_ok());
+        assert_eq!(
+            a.with(|v| v.len()),
+            Err(Refusal::OtherThread),
+            "released: not the maker's"
+        );
         let other = Arc::clone(&a);
-        let (sum, mine) = std::thread::spawn(move || {
+        let (refused, sum, mine) = std::thread::spawn(move || {
+            let refused = other.with(|v| v.len()).is_err();
+            assert!(
+                other.claim() && other.claim(),
+                "claim, and again while owning"
+            );
             let sum = other.with(|v| v.iter().sum::<u32>()).unwrap();
-            (sum, other.is_mine())
+            (refused, sum, other.is_mine())
         })
         .join()
         .unwrap();
-        assert_eq!((sum, mine), (4950, true));
-        // The other thread has exited without releasing: its token may be reused, but this
-        // live thread's differs, so it is refused.
-        assert!(!a.is_mine());
+        assert_eq!((refused, sum, mine), (true, 4950, true));
+        // The other thread exited owning it: this live thread's token differs, so it is refused.
+        assert!(!a.is_mine() && !a.claim());
     }
 
     #[test]
@@ -146,8 +200,16 @@ mod tests {
         let a = Affine::new(1u8);
         let inner = a.with(|_| a.with(|v| *v)).unwrap();
         assert_eq!(inner, Err(Refusal::Nested));
-        assert!(!a.with(|_| a.release()).unwrap(), "no release from inside");
+        assert_eq!(a.with(|_| a.release()).unwrap(), Err(Refusal::Nested));
         assert_eq!(a.with(|v| *v), Ok(1));
+    }
+
+    #[test]
+    fn no_release_while_finishing_but_calls_are_fine() {
+        let a = Affine::new(1u8);
+        let (released, value) = a.finishing(|| (a.release(), a.with(|v| *v)));
+        assert_eq!((released, value), (Err(Refusal::Nested), Ok(1)));
+        assert!(a.release().is_ok());
     }
 
     #[test]
