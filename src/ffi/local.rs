@@ -81,7 +81,7 @@ struct Owned {
 }
 
 // SAFETY: a value is only ever reached by its cache's owning thread (sync/affine.rs), which is
-// also the thread that frees the cache (`pixcache_local_free` binds it first).
+// also the thread that frees the cache (`pixcache_local_free` is refused on any other).
 unsafe impl Send for Owned {}
 
 impl Drop for Owned {
