@@ -315,7 +315,7 @@ pub unsafe extern "C" fn pixcache_local_find_key(
 /// string key `key[0..len]`, costing `cost_kb` KB, as `QPixmapCache::insert(QString, QPixmap)`:
 /// the entry already under the key is removed first. False when refused (`REFUSED`: it costs
 /// more than the whole limit; the old entry stays removed) or on an error; every value passed
-/// is released, inserted or not (only a NULL `value` has nothing to release).
+/// is released, inserted or not (with a NULL `local` there is no release function to call: the value stays yours).
 #[no_mangle]
 pub unsafe extern "C" fn pixcache_local_insert_n(
     local: *const PixcacheLocal,
