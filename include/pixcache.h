@@ -6,12 +6,14 @@
  * doc comments in src/ffi/ instead. A test fails when this file differs from what the build makes.
  *
  * Conventions (README, "API conventions"): every function is safe to call from any thread, also
- * from C++ thread_local destructors at thread exit (but not from signal handlers); NULL
+ * from C++ thread_local destructors at thread exit (but not from signal handlers); a
+ * thread-affine cache (pixcache_local_*) serves only its owning thread, and refuses the others
+ * with PIXCACHE_RESULT_WRONG_THREAD (its free too, which therefore can fail); NULL
  * for a required pointer is reported, never dereferenced (a *_n function's string may be NULL
  * when its length is 0: that is the empty string, as an empty std::string_view passes it);
  * failures return a documented value and set a per-thread message (pixcache_last_error) and
  * code (pixcache_last_result); a call that succeeds clears them, and the calls that cannot fail
- * leave them alone: the *_free functions, pixcache_global, pixcache_key_equal,
+ * leave them alone: the *_free functions (but pixcache_local_free), pixcache_global, pixcache_key_equal,
  * pixcache_version and the last-error getters (pixcache_last_error, pixcache_last_result,
  * pixcache_result_str); pixcache_set_error sets them on purpose (a find_or_insert producer's
  * way to say why it failed). Objects from *_new / *_clone / *_convert / *_load* / *_wrap are

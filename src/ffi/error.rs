@@ -4,7 +4,7 @@
 //! call settles them for its own outcome when it returns (clears them on success), except the
 //! ones that cannot fail, which leave them alone: `pixcache_last_error`,
 //! `pixcache_last_result`, `pixcache_result_str`, `pixcache_key_equal`, `pixcache_version`,
-//! `pixcache_global` and the `*_free` functions (so cleanup between a failing call and reading the error keeps it).
+//! `pixcache_global` and the `*_free` functions but `pixcache_local_free`, which can be refused (so cleanup between a failing call and reading the error keeps it).
 //! So right after any other call, `pixcache_last_error()` is `""` exactly when it succeeded.
 //! `pixcache_set_error` sets them on purpose, for code that fails for its own reasons (a
 //! `pixcache_find_or_insert_with` producer): it "fails" with the code it is given.
