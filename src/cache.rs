@@ -352,22 +352,10 @@ impl State {
             }
             Err(refused) => {
                 out.push(refused.value);
-                match refused.reason {
-                    RefuseReason::TooCostly => {
-                        self.stats.refused += 1;
-                        Err(Error::new(
-                            ErrorKind::Refused,
-                            format!(
-                                "a pixmap costing {cost} KB does not fit the cache limit of {} KB",
-                                self.lru.limit()
-                            ),
-                        ))
-                    }
-                    RefuseReason::OutOfMemory => Err(Error::new(
-                        ErrorKind::OutOfMemory,
-                        "the cache's table cannot grow: out of memory",
-                    )),
+                if refused.reason == RefuseReason::TooCostly {
+                    self.stats.refused += 1;
                 }
+                Err(refusal_error(refused.reason, cost, self.lru.limit()))
             }
         }
     }
@@ -1247,7 +1235,7 @@ impl Cache {
     pub fn flush_detached(&self) -> usize {
         self.with_state(|s, out| {
             let total = s.lru.total();
-            let n = s.trim(total * 3 / 4, Reason::Trimmed, out);
+            let n = s.trim(idle_trim_target(total, true), Reason::Trimmed, out);
             s.tick_total = s.lru.total();
             n
         })
@@ -1259,12 +1247,11 @@ impl Cache {
     pub fn tick(&self) -> usize {
         self.with_state(|s, out| {
             let total = s.lru.total();
-            let target = if total == s.tick_total {
-                total * 3 / 4
-            } else {
-                total - 1
-            };
-            let n = s.trim(target, Reason::Trimmed, out);
+            let n = s.trim(
+                idle_trim_target(total, total == s.tick_total),
+                Reason::Trimmed,
+                out,
+            );
             s.tick_total = s.lru.total();
             n
         })
@@ -1427,7 +1414,33 @@ impl Default for Cache {
     }
 }
 
-fn check_cost(cost_kb: i64) -> Result<()> {
+/// Qt 6.4's idle trim: what a cache's total is trimmed to when its timer fires, `idle` when the
+/// total has not changed since the previous firing (three quarters; else only the least
+/// recently used entry goes). `flushDetachedPixmaps()` always trims as if idle.
+pub(crate) fn idle_trim_target(total: i64, idle: bool) -> i64 {
+    if idle {
+        total * 3 / 4
+    } else {
+        total - 1
+    }
+}
+
+/// The error for an insert the LRU refused, costing `cost` KB under a limit of `limit` KB.
+pub(crate) fn refusal_error(reason: RefuseReason, cost: i64, limit: i64) -> Error {
+    match reason {
+        RefuseReason::TooCostly => Error::new(
+            ErrorKind::Refused,
+            format!("a pixmap costing {cost} KB does not fit the cache limit of {limit} KB"),
+        ),
+        RefuseReason::OutOfMemory => Error::new(
+            ErrorKind::OutOfMemory,
+            "the cache's table cannot grow: out of memory",
+        ),
+    }
+}
+
+/// An explicit cost is a number of KB: never negative.
+pub(crate) fn check_cost(cost_kb: i64) -> Result<()> {
     if cost_kb < 0 {
         return Err(Error::new(
             ErrorKind::InvalidArgument,

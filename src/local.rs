@@ -29,7 +29,7 @@
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use crate::cache::Stats;
+use crate::cache::{idle_trim_target, refusal_error, Stats};
 use crate::error::{Error, ErrorKind, Result};
 use crate::garbage::Garbage;
 use crate::key::{slot_of, Key, KeySource, SLOT_KEY_SLOTS};
@@ -366,22 +366,10 @@ impl<V> LocalCache<V> {
             }
             Err(refused) => {
                 gone.push(refused.value);
-                Err(match refused.reason {
-                    RefuseReason::TooCostly => {
-                        self.stats.refused += 1;
-                        Error::new(
-                            ErrorKind::Refused,
-                            format!(
-                                "a value costing {cost} KB does not fit the cache limit of {} KB",
-                                self.lru.limit()
-                            ),
-                        )
-                    }
-                    RefuseReason::OutOfMemory => Error::new(
-                        ErrorKind::OutOfMemory,
-                        "the cache's table cannot grow: out of memory",
-                    ),
-                })
+                if refused.reason == RefuseReason::TooCostly {
+                    self.stats.refused += 1;
+                }
+                Err(refusal_error(refused.reason, cost, self.lru.limit()))
             }
         }
     }
@@ -472,19 +460,13 @@ impl<V> LocalCache<V> {
     /// many entries went.
     pub fn tick(&mut self, gone: &mut Garbage<V>) -> usize {
         let total = self.lru.total();
-        let target = if total == self.tick_total {
-            total * 3 / 4
-        } else {
-            total - 1
-        };
-        self.trim(target, gone)
+        self.trim(idle_trim_target(total, total == self.tick_total), gone)
     }
 
     /// `QPixmapCache::flushDetachedPixmaps()`: trims to three quarters of the total. Returns how
     /// many entries went.
     pub fn flush_detached(&mut self, gone: &mut Garbage<V>) -> usize {
-        let total = self.lru.total();
-        self.trim(total * 3 / 4, gone)
+        self.trim(idle_trim_target(self.lru.total(), true), gone)
     }
 
     /// The counters and sizes (the fields of opt-in extras this cache does not have are 0).

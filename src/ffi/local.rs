@@ -16,6 +16,7 @@ use std::sync::Arc;
 use super::boundary::{call, free, into_raw, null_error, try_bytes_n, try_ref, Handle};
 use super::cache::PixcacheStats;
 use super::key::PixcacheKey;
+use crate::cache::check_cost;
 use crate::error::{Error, ErrorKind, Result};
 use crate::garbage::Garbage;
 use crate::key::Key;
@@ -520,14 +521,4 @@ pub unsafe extern "C" fn pixcache_local_stats(local: *const PixcacheLocal) -> Pi
         let l = unsafe { self::local(local) }?;
         l.lookup(|c| PixcacheStats::from(c.stats()))
     })
-}
-
-fn check_cost(cost_kb: i64) -> Result<()> {
-    if cost_kb < 0 {
-        return Err(Error::new(
-            ErrorKind::InvalidArgument,
-            format!("cost_kb {cost_kb} is negative"),
-        ));
-    }
-    Ok(())
 }
