@@ -137,11 +137,6 @@ impl<T> Affine<T> {
                 .compare_exchange(UNOWNED, me, Ordering::Acquire, Ordering::Relaxed)
                 .is_ok()
     }
-
-    /// The value, for its owner being dropped (`&mut self`: no other thread can hold it).
-    pub fn into_inner(self) -> T {
-        self.value.into_inner()
-    }
 }
 
 #[cfg(test)]
