@@ -341,7 +341,7 @@ impl<V> LocalCache<V> {
     }
 
     /// Inserts under a key known to be absent; counts the outcome.
-    #[inline]
+    #[inline(always)]
     fn put(
         &mut self,
         hash: u64,

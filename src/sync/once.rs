@@ -42,6 +42,7 @@ impl Word {
     }
 
     /// The value, publishing `compute()` (made non-zero) if none is yet.
+    #[inline]
     pub fn get_or(&self, compute: impl FnOnce() -> u64) -> u64 {
         let seen = self.0.load(Ordering::Relaxed);
         if seen != 0 {
