@@ -165,7 +165,7 @@ impl State {
         );
         self.evicted_on_insert(before, back.is_ok());
         match back {
-            Ok(()) => {
+            Ok(_) => {
                 self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
                 out.push(entry.pixmap);
                 self.get(hash, key, read)
@@ -345,7 +345,7 @@ impl State {
         let result = self.lru.insert(hash, key, pm, cost, out);
         self.evicted_on_insert(before, result.is_ok());
         match result {
-            Ok(()) => {
+            Ok(_) => {
                 self.stats.inserts += 1;
                 self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
                 Ok(())

@@ -19,7 +19,9 @@
 //!
 //! Each generated key names a cell of a [`SlotTable`] ([`KeySource::fresh_for_slot`]), which
 //! holds the key while it is valid: any thread may ask ([`LocalCache::valid_keys`]), as Qt
-//! answers `Key::isValid()` on every thread, with one load.
+//! answers `Key::isValid()` on every thread, with one load. The cell also says where the entry
+//! is in the map (`KeyCells::entry`), so generated keys stay out of the map's hash table
+//! ([`Lru::with_placed_ids`]): a key is found by unsealing it, not by hashing and probing.
 //!
 //! What differs: string keys are any bytes (the Qt replacement passes a `QString`'s UTF-16
 //! code units, with no conversion), values are any `V` (the replacement's are `QPixmap`s), and
@@ -69,6 +71,9 @@ struct KeyCells {
     valid: Arc<ValidKeys>,
     /// Cells no valid key names, to use again (last freed first: warm in the cache).
     free: Vec<u32>,
+    /// The map slot of each cell's entry while its key is valid (stale otherwise: the slot's
+    /// node, which holds the key, is what decides).
+    entry: Vec<u32>,
     /// Cells below this have been used.
     used: u32,
 }
@@ -80,12 +85,15 @@ impl KeyCells {
         let cell = match self.free.pop() {
             Some(cell) => cell,
             None if self.used < SLOT_KEY_SLOTS => {
-                if !self.valid.cells.reserve(self.used as usize) {
+                if !self.valid.cells.reserve(self.used as usize)
+                    || self.entry.try_reserve(1).is_err()
+                {
                     return Err(Error::new(
                         ErrorKind::OutOfMemory,
                         "cannot grow the table of valid keys",
                     ));
                 }
+                self.entry.push(u32::MAX);
                 self.used += 1;
                 self.used - 1
             }
@@ -108,15 +116,24 @@ impl KeyCells {
         }
     }
 
-    /// Marks a key from [`KeyCells::issue`] valid (its entry is in the cache), or gives its cell
-    /// back (it was refused).
+    /// Marks a key from [`KeyCells::issue`] valid, its entry in map slot `slot`, or gives its
+    /// cell back (`None`: it was refused).
     #[inline]
-    fn settle(&mut self, key: Key, cell: u32, inserted: bool) {
-        if inserted {
-            self.valid.cells.set(cell as usize, key.to_raw());
-        } else {
-            self.free.push(cell);
+    fn settle(&mut self, key: Key, cell: u32, slot: Option<u32>) {
+        match slot {
+            Some(slot) => {
+                self.entry[cell as usize] = slot;
+                self.valid.cells.set(cell as usize, key.to_raw());
+            }
+            None => self.free.push(cell),
         }
+    }
+
+    /// The map slot where `key`'s entry was put, if `key` is one of this cache's (whether it is
+    /// still there is the slot's node's to say).
+    #[inline(always)]
+    fn entry_of(&self, key: Key) -> Option<u32> {
+        self.entry.get(slot_of(key)? as usize).copied()
     }
 
     /// A key whose entry left: no longer valid, its cell free.
@@ -175,9 +192,10 @@ impl<V> LocalCache<V> {
                     cells: SlotTable::new(),
                 }),
                 free: Vec::new(),
+                entry: Vec::new(),
                 used: 0,
             },
-            lru: Lru::new(i64::from(limit_kb)),
+            lru: Lru::with_placed_ids(i64::from(limit_kb)),
             stats: Stats {
                 limit_kb,
                 ..Stats::default()
@@ -223,14 +241,11 @@ impl<V> LocalCache<V> {
     /// The value of a generated key, made the most recently used; counts a hit or a miss.
     #[inline]
     pub fn find_key(&mut self, key: Key) -> Option<&V> {
-        if key.is_invalid() {
-            self.stats.misses += 1;
-            return None;
-        }
-        Self::counted(
-            &mut self.stats,
-            self.lru.get(key.to_raw(), KeyRef::Id(key.to_raw())),
-        )
+        let found = match self.keys.entry_of(key) {
+            Some(slot) => self.lru.get_at(slot, key.to_raw()),
+            None => None,
+        };
+        Self::counted(&mut self.stats, found)
     }
 
     #[inline(always)]
@@ -268,7 +283,7 @@ impl<V> LocalCache<V> {
                 ));
             }
         };
-        self.put(hash, stored, value, cost, gone)
+        self.put(hash, stored, value, cost, gone).map(drop)
     }
 
     /// Inserts `value` under a new generated key and returns it. When refused, the error comes
@@ -288,9 +303,9 @@ impl<V> LocalCache<V> {
             }
         };
         let result = self.put(key.to_raw(), EntryKey::Id(key.to_raw()), value, cost, gone);
-        self.keys.settle(key, cell, result.is_ok());
+        self.keys.settle(key, cell, result.as_ref().ok().copied());
         match result {
-            Ok(()) => Ok(key),
+            Ok(_) => Ok(key),
             Err(e) => Err((key, e)),
         }
     }
@@ -308,11 +323,10 @@ impl<V> LocalCache<V> {
         gone: &mut Garbage<V>,
     ) -> Result<()> {
         let old = *key;
-        let previous = if old.is_invalid() {
-            None
-        } else {
-            self.lru.remove(old.to_raw(), KeyRef::Id(old.to_raw()))
-        };
+        let previous = self
+            .keys
+            .entry_of(old)
+            .and_then(|slot| self.lru.remove_at(slot, old.to_raw()));
         let Some((_, previous, _)) = previous else {
             gone.push(value);
             return Err(crate::cache::invalid_key_error(old));
@@ -334,13 +348,14 @@ impl<V> LocalCache<V> {
             cost,
             gone,
         );
-        self.keys.settle(new_key, cell, result.is_ok());
+        self.keys
+            .settle(new_key, cell, result.as_ref().ok().copied());
         result?;
         *key = new_key;
         Ok(())
     }
 
-    /// Inserts under a key known to be absent; counts the outcome.
+    /// Inserts under a key known to be absent; counts the outcome. Returns the map slot.
     #[inline(always)]
     fn put(
         &mut self,
@@ -349,7 +364,7 @@ impl<V> LocalCache<V> {
         value: V,
         cost: i64,
         gone: &mut Garbage<V>,
-    ) -> Result<()> {
+    ) -> Result<u32> {
         let before = self.lru.len();
         let mut departing = Departing {
             gone,
@@ -359,10 +374,10 @@ impl<V> LocalCache<V> {
         let evicted = before + usize::from(result.is_ok()) - self.lru.len();
         self.evicted(Reason::Evicted, evicted);
         match result {
-            Ok(()) => {
+            Ok(slot) => {
                 self.stats.inserts += 1;
                 self.stats.peak_kb = self.stats.peak_kb.max(self.lru.total());
-                Ok(())
+                Ok(slot)
             }
             Err(refused) => {
                 gone.push(refused.value);
@@ -387,11 +402,21 @@ impl<V> LocalCache<V> {
 
     /// Removes the entry of a generated key; false when the key is not valid here.
     pub fn remove_key(&mut self, key: Key, gone: &mut Garbage<V>) -> bool {
-        !key.is_invalid() && self.remove_ref(key.to_raw(), KeyRef::Id(key.to_raw()), gone)
+        let removed = self
+            .keys
+            .entry_of(key)
+            .and_then(|slot| self.lru.remove_at(slot, key.to_raw()));
+        self.removed(removed, gone)
     }
 
     fn remove_ref(&mut self, hash: u64, key: KeyRef<'_>, gone: &mut Garbage<V>) -> bool {
-        match self.lru.remove(hash, key) {
+        let removed = self.lru.remove(hash, key);
+        self.removed(removed, gone)
+    }
+
+    /// Counts and lets go of a removed entry; false when there was none.
+    fn removed(&mut self, removed: Option<(EntryKey, V, i64)>, gone: &mut Garbage<V>) -> bool {
+        match removed {
             Some((stored, value, _)) => {
                 if let EntryKey::Id(id) = stored {
                     self.keys.forget(id);
@@ -541,6 +566,31 @@ mod tests {
         );
         assert_eq!(stale, k);
         assert_eq!(g.into_vec(), vec![1, 3]);
+    }
+
+    #[test]
+    fn a_stale_key_whose_cell_and_slot_were_reused_finds_nothing() {
+        // One entry fits: each insert evicts the previous one, whose map slot it takes; a key's
+        // cell is issued before the eviction, so the third key has the first one's cell.
+        let (mut c, mut g) = cache(1);
+        let old = c.insert_key(1, 1, &mut g).unwrap();
+        c.insert_key(0, 1, &mut g).unwrap();
+        let new = c.insert_key(2, 1, &mut g).unwrap();
+        assert_eq!(slot_of(old), slot_of(new), "the cell is reused");
+        assert_eq!(c.find_key(old), None);
+        assert!(!c.key_is_valid(old));
+        assert!(!c.remove_key(old, &mut g));
+        let mut stale = old;
+        assert_eq!(
+            c.replace(&mut stale, 3, 1, &mut g).unwrap_err().kind(),
+            ErrorKind::InvalidKey
+        );
+        assert_eq!(c.find_key(new), Some(&2));
+        assert!(c.remove_key(new, &mut g));
+        assert_eq!(c.find_key(new), None);
+        assert_eq!(g.into_vec(), vec![1, 0, 3, 2]);
+        let s = c.stats();
+        assert_eq!((s.hits, s.misses, s.entries), (1, 2, 0));
     }
 
     #[test]

@@ -12,10 +12,15 @@
 //!   [`Lru::touches`], beside them. Every `&mut self` method reaches it with `Mutex::get_mut`,
 //!   which takes no lock;
 //! - `table`: a `hashbrown::HashTable<u32>` of slot numbers, looked up by a hash the caller
-//!   computed (outside any lock) and the key stored once, in the slot.
+//!   computed (outside any lock) and the key stored once, in the slot. A map made with
+//!   [`Lru::with_placed_ids`] keeps generated keys out of the table: its caller remembers the
+//!   slot each one was stored in ([`Lru::insert`] returns it) and finds, removes and checks
+//!   them there ([`Lru::get_at`], [`Lru::remove_at`]); the slot's node still holds the key, so
+//!   a stale slot number finds nothing.
 //!
 //! Invariants (checked by `check_invariants` in tests):
-//! - the table holds exactly the occupied slots; the list links exactly those, most recent first;
+//! - the table holds exactly the occupied slots (but generated keys' with placed ids); the list
+//!   links exactly the occupied slots, most recent first;
 //! - `total` is the sum of the occupied slots' costs, and `total <= max(limit, 0)` after every
 //!   public operation;
 //! - with a count limit `n > 0`, at most `n` entries after every public operation;
@@ -157,6 +162,8 @@ pub struct Lru<V> {
     /// At most this many entries; 0: no count limit (Qt's cache has none).
     count_limit: usize,
     freed: Freed,
+    /// Generated keys are in the table too (false: [`Lru::with_placed_ids`]).
+    ids_in_table: bool,
 }
 
 /// How many freed slot numbers [`Freed`] keeps before it just says "many".
@@ -312,7 +319,26 @@ impl<V> Lru<V> {
             limit,
             count_limit: 0,
             freed: Freed::NONE,
+            ids_in_table: true,
         }
+    }
+
+    /// [`Lru::new`] for a caller that remembers where each generated key's entry is: those
+    /// entries stay out of the table, so inserting and evicting them does no table work (a
+    /// third of a thread-affine key insert's time in the map, docs/PERFORMANCE.md §7), and
+    /// lookups by [`KeyRef::Id`] through the table find nothing: use [`Lru::get_at`],
+    /// [`Lru::remove_at`] with the slot [`Lru::insert`] returned.
+    pub fn with_placed_ids(limit: i64) -> Self {
+        Lru {
+            ids_in_table: false,
+            ..Lru::new(limit)
+        }
+    }
+
+    /// True when the entry under `key` is in the table.
+    #[inline(always)]
+    fn in_table(&self, key: &EntryKey) -> bool {
+        self.ids_in_table || matches!(key, EntryKey::Name(_))
     }
 
     /// The slots freed since the last call (see the module documentation); starts over.
@@ -373,6 +399,7 @@ impl<V> Lru<V> {
         let slots = &self.slots;
         let node = |i: u32| slots[i as usize].as_ref();
         match key {
+            KeyRef::Id(_) if !self.ids_in_table => None,
             KeyRef::Id(id) => self.table.find(hash, |&i| {
                 node(i).is_some_and(|n| matches!(n.key, EntryKey::Id(k) if k == id))
             }),
@@ -403,6 +430,35 @@ impl<V> Lru<V> {
     pub fn peek(&self, hash: u64, key: KeyRef<'_>) -> Option<(u32, &V)> {
         let slot = self.find_slot(hash, key)?;
         Some((slot, &self.node(slot).value))
+    }
+
+    /// The slot of the entry of generated key `id`, when `slot` (from [`Lru::insert`]) still
+    /// holds it.
+    #[inline(always)]
+    fn id_at(&self, slot: u32, id: u64) -> Option<u32> {
+        let node = self.slots.get(slot as usize)?.as_ref()?;
+        matches!(node.key, EntryKey::Id(k) if k == id).then_some(slot)
+    }
+
+    /// [`Lru::get`] of generated key `id` in a map with placed ids, at the slot [`Lru::insert`]
+    /// returned for it: `None` when that slot no longer holds it.
+    #[inline]
+    pub fn get_at(&mut self, slot: u32, id: u64) -> Option<&V> {
+        let slot = self.id_at(slot, id)?;
+        self.touch(slot);
+        Some(&self.node(slot).value)
+    }
+
+    /// [`Lru::remove`] of generated key `id` in a map with placed ids, at the slot
+    /// [`Lru::insert`] returned for it: `None` when that slot no longer holds it.
+    pub fn remove_at(&mut self, slot: u32, id: u64) -> Option<(EntryKey, V, i64)> {
+        debug_assert!(
+            !self.ids_in_table,
+            "remove_at in a map with ids in its table"
+        );
+        let slot = self.id_at(slot, id)?;
+        let node = self.release_slot(slot);
+        Some((node.key, node.value, node.cost))
     }
 
     /// The value in `slot`, if that slot holds an entry.
@@ -444,8 +500,9 @@ impl<V> Lru<V> {
     }
 
     /// Inserts `value` under `key` (which must not be present) as the most recently used entry,
-    /// first evicting least recently used entries into `evicted` until it fits. An entry whose
-    /// cost exceeds the whole limit is refused and nothing is evicted for it (Qt's `QCache`).
+    /// first evicting least recently used entries into `evicted` until it fits, and returns the
+    /// slot it went to. An entry whose cost exceeds the whole limit is refused and nothing is
+    /// evicted for it (Qt's `QCache`).
     #[inline(always)]
     pub fn insert(
         &mut self,
@@ -454,11 +511,12 @@ impl<V> Lru<V> {
         value: V,
         cost: i64,
         evicted: &mut impl Sink<V>,
-    ) -> Result<(), Refused<V>> {
+    ) -> Result<u32, Refused<V>> {
         debug_assert!(
             !self.contains(hash, key.as_key_ref()),
             "insert of a present key"
         );
+        let in_table = self.in_table(&key);
         // A limit of 0 or less holds nothing, not even an entry costing 0 (explicit costs).
         if cost > self.limit || self.limit <= 0 {
             return Err(Refused {
@@ -511,13 +569,15 @@ impl<V> Lru<V> {
             }
             Some(_) => unreachable!("free slot {slot} holds a node"),
         }
-        let slots = &self.slots;
-        self.table.insert_unique(hash, slot, |&i| {
-            slots[i as usize].as_ref().map_or(0, |n| n.hash)
-        });
+        if in_table {
+            let slots = &self.slots;
+            self.table.insert_unique(hash, slot, |&i| {
+                slots[i as usize].as_ref().map_or(0, |n| n.hash)
+            });
+        }
         self.len += 1;
         self.total += cost;
-        Ok(())
+        Ok(slot)
     }
 
     /// Makes sure one more entry fits without allocating; false when the allocator refuses.
@@ -583,13 +643,14 @@ impl<V> Lru<V> {
             if slot == NIL {
                 break;
             }
-            let hash = self.node(slot).hash;
-            let found = self.table.find_entry(hash, |&i| i == slot);
-            match found {
-                Ok(entry) => {
-                    entry.remove();
+            let node = self.node(slot);
+            if self.in_table(&node.key) {
+                match self.table.find_entry(node.hash, |&i| i == slot) {
+                    Ok(entry) => {
+                        entry.remove();
+                    }
+                    Err(_) => unreachable!("linked slot {slot} missing from the table"),
                 }
-                Err(_) => unreachable!("linked slot {slot} missing from the table"),
             }
             self.release_into(slot, evicted);
             count += 1;
@@ -677,7 +738,13 @@ impl<V> Lru<V> {
     pub fn check_invariants(&self) {
         let order = self.keys_by_recency();
         assert_eq!(order.len(), self.len, "list length");
-        assert_eq!(self.table.len(), self.len, "table length");
+        let tabled = self
+            .slots
+            .iter()
+            .flatten()
+            .filter(|n| self.in_table(&n.key))
+            .count();
+        assert_eq!(self.table.len(), tabled, "table length");
         let occupied = self.slots.iter().flatten().count();
         assert_eq!(occupied, self.len, "occupied slots");
         let total: i64 = self.slots.iter().flatten().map(|n| n.cost).sum();
@@ -691,11 +758,13 @@ impl<V> Lru<V> {
             self.count_limit == 0 || self.len <= self.count_limit,
             "count within the count limit"
         );
-        for node in self.slots.iter().flatten() {
-            assert!(
-                self.contains(node.hash, node.key.as_key_ref()),
-                "table finds every node"
-            );
+        for (slot, node) in self.slots.iter().enumerate() {
+            let Some(node) = node else { continue };
+            let found = match node.key {
+                EntryKey::Id(id) if !self.ids_in_table => self.id_at(slot as u32, id).is_some(),
+                _ => self.contains(node.hash, node.key.as_key_ref()),
+            };
+            assert!(found, "every node is found where its key says");
         }
         let list = self.locked_list();
         if list.tail != NIL {
@@ -883,5 +952,39 @@ mod tests {
         assert_eq!(ev.into_vec(), vec!["d"]);
         assert!(lru.is_empty());
         put(&mut lru, "x", 1);
+    }
+
+    #[test]
+    fn placed_ids_stay_out_of_the_table_and_are_found_at_their_slot() {
+        let mut lru = Lru::with_placed_ids(3);
+        let mut ev = Garbage::new();
+        let (h, a) = name("a");
+        lru.insert(h, a, "a", 1, &mut ev).unwrap();
+        let one = lru.insert(11, EntryKey::Id(11), "11", 1, &mut ev).unwrap();
+        let two = lru.insert(12, EntryKey::Id(12), "12", 1, &mut ev).unwrap();
+        lru.check_invariants();
+        assert_eq!(lru.table.len(), 1, "only the string key is in the table");
+        // Through the table an id finds nothing; at its slot it does, and only its own.
+        assert_eq!(lru.get(11, KeyRef::Id(11)), None);
+        assert_eq!(lru.get_at(one, 11), Some(&"11"));
+        assert_eq!(lru.get_at(one, 12), None);
+        assert_eq!(lru.get_at(99, 11), None);
+        // "a" is now the least recently used: evicted first, out of the table.
+        lru.insert(13, EntryKey::Id(13), "13", 1, &mut ev).unwrap();
+        lru.check_invariants();
+        assert_eq!(lru.table.len(), 0);
+        // Evicting an id, and reusing its slot for another: the old id's slot finds nothing.
+        let four = lru.insert(14, EntryKey::Id(14), "14", 1, &mut ev).unwrap();
+        assert_eq!(ev.into_vec(), vec!["a", "12"]);
+        assert_eq!(four, two, "the evicted id's slot is reused");
+        assert_eq!(lru.get_at(two, 12), None);
+        assert_eq!(lru.get_at(four, 14), Some(&"14"));
+        assert_eq!(
+            lru.remove_at(one, 11).map(|(k, v, c)| (k, v, c)),
+            Some((EntryKey::Id(11), "11", 1))
+        );
+        assert_eq!(lru.remove_at(one, 11), None);
+        lru.check_invariants();
+        assert_eq!((lru.len(), lru.total()), (2, 2));
     }
 }
