@@ -979,10 +979,7 @@ mod tests {
         assert_eq!(four, two, "the evicted id's slot is reused");
         assert_eq!(lru.get_at(two, 12), None);
         assert_eq!(lru.get_at(four, 14), Some(&"14"));
-        assert_eq!(
-            lru.remove_at(one, 11).map(|(k, v, c)| (k, v, c)),
-            Some((EntryKey::Id(11), "11", 1))
-        );
+        assert_eq!(lru.remove_at(one, 11), Some((EntryKey::Id(11), "11", 1)));
         assert_eq!(lru.remove_at(one, 11), None);
         lru.check_invariants();
         assert_eq!((lru.len(), lru.total()), (2, 2));
