@@ -239,7 +239,7 @@ impl<V> LocalCache<V> {
     }
 
     /// The value of a generated key, made the most recently used; counts a hit or a miss.
-    #[inline]
+    #[inline(always)]
     pub fn find_key(&mut self, key: Key) -> Option<&V> {
         let found = match self.keys.entry_of(key) {
             Some(slot) => self.lru.get_at(slot, key.to_raw()),

@@ -243,7 +243,7 @@ impl List {
         tail: NIL,
     };
 
-    #[inline]
+    #[inline(always)]
     fn touch(&mut self, slot: u32) {
         let occupied = self
             .links
@@ -442,7 +442,7 @@ impl<V> Lru<V> {
 
     /// [`Lru::get`] of generated key `id` in a map with placed ids, at the slot [`Lru::insert`]
     /// returned for it: `None` when that slot no longer holds it.
-    #[inline]
+    #[inline(always)]
     pub fn get_at(&mut self, slot: u32, id: u64) -> Option<&V> {
         let slot = self.id_at(slot, id)?;
         self.touch(slot);
@@ -470,7 +470,7 @@ impl<V> Lru<V> {
     /// Makes the entry in `slot` (a slot number from [`Lru::peek`]) the most recently used.
     /// A slot that is not occupied is ignored (it cannot happen while the caller keeps the
     /// promise above; ignoring it keeps a broken promise from corrupting the free list).
-    #[inline]
+    #[inline(always)]
     pub fn touch(&mut self, slot: u32) {
         list_of(&mut self.list).touch(slot);
     }

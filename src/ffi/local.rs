@@ -318,7 +318,11 @@ pub unsafe extern "C" fn pixcache_local_find_key(
     call(std::ptr::null(), || {
         // SAFETY: the module contract.
         let l = unsafe { self::local(local) }?;
-        l.lookup(|c| found(c.find_key(Key::from(key))))
+        // Inlined: a call to the lookup closure was ~1 ns of a hit.
+        l.lookup(
+            #[inline(always)]
+            |c| found(c.find_key(Key::from(key))),
+        )
     })
 }
 
