@@ -51,7 +51,9 @@ set_target_properties(pixcache-qt6 PROPERTIES
     CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON
     CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON
     LINK_DEPENDS "${PIXCACHE_SOURCE_DIR}/qt6/qpixmapcache.map;${_built}/libpixcache.a")
-target_compile_options(pixcache-qt6 PRIVATE -O2)
+# Calls between the library's own definitions (insert() making a Key, say) go straight to them
+# rather than through the PLT: the library is the interposer, its definitions are the ones meant.
+target_compile_options(pixcache-qt6 PRIVATE -O2 -fno-semantic-interposition)
 target_include_directories(pixcache-qt6 PRIVATE "${PIXCACHE_SOURCE_DIR}/include")
 target_link_libraries(pixcache-qt6 PRIVATE Qt6::Gui pixcache_built_static ${PIXCACHE_NATIVE_STATIC_LIBS_CMAKE})
 target_link_options(pixcache-qt6 PRIVATE
@@ -59,6 +61,7 @@ target_link_options(pixcache-qt6 PRIVATE
     "LINKER:--version-script=${PIXCACHE_SOURCE_DIR}/qt6/qpixmapcache.map"
     "LINKER:--exclude-libs,ALL"
     "LINKER:-z,defs"
+    "LINKER:-Bsymbolic-functions"
     # No debug info: the library is preloaded into other people's programs; keep it small.
     "LINKER:--strip-debug"
     "LINKER:--gc-sections")

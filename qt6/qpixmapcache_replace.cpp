@@ -282,8 +282,7 @@ std::atomic<QCoreApplication *> seenApp{nullptr};
 std::atomic<Qt::HANDLE> seenThread{nullptr};
 
 // True if this call may be served: Qt 6 serves only the application object's thread.
-inline bool served() noexcept {
-    const State &s = state();
+inline bool served(const State &s) noexcept {
     if (s.anyThread) return true;
     QCoreApplication *app = QCoreApplication::instance();
     if (!app) return false;
@@ -300,6 +299,8 @@ inline bool served() noexcept {
     return true;
 }
 
+inline bool served() noexcept { return served(state()); }
+
 // Forgets the application object when it is destroyed: the next one may live on another thread
 // (even at the same address).
 void forgetApp() {
@@ -309,9 +310,10 @@ void forgetApp() {
 void rememberToForget() { qAddPostRoutine(forgetApp); }
 Q_COREAPP_STARTUP_FUNCTION(rememberToForget)
 
-inline void count() noexcept {
-    if (state().stats) calls.fetch_add(1, std::memory_order_relaxed);
+inline void count(const State &s) noexcept {
+    if (s.stats) calls.fetch_add(1, std::memory_order_relaxed);
 }
+inline void count() noexcept { count(state()); }
 
 inline void countInsert(const QPixmap &pm) noexcept {
     if (!state().stats) return;
@@ -415,10 +417,11 @@ bool QPixmapCache::Key::operator==(const Key &key) const {
 }
 
 bool QPixmapCache::Key::isValid() const noexcept {
-    if (forwarding()) return qt().keyIsValid(this);
+    const State &s = state();
+    if (s.mode == Mode::Forward) return s.qt.keyIsValid(this);
     if (!d) return false;
     // Answered on every thread, as Qt does (the thread-affine cache's validity cells).
-    if (PixcacheLocal *l = local()) return pixcache_local_key_is_valid(l, raw(d));
+    if (PixcacheLocal *l = s.local) return pixcache_local_key_is_valid(l, raw(d));
     return pixcache_key_is_valid(detail::global(), raw(d));
 }
 
@@ -442,11 +445,13 @@ void QPixmapCache::setCacheLimit(int n) {
     if (qt().setCacheLimit) qt().setCacheLimit(n);  // Qt's own cache (QIcon, QPixmap::load) follows
 }
 
+// The hot calls (finds, inserts) read the state once: each state() call checks its guard again.
 bool QPixmapCache::find(const QString &key, QPixmap *pixmap) {
-    if (forwarding()) return qt().findString(key, pixmap);
-    count();
-    if (!served()) return false;
-    if (PixcacheLocal *l = local()) {
+    const State &s = state();
+    if (s.mode == Mode::Forward) return s.qt.findString(key, pixmap);
+    count(s);
+    if (!served(s)) return false;
+    if (PixcacheLocal *l = s.local) {
         const PixcacheValue *found = pixcache_local_find_n(l, keyData(key), keySize(key));
         if (found && pixmap) *pixmap = asPixmap(found);  // before any other call on the cache
         return found != nullptr;
@@ -455,10 +460,11 @@ bool QPixmapCache::find(const QString &key, QPixmap *pixmap) {
 }
 
 bool QPixmapCache::find(const Key &key, QPixmap *pixmap) {
-    if (forwarding()) return qt().findKey(key, pixmap);
-    count();
-    if (!served()) return false;
-    if (PixcacheLocal *l = local()) {
+    const State &s = state();
+    if (s.mode == Mode::Forward) return s.qt.findKey(key, pixmap);
+    count(s);
+    if (!served(s)) return false;
+    if (PixcacheLocal *l = s.local) {
         const PixcacheValue *found = pixcache_local_find_key(l, raw(key.d));
         if (found && pixmap) *pixmap = asPixmap(found);
         return found != nullptr;
@@ -467,11 +473,12 @@ bool QPixmapCache::find(const Key &key, QPixmap *pixmap) {
 }
 
 bool QPixmapCache::insert(const QString &key, const QPixmap &pixmap) {
-    if (forwarding()) return qt().insertString(key, pixmap);
-    count();
-    if (!served()) return false;
+    const State &s = state();
+    if (s.mode == Mode::Forward) return s.qt.insertString(key, pixmap);
+    count(s);
+    if (!served(s)) return false;
     bool ok;
-    if (PixcacheLocal *l = local()) {
+    if (PixcacheLocal *l = s.local) {
         const Held held(pixmap);
         ok = pixcache_local_insert_n(l, keyData(key), keySize(key), &held.value, costOf(pixmap));
         if (ok) armIdleTrim(l);
@@ -483,17 +490,18 @@ bool QPixmapCache::insert(const QString &key, const QPixmap &pixmap) {
 }
 
 QPixmapCache::Key QPixmapCache::insert(const QPixmap &pixmap) {
-    if (forwarding()) return qt().insertPixmap(pixmap);
-    count();
+    const State &s = state();
+    if (s.mode == Mode::Forward) return s.qt.insertPixmap(pixmap);
+    count(s);
     Key key;
-    if (!served()) return key;
-    if (PixcacheLocal *l = local()) {
+    if (!served(s)) return key;
+    if (PixcacheLocal *l = s.local) {
         const Held held(pixmap);
         const PixcacheKey k = pixcache_local_insert_key(l, &held.value, costOf(pixmap));
         key.d = data(k);
         // Whether it was inserted matters only to a timer not yet running, and to statistics
         // (the last result is a thread-local: a call, worth skipping on the common path).
-        if ((!idleArmed || state().stats) && pixcache_last_result() == PIXCACHE_RESULT_OK) {
+        if ((!idleArmed || s.stats) && pixcache_last_result() == PIXCACHE_RESULT_OK) {
             armIdleTrim(l);
             countInsert(pixmap);
         }
