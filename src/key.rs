@@ -96,23 +96,34 @@ impl KeySource {
         serial
     }
 
-    /// A key never handed out before in this process that names `slot` (below
-    /// [`SLOT_KEY_SLOTS`]), for a cache that keeps each key's validity where any thread can
-    /// read it (`local.rs`): [`slot_of`] gives the slot back. `None` once the serials have
-    /// passed 2^39 (half a trillion keys), so that no key is ever handed out twice.
-    pub fn fresh_for_slot(&mut self, slot: u32) -> Option<Key> {
-        debug_assert!(slot < SLOT_KEY_SLOTS);
+    /// A serial never handed out before in this process, for one slot key ([`seal_slot`]):
+    /// taken before the slot is known (a cache whose keys name the slot their entry went to,
+    /// `local.rs`). `None` once the serials have passed 2^39 (half a trillion keys), so that no
+    /// key is ever handed out twice.
+    pub fn slot_serial(&mut self) -> Option<u64> {
         loop {
             let serial = self.serial();
             if serial >= 1 << (63 - SLOT_BITS) {
                 return None;
             }
-            let id = scramble((SLOT_KEY | serial << SLOT_BITS | u64::from(slot)) ^ secret());
-            if id != 0 {
-                return Some(Key(id));
+            // Sealing gives the invalid key (0) only for the one value equal to the secret; the
+            // serial that could make it, with some slot, is skipped.
+            if ((SLOT_KEY | serial << SLOT_BITS) ^ secret()) >> SLOT_BITS != 0 {
+                return Some(serial);
             }
         }
     }
+}
+
+/// The key of `serial` (from [`KeySource::slot_serial`]) naming `slot` (below
+/// [`SLOT_KEY_SLOTS`]): [`slot_of`] gives the slot back. Never the invalid key; distinct
+/// serials give distinct keys, whatever their slots.
+#[inline]
+pub fn seal_slot(serial: u64, slot: u32) -> Key {
+    debug_assert!(slot < SLOT_KEY_SLOTS && serial < 1 << (63 - SLOT_BITS));
+    Key(scramble(
+        (SLOT_KEY | serial << SLOT_BITS | u64::from(slot)) ^ secret(),
+    ))
 }
 
 /// Bits of a slot in a slot key.
@@ -123,7 +134,7 @@ pub const SLOT_KEY_SLOTS: u32 = 1 << SLOT_BITS;
 /// share a value.
 const SLOT_KEY: u64 = 1 << 63;
 
-/// The slot a key from [`KeySource::fresh_for_slot`] names; `None` for any other key (the
+/// The slot a key from [`seal_slot`] names; `None` for any other key (the
 /// invalid key, other caches' keys, a forged value: most values are not slot keys).
 #[inline]
 pub fn slot_of(key: Key) -> Option<u32> {
@@ -212,11 +223,16 @@ mod tests {
         let mut seen = HashSet::new();
         for slot in [0, 1, 63, 4096, SLOT_KEY_SLOTS - 1] {
             for _ in 0..100 {
-                let k = source.fresh_for_slot(slot).unwrap();
+                let k = seal_slot(source.slot_serial().unwrap(), slot);
                 assert_eq!(slot_of(k), Some(slot));
                 assert!(!k.is_invalid() && seen.insert(k), "a slot key repeated");
             }
         }
+        // One serial names every slot with a different key.
+        let serial = source.slot_serial().unwrap();
+        let keys: HashSet<Key> = (0..1000).map(|slot| seal_slot(serial, slot)).collect();
+        assert_eq!(keys.len(), 1000);
+        assert!(keys.iter().all(|k| !k.is_invalid() && !seen.contains(k)));
         // Ordinary keys and the invalid key are not slot keys.
         for _ in 0..10_000 {
             let k = source.fresh();

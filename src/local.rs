@@ -17,11 +17,11 @@
 //!   equal another cache's;
 //! - the idle trim and `flushDetachedPixmaps` are Qt 6.4's.
 //!
-//! Each generated key names a cell of a [`SlotTable`] ([`KeySource::fresh_for_slot`]), which
-//! holds the key while it is valid: any thread may ask ([`LocalCache::valid_keys`]), as Qt
-//! answers `Key::isValid()` on every thread, with one load. The cell also says where the entry
-//! is in the map (`KeyCells::entry`), so generated keys stay out of the map's hash table
-//! ([`Lru::with_placed_ids`]): a key is found by unsealing it, not by hashing and probing.
+//! Each generated key names the map slot its entry went to ([`seal_slot`]), so generated keys
+//! stay out of the map's hash table ([`Lru::with_placed_ids`]): a key is found by unsealing it
+//! and checking that its slot holds it, not by hashing and probing. Cell `slot` of a
+//! [`SlotTable`] holds the key while it is valid: any thread may ask
+//! ([`LocalCache::valid_keys`]), as Qt answers `Key::isValid()` on every thread, with one load.
 //!
 //! What differs: string keys are any bytes (the Qt replacement passes a `QString`'s UTF-16
 //! code units, with no conversion), values are any `V` (the replacement's are `QPixmap`s), and
@@ -34,7 +34,7 @@ use std::sync::Arc;
 use crate::cache::{idle_trim_target, refusal_error, Stats};
 use crate::error::{Error, ErrorKind, Result};
 use crate::garbage::Garbage;
-use crate::key::{slot_of, Key, KeySource, SLOT_KEY_SLOTS};
+use crate::key::{seal_slot, slot_of, Key, KeySource, SLOT_KEY_SLOTS};
 use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason, Sink};
 use crate::name::Name;
 use crate::removal::Reason;
@@ -65,83 +65,53 @@ impl ValidKeys {
     }
 }
 
-/// The cache's generated keys: where fresh ones come from and which cells are free.
+/// The cache's generated keys: where fresh ones come from and which are valid.
 struct KeyCells {
     source: KeySource,
+    /// Cell `slot` holds the key of the entry in map slot `slot`, while it is there.
     valid: Arc<ValidKeys>,
-    /// Cells no valid key names, to use again (last freed first: warm in the cache).
-    free: Vec<u32>,
-    /// The map slot of each cell's entry while its key is valid (stale otherwise: the slot's
-    /// node, which holds the key, is what decides).
-    entry: Vec<u32>,
-    /// Cells below this have been used.
-    used: u32,
 }
 
 impl KeyCells {
-    /// A fresh key and its cell (not yet marked valid), or why none can be had.
+    /// A serial for the next generated key, for a map with `slots` slots (the entry goes to one
+    /// of them or to a new one, numbered `slots`), or why no key can be had. Nothing changes
+    /// when it fails.
     #[inline]
-    fn issue(&mut self) -> Result<(Key, u32)> {
-        let cell = match self.free.pop() {
-            Some(cell) => cell,
-            None if self.used < SLOT_KEY_SLOTS => {
-                if !self.valid.cells.reserve(self.used as usize)
-                    || self.entry.try_reserve(1).is_err()
-                {
-                    return Err(Error::new(
-                        ErrorKind::OutOfMemory,
-                        "cannot grow the table of valid keys",
-                    ));
-                }
-                self.entry.push(u32::MAX);
-                self.used += 1;
-                self.used - 1
-            }
-            None => {
-                return Err(Error::new(
-                    ErrorKind::TooLarge,
-                    format!("a thread-affine cache holds at most {SLOT_KEY_SLOTS} generated keys"),
-                ))
-            }
-        };
-        match self.source.fresh_for_slot(cell) {
-            Some(key) => Ok((key, cell)),
-            None => {
-                self.free.push(cell);
-                Err(Error::new(
-                    ErrorKind::TooLarge,
-                    "this process has handed out all its generated keys",
-                ))
-            }
+    fn prepare(&mut self, slots: usize) -> Result<u64> {
+        if slots >= SLOT_KEY_SLOTS as usize {
+            return Err(Error::new(
+                ErrorKind::TooLarge,
+                format!(
+                    "a thread-affine cache hands out generated keys while it has held fewer than \
+                     {SLOT_KEY_SLOTS} entries at once"
+                ),
+            ));
         }
+        if !self.valid.cells.reserve(slots) {
+            return Err(Error::new(
+                ErrorKind::OutOfMemory,
+                "cannot grow the table of valid keys",
+            ));
+        }
+        self.source.slot_serial().ok_or_else(|| {
+            Error::new(
+                ErrorKind::TooLarge,
+                "this process has handed out all its generated keys",
+            )
+        })
     }
 
-    /// Marks a key from [`KeyCells::issue`] valid, its entry in map slot `slot`, or gives its
-    /// cell back (`None`: it was refused).
+    /// Marks `key`, whose entry is in map slot `slot`, valid.
     #[inline]
-    fn settle(&mut self, key: Key, cell: u32, slot: Option<u32>) {
-        match slot {
-            Some(slot) => {
-                self.entry[cell as usize] = slot;
-                self.valid.cells.set(cell as usize, key.to_raw());
-            }
-            None => self.free.push(cell),
-        }
+    fn settle(&mut self, key: Key, slot: u32) {
+        self.valid.cells.set(slot as usize, key.to_raw());
     }
 
-    /// The map slot where `key`'s entry was put, if `key` is one of this cache's (whether it is
-    /// still there is the slot's node's to say).
-    #[inline(always)]
-    fn entry_of(&self, key: Key) -> Option<u32> {
-        self.entry.get(slot_of(key)? as usize).copied()
-    }
-
-    /// A key whose entry left: no longer valid, its cell free.
+    /// A key whose entry left: no longer valid.
     #[inline]
     fn forget(&mut self, id: u64) {
-        if let Some(cell) = slot_of(Key::from_raw(id)) {
-            self.valid.cells.set(cell as usize, 0);
-            self.free.push(cell);
+        if let Some(slot) = slot_of(Key::from_raw(id)) {
+            self.valid.cells.set(slot as usize, 0);
         }
     }
 }
@@ -191,9 +161,6 @@ impl<V> LocalCache<V> {
                 valid: Arc::new(ValidKeys {
                     cells: SlotTable::new(),
                 }),
-                free: Vec::new(),
-                entry: Vec::new(),
-                used: 0,
             },
             lru: Lru::with_placed_ids(i64::from(limit_kb)),
             stats: Stats {
@@ -217,8 +184,8 @@ impl<V> LocalCache<V> {
     pub fn renew(&mut self) -> LocalCache<V> {
         let mut fresh = LocalCache::new(self.limit());
         let valid = Arc::clone(&self.keys.valid);
-        for cell in 0..self.keys.used {
-            valid.cells.set(cell as usize, 0);
+        for slot in 0..self.lru.slot_count() {
+            valid.cells.set(slot, 0);
         }
         fresh.keys.valid = valid;
         std::mem::replace(self, fresh)
@@ -241,7 +208,7 @@ impl<V> LocalCache<V> {
     /// The value of a generated key, made the most recently used; counts a hit or a miss.
     #[inline(always)]
     pub fn find_key(&mut self, key: Key) -> Option<&V> {
-        let found = match self.keys.entry_of(key) {
+        let found = match slot_of(key) {
             Some(slot) => self.lru.get_at(slot, key.to_raw()),
             None => None,
         };
@@ -283,11 +250,11 @@ impl<V> LocalCache<V> {
                 ));
             }
         };
-        self.put(hash, stored, value, cost, gone).map(drop)
+        self.put(hash, |_| stored, value, cost, gone).map(drop)
     }
 
     /// Inserts `value` under a new generated key and returns it. When refused, the error comes
-    /// with the fresh key, which was never valid.
+    /// with a fresh key, which was never valid (the invalid key when no key could be had).
     #[inline]
     pub fn insert_key(
         &mut self,
@@ -295,18 +262,39 @@ impl<V> LocalCache<V> {
         cost: i64,
         gone: &mut Garbage<V>,
     ) -> std::result::Result<Key, (Key, Error)> {
-        let (key, cell) = match self.keys.issue() {
-            Ok(issued) => issued,
+        match self.insert_fresh(value, cost, gone) {
+            Ok(key) => Ok(key),
+            Err((serial, e)) => Err((serial.map_or(Key::INVALID, |s| seal_slot(s, 0)), e)),
+        }
+    }
+
+    /// Inserts `value` under a new generated key, which names the slot the entry goes to, and
+    /// marks it valid. Refused: the serial the key would have had, if one was taken.
+    #[inline(always)]
+    fn insert_fresh(
+        &mut self,
+        value: V,
+        cost: i64,
+        gone: &mut Garbage<V>,
+    ) -> std::result::Result<Key, (Option<u64>, Error)> {
+        let serial = match self.keys.prepare(self.lru.slot_count()) {
+            Ok(serial) => serial,
             Err(e) => {
                 gone.push(value);
-                return Err((Key::INVALID, e));
+                return Err((None, e));
             }
         };
-        let result = self.put(key.to_raw(), EntryKey::Id(key.to_raw()), value, cost, gone);
-        self.keys.settle(key, cell, result.as_ref().ok().copied());
-        match result {
-            Ok(_) => Ok(key),
-            Err(e) => Err((key, e)),
+        let mut key = Key::INVALID;
+        let made = |slot| {
+            key = seal_slot(serial, slot);
+            EntryKey::Id(key.to_raw())
+        };
+        match self.put(0, made, value, cost, gone) {
+            Ok(slot) => {
+                self.keys.settle(key, slot);
+                Ok(key)
+            }
+            Err(e) => Err((Some(serial), e)),
         }
     }
 
@@ -323,10 +311,7 @@ impl<V> LocalCache<V> {
         gone: &mut Garbage<V>,
     ) -> Result<()> {
         let old = *key;
-        let previous = self
-            .keys
-            .entry_of(old)
-            .and_then(|slot| self.lru.remove_at(slot, old.to_raw()));
+        let previous = slot_of(old).and_then(|slot| self.lru.remove_at(slot, old.to_raw()));
         let Some((_, previous, _)) = previous else {
             gone.push(value);
             return Err(crate::cache::invalid_key_error(old));
@@ -334,33 +319,17 @@ impl<V> LocalCache<V> {
         self.keys.forget(old.to_raw());
         self.stats.removals[Reason::Replaced as usize] += 1;
         gone.push(previous);
-        let (new_key, cell) = match self.keys.issue() {
-            Ok(issued) => issued,
-            Err(e) => {
-                gone.push(value);
-                return Err(e);
-            }
-        };
-        let result = self.put(
-            new_key.to_raw(),
-            EntryKey::Id(new_key.to_raw()),
-            value,
-            cost,
-            gone,
-        );
-        self.keys
-            .settle(new_key, cell, result.as_ref().ok().copied());
-        result?;
-        *key = new_key;
+        *key = self.insert_fresh(value, cost, gone).map_err(|(_, e)| e)?;
         Ok(())
     }
 
-    /// Inserts under a key known to be absent; counts the outcome. Returns the map slot.
+    /// Inserts under a key known to be absent, made from the map slot the entry goes to; counts
+    /// the outcome. Returns the slot.
     #[inline(always)]
     fn put(
         &mut self,
         hash: u64,
-        key: EntryKey,
+        key: impl FnOnce(u32) -> EntryKey,
         value: V,
         cost: i64,
         gone: &mut Garbage<V>,
@@ -370,7 +339,7 @@ impl<V> LocalCache<V> {
             gone,
             keys: &mut self.keys,
         };
-        let result = self.lru.insert(hash, key, value, cost, &mut departing);
+        let result = self.lru.insert_with(hash, key, value, cost, &mut departing);
         let evicted = before + usize::from(result.is_ok()) - self.lru.len();
         self.evicted(Reason::Evicted, evicted);
         match result {
@@ -402,10 +371,7 @@ impl<V> LocalCache<V> {
 
     /// Removes the entry of a generated key; false when the key is not valid here.
     pub fn remove_key(&mut self, key: Key, gone: &mut Garbage<V>) -> bool {
-        let removed = self
-            .keys
-            .entry_of(key)
-            .and_then(|slot| self.lru.remove_at(slot, key.to_raw()));
+        let removed = slot_of(key).and_then(|slot| self.lru.remove_at(slot, key.to_raw()));
         self.removed(removed, gone)
     }
 
@@ -570,13 +536,13 @@ mod tests {
 
     #[test]
     fn a_stale_key_whose_cell_and_slot_were_reused_finds_nothing() {
-        // One entry fits: each insert evicts the previous one, whose map slot it takes; a key's
-        // cell is issued before the eviction, so the third key has the first one's cell.
+        // One entry fits: each insert evicts the previous one and takes its map slot, which its
+        // key names.
         let (mut c, mut g) = cache(1);
         let old = c.insert_key(1, 1, &mut g).unwrap();
         c.insert_key(0, 1, &mut g).unwrap();
         let new = c.insert_key(2, 1, &mut g).unwrap();
-        assert_eq!(slot_of(old), slot_of(new), "the cell is reused");
+        assert_eq!(slot_of(old), slot_of(new), "the slot is reused");
         assert_eq!(c.find_key(old), None);
         assert!(!c.key_is_valid(old));
         assert!(!c.remove_key(old, &mut g));

@@ -382,6 +382,12 @@ impl<V> Lru<V> {
         self.total
     }
 
+    /// Slots, occupied or free: the most entries the map has held at once. A new entry goes
+    /// to a slot below this number, or to this one.
+    pub fn slot_count(&self) -> usize {
+        self.slots.len()
+    }
+
     /// Number of entries.
     pub fn len(&self) -> usize {
         self.len
@@ -516,7 +522,21 @@ impl<V> Lru<V> {
             !self.contains(hash, key.as_key_ref()),
             "insert of a present key"
         );
-        let in_table = self.in_table(&key);
+        self.insert_with(hash, |_| key, value, cost, evicted)
+    }
+
+    /// [`Lru::insert`] with the key made from the slot the entry goes to, for a caller whose
+    /// keys name their slot (the thread-affine cache's generated keys, with placed ids). The
+    /// key must not be present.
+    #[inline(always)]
+    pub fn insert_with(
+        &mut self,
+        hash: u64,
+        key: impl FnOnce(u32) -> EntryKey,
+        value: V,
+        cost: i64,
+        evicted: &mut impl Sink<V>,
+    ) -> Result<u32, Refused<V>> {
         // A limit of 0 or less holds nothing, not even an entry costing 0 (explicit costs).
         if cost > self.limit || self.limit <= 0 {
             return Err(Refused {
@@ -554,6 +574,8 @@ impl<V> Lru<V> {
             slot
         };
         list.link_front(slot);
+        let key = key(slot);
+        let in_table = self.in_table(&key);
         // A free slot holds no node, so there is none to drop before storing this one. Said so
         // to the compiler: with a drop (a value's release) between making the node and storing
         // it, the node was made on the stack and copied with wide loads of narrow stores, a

@@ -62,13 +62,24 @@ impl SlotTable {
         unsafe { &*base.add(at) }.load(Ordering::Acquire)
     }
 
-    /// Makes sure cell `i` exists; false when `i` is beyond the capacity or the allocator
-    /// refuses the chunk.
+    /// Makes sure cells `0..=i` exist; false when `i` is beyond the capacity or the allocator
+    /// refuses a chunk. (Chunks are made in order, so the ones that exist are always the first
+    /// few: when `i`'s exists, so do all before it.)
+    #[inline]
     pub fn reserve(&self, i: usize) -> bool {
         if i >= Self::CAPACITY {
             return false;
         }
-        let (chunk, _) = locate(i);
+        let (last, _) = locate(i);
+        if !self.chunks[last].load(Ordering::Acquire).is_null() {
+            return true;
+        }
+        (0..=last).all(|chunk| self.make_chunk(chunk))
+    }
+
+    /// Makes chunk `chunk` if it does not exist; false when the allocator refuses.
+    #[cold]
+    fn make_chunk(&self, chunk: usize) -> bool {
         if !self.chunks[chunk].load(Ordering::Acquire).is_null() {
             return true;
         }
@@ -165,6 +176,14 @@ mod tests {
         assert_eq!(t.get(n), 0);
         assert!(!t.reserve(SlotTable::CAPACITY) && t.get(SlotTable::CAPACITY) == 0);
         assert!(!t.set(SlotTable::CAPACITY, 1));
+    }
+
+    #[test]
+    fn reserving_a_cell_makes_every_cell_before_it() {
+        let t = SlotTable::new();
+        let last = if cfg!(miri) { 700 } else { 70_000 };
+        assert!(t.reserve(last));
+        assert!((0..=last).step_by(61).all(|i| t.set(i, 1)) && t.set(last, 1));
     }
 
     #[test]
