@@ -5,15 +5,17 @@
 #   3. c-tests/qt6/behaviour (a QPixmapCache program built against Qt only) prints the same
 #      transcript with Qt's cache, through pixcache-run, and linked with pixcache::qt6_replace;
 #      --stats shows that pixcache served the calls;
-#   4. c-tests/qt6/widgets (Fusion, item views, graphics effects, cached graphics items, QIcon,
+#   4. c-tests/qt6/idle_trim: Qt's idle trimming in real time (string and generated keys, a
+#      refused insert starts no timer), the same with and without pixcache-run (about 35 s);
+#   5. c-tests/qt6/widgets (Fusion, item views, graphics effects, cached graphics items, QIcon,
 #      its own cache calls) renders identical frames with and without pixcache-run, also under
 #      valgrind;
-#   5. Qt's thread rule by default, --any-thread serves other threads;
-#   6. a Qt of another version: everything forwarded to Qt's own cache, one line on stderr;
-#   7. children do not inherit the preload unless --inherit; --check;
-#   8. a real application from Debian's packages (Qt Designer) under Xvfb: starts, paints, quits
+#   6. Qt's thread rule by default, --any-thread serves other threads;
+#   7. a Qt of another version: everything forwarded to Qt's own cache, one line on stderr;
+#   8. children do not inherit the preload unless --inherit; --check;
+#   9. a real application from Debian's packages (Qt Designer) under Xvfb: starts, paints, quits
 #      cleanly with traffic in --stats.
-# Without Qt 6 (or, for step 8, Xvfb, xdotool and designer-qt6) it says what was skipped (and
+# Without Qt 6 (or, for step 9, Xvfb, xdotool and designer-qt6) it says what was skipped (and
 # fails under CI=true).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +95,20 @@ for scenario in worker-total worker-flush before-app recreate recreate-widgets c
     grep -q '=0 .*=0 .*=0' "$work/life-qt.txt" && fail "lifecycle $scenario: Qt itself served nothing (a broken scenario)"
 done
 echo "7 scenarios identical"
+pass=$((pass + 1))
+
+echo "# idle trimming: Qt's 30 s timer, Qt's cache vs pixcache-run, five scenarios at once (about 35 s)"
+for scenario in A B C D E; do
+    "$b/idle_trim" "$scenario" >"$work/idle-qt-$scenario.txt" 2>/dev/null &
+    "$run" "$b/idle_trim" "$scenario" >"$work/idle-px-$scenario.txt" 2>/dev/null &
+done
+wait
+for scenario in A B C D E; do
+    qt=$(cat "$work/idle-qt-$scenario.txt")
+    px=$(cat "$work/idle-px-$scenario.txt")
+    echo "Qt: $qt   pixcache-run: $px"
+    [ -n "$qt" ] && [ "$qt" = "$px" ] || fail "idle trimming scenario $scenario differs through pixcache-run"
+done
 pass=$((pass + 1))
 
 echo "# widgets: frames pixel for pixel, Qt's cache vs pixcache-run"
