@@ -1312,7 +1312,9 @@ bool pixcache_key_equal(struct PixcacheKey a, struct PixcacheKey b);
 
 /**
  * Makes a thread-affine cache holding at most `limit_kb` KB (Qt's default is 10240), whose
- * values are released by `release`, owned by the calling thread. NULL with `NULL_ARGUMENT`
+ * values are released by `release`, owned by the calling thread. It also holds at most
+ * 16,777,216 (2^24) entries at once: past that, an insert evicts the least recently used entry,
+ * as a count limit would (each generated key names its entry's place in 24 bits). NULL with `NULL_ARGUMENT`
  * when `release` is NULL, `INVALID_ARGUMENT` when the limit is negative.
  *
  * Only the owning thread may use it: calls from other threads do nothing and report
@@ -1324,7 +1326,8 @@ bool pixcache_key_equal(struct PixcacheKey a, struct PixcacheKey b);
  * while it owns the cache should free it or release it first: otherwise no other thread can
  * use or free it.
  */
-struct PixcacheLocal *pixcache_local_new(int32_t limit_kb, PixcacheReleaseValue release);
+struct PixcacheLocal *pixcache_local_new(int32_t limit_kb,
+                                         PixcacheReleaseValue release);
 
 /**
  * Frees a thread-affine cache, releasing every value it holds, on the calling thread, which

@@ -24,8 +24,9 @@
 //! ([`LocalCache::valid_keys`]), as Qt answers `Key::isValid()` on every thread, with one load.
 //!
 //! What differs: string keys are any bytes (the Qt replacement passes a `QString`'s UTF-16
-//! code units, with no conversion), values are any `V` (the replacement's are `QPixmap`s), and
-//! the caller computes each entry's cost. Values the cache lets go of are handed to the caller's
+//! code units, with no conversion), values are any `V` (the replacement's are `QPixmap`s), the
+//! caller computes each entry's cost, and at most [`MAX_ENTRIES`] (2^24) entries are held at
+//! once. Values the cache lets go of are handed to the caller's
 //! [`Garbage`] bag, to drop after the call: a value's drop may call back into the cache.
 
 use std::hash::{BuildHasher, Hasher};
@@ -39,6 +40,12 @@ use crate::lru::{EntryKey, KeyRef, Lru, RefuseReason, Sink};
 use crate::name::Name;
 use crate::removal::Reason;
 use crate::sync::slots::SlotTable;
+
+/// The most entries a thread-affine cache holds at once, 2^24 (16,777,216): a generated key names
+/// its entry's map slot in 24 bits. Past it an insert evicts the least recently used entry, as a
+/// count limit does (Qt's cache would need 16 GB of pixmaps to get there: each costs 1 KB or
+/// more).
+pub const MAX_ENTRIES: usize = SLOT_KEY_SLOTS as usize;
 
 /// A cost-bounded, exact-LRU cache of `V`s for one thread. See the module documentation.
 pub struct LocalCache<V> {
@@ -74,31 +81,34 @@ struct KeyCells {
 
 impl KeyCells {
     /// A serial for the next generated key, for a map with `slots` slots (the entry goes to one
-    /// of them or to a new one, numbered `slots`), or why no key can be had. Nothing changes
-    /// when it fails.
+    /// of them or to a new one, numbered `slots`; never past [`SLOT_KEY_SLOTS`], the map's
+    /// count limit), or why the key cannot be inserted: with the serial when one was taken
+    /// (its key is still unique, for a refused insert to return).
     #[inline]
-    fn prepare(&mut self, slots: usize) -> Result<u64> {
-        if slots >= SLOT_KEY_SLOTS as usize {
-            return Err(Error::new(
-                ErrorKind::TooLarge,
-                format!(
-                    "a thread-affine cache hands out generated keys while it has held fewer than \
-                     {SLOT_KEY_SLOTS} entries at once"
+    fn prepare(&mut self, slots: usize) -> std::result::Result<u64, (Option<u64>, Error)> {
+        let Some(serial) = self.source.slot_serial() else {
+            return Err((
+                None,
+                Error::new(
+                    ErrorKind::TooLarge,
+                    "this process has handed out all its generated keys",
+                ),
+            ));
+        };
+        if !self
+            .valid
+            .cells
+            .reserve(slots.min(SLOT_KEY_SLOTS as usize - 1))
+        {
+            return Err((
+                Some(serial),
+                Error::new(
+                    ErrorKind::OutOfMemory,
+                    "cannot grow the table of valid keys",
                 ),
             ));
         }
-        if !self.valid.cells.reserve(slots) {
-            return Err(Error::new(
-                ErrorKind::OutOfMemory,
-                "cannot grow the table of valid keys",
-            ));
-        }
-        self.source.slot_serial().ok_or_else(|| {
-            Error::new(
-                ErrorKind::TooLarge,
-                "this process has handed out all its generated keys",
-            )
-        })
+        Ok(serial)
     }
 
     /// Marks `key`, whose entry is in map slot `slot`, valid.
@@ -153,8 +163,11 @@ impl<V> Sink<V> for Departing<'_, V> {
 }
 
 impl<V> LocalCache<V> {
-    /// An empty cache holding at most `limit_kb` KB.
+    /// An empty cache holding at most `limit_kb` KB (and [`MAX_ENTRIES`] entries).
     pub fn new(limit_kb: i32) -> Self {
+        let mut lru = Lru::with_placed_ids(i64::from(limit_kb));
+        // Every slot a generated key can name, and no more: an empty map evicts nothing.
+        lru.set_count_limit(MAX_ENTRIES, &mut Garbage::new());
         LocalCache {
             keys: KeyCells {
                 source: KeySource::new(),
@@ -162,7 +175,7 @@ impl<V> LocalCache<V> {
                     cells: SlotTable::new(),
                 }),
             },
-            lru: Lru::with_placed_ids(i64::from(limit_kb)),
+            lru,
             stats: Stats {
                 limit_kb,
                 ..Stats::default()
@@ -279,9 +292,9 @@ impl<V> LocalCache<V> {
     ) -> std::result::Result<Key, (Option<u64>, Error)> {
         let serial = match self.keys.prepare(self.lru.slot_count()) {
             Ok(serial) => serial,
-            Err(e) => {
+            Err(refused) => {
                 gone.push(value);
-                return Err((None, e));
+                return Err(refused);
             }
         };
         let mut key = Key::INVALID;
@@ -557,6 +570,15 @@ mod tests {
         assert_eq!(g.into_vec(), vec![1, 0, 3, 2]);
         let s = c.stats();
         assert_eq!((s.hits, s.misses, s.entries), (1, 2, 0));
+    }
+
+    #[test]
+    fn at_most_max_entries_at_once() {
+        let (c, _) = cache(10);
+        assert_eq!(c.lru.count_limit(), MAX_ENTRIES);
+        assert_eq!(MAX_ENTRIES, SLOT_KEY_SLOTS as usize);
+        // The stats report a count limit set by the caller, and this one's is not.
+        assert_eq!(c.stats().count_limit, 0);
     }
 
     #[test]

@@ -308,3 +308,35 @@ fn a_flaw_is_caught() {
     }
     assert!(failed, "a wrong limit went unnoticed");
 }
+
+/// The capacity: 2^24 entries at once, past which an insert evicts the least recently used entry
+/// (a generated key names its entry's slot in 24 bits). A cache that held that many string
+/// entries and then shrank still hands out generated keys, into any free slot.
+#[test]
+#[ignore = "allocates about 2 GB and takes ~20 s: run with --ignored"]
+fn at_most_2_pow_24_entries_and_generated_keys_keep_working_at_the_capacity() {
+    use pixcache::local::MAX_ENTRIES;
+    let n = MAX_ENTRIES as u32;
+    let mut c: LocalCache<u32> = LocalCache::new(i32::MAX);
+    let mut g = Garbage::new();
+    for i in 0..n {
+        c.insert(&i.to_le_bytes(), i, 0, &mut g).unwrap();
+    }
+    assert_eq!((c.stats().entries, c.stats().evictions), (MAX_ENTRIES, 0));
+    // Full: a generated-key insert evicts the least recently used entry (string 0).
+    let k = c.insert_key(u32::MAX, 1, &mut g).unwrap();
+    assert!(c.key_is_valid(k) && c.find_key(k) == Some(&u32::MAX));
+    assert!(!c.contains(&0u32.to_le_bytes()) && c.contains(&1u32.to_le_bytes()));
+    assert_eq!((c.stats().entries, c.stats().evictions), (MAX_ENTRIES, 1));
+    // Shrunk to a few entries: keys still go into the free slots, high numbers included.
+    for i in 1..n - 2 {
+        assert!(c.remove(&i.to_le_bytes(), &mut g));
+    }
+    let keys: Vec<Key> = (0..1000)
+        .map(|v| c.insert_key(v, 1, &mut g).unwrap())
+        .collect();
+    assert!(keys.iter().all(|&k| c.key_is_valid(k)));
+    assert_eq!(c.find_key(keys[999]), Some(&999));
+    assert!(c.find_key(k).is_some() && c.contains(&(n - 1).to_le_bytes()));
+    drop(g);
+}

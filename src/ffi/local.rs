@@ -197,7 +197,9 @@ fn found(value: Option<&Owned>) -> *const PixcacheValue {
 }
 
 /// Makes a thread-affine cache holding at most `limit_kb` KB (Qt's default is 10240), whose
-/// values are released by `release`, owned by the calling thread. NULL with `NULL_ARGUMENT`
+/// values are released by `release`, owned by the calling thread. It also holds at most
+/// 16,777,216 (2^24) entries at once: past that, an insert evicts the least recently used entry,
+/// as a count limit would (each generated key names its entry's place in 24 bits). NULL with `NULL_ARGUMENT`
 /// when `release` is NULL, `INVALID_ARGUMENT` when the limit is negative.
 ///
 /// Only the owning thread may use it: calls from other threads do nothing and report

@@ -12,8 +12,9 @@ use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Cells in the first chunk, as a power of two.
 const FIRST_SHIFT: u32 = 6;
-/// Chunks: 64 × (2^20 − 1) cells in all, more than [`SlotTable::CAPACITY`].
-const CHUNKS: usize = 20;
+/// Chunks: enough for [`SlotTable::CAPACITY`] cells, the last one cut short at the capacity
+/// (whole, it would be 128 MiB for 64 cells).
+const CHUNKS: usize = 19;
 
 /// The table. See the module documentation.
 pub struct SlotTable {
@@ -29,9 +30,11 @@ fn locate(i: usize) -> (usize, usize) {
     (chunk, i - start)
 }
 
+/// Cells in chunk `chunk`: 64 × 2^chunk, but none at or past [`SlotTable::CAPACITY`].
 #[inline]
 fn chunk_len(chunk: usize) -> usize {
-    1 << (FIRST_SHIFT as usize + chunk)
+    let start = ((1usize << chunk) - 1) << FIRST_SHIFT;
+    (1usize << (FIRST_SHIFT as usize + chunk)).min(SlotTable::CAPACITY - start)
 }
 
 impl SlotTable {
@@ -57,8 +60,8 @@ impl SlotTable {
             return 0;
         }
         // SAFETY: a published chunk holds `chunk_len(chunk)` cells (`at` is below that, by
-        // `locate`), is never moved, and is freed only when the table is dropped, which cannot
-        // happen while `self` is borrowed.
+        // `locate` and `i < CAPACITY`), is never moved, and is freed only when the table is
+        // dropped, which cannot happen while `self` is borrowed.
         unsafe { &*base.add(at) }.load(Ordering::Acquire)
     }
 
@@ -159,7 +162,12 @@ mod tests {
             assert_eq!(locate(last), (chunk, chunk_len(chunk) - 1));
             expected = last + 1;
         }
-        assert!(expected >= SlotTable::CAPACITY);
+        assert_eq!(
+            expected,
+            SlotTable::CAPACITY,
+            "the last chunk ends at the capacity"
+        );
+        assert_eq!(chunk_len(CHUNKS - 1), 64);
     }
 
     #[test]
