@@ -142,10 +142,18 @@ impl Local {
         });
         match (result, f) {
             (Ok(Some(r)), _) => Ok(r),
-            (Ok(None), Some(f)) => self.with(|c, _| f(c)),
+            (Ok(None), Some(f)) => self.lookup_renewing(f),
             (Ok(None), None) => unreachable!("a lookup's closure runs once"),
             (Err(refusal), _) => Err(wrong_thread(refusal)),
         }
+    }
+
+    /// [`Local::lookup`] on a cache an earlier panic left broken, which [`Local::with`] renews
+    /// first. Out of line: its bag and frame would otherwise weigh on every lookup (~0.5 ns).
+    #[cold]
+    #[inline(never)]
+    fn lookup_renewing<R>(&self, f: impl FnOnce(&mut LocalCache<Owned>) -> R) -> Result<R> {
+        self.with(|c, _| f(c))
     }
 
     /// The value a caller passes in, owned: from here on it is released exactly once.
