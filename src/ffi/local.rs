@@ -546,3 +546,45 @@ pub unsafe extern "C" fn pixcache_local_stats(local: *const PixcacheLocal) -> Pi
         l.lookup(|c| PixcacheStats::from(c.stats()))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    static RELEASED: AtomicUsize = AtomicUsize::new(0);
+
+    unsafe extern "C" fn count_release(_value: *mut PixcacheValue) {
+        RELEASED.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A lookup that finds the cache left broken by a panic (its `dirty` flag still set) renews
+    /// it first: every value released once, every key invalid, the cache usable again.
+    #[test]
+    fn a_lookup_after_an_interrupted_call_renews_the_cache() {
+        let value = PixcacheValue {
+            words: [1, 2, 3, 4],
+        };
+        let l = pixcache_local_new(100, Some(count_release));
+        assert!(!l.is_null());
+        // SAFETY: `l` is live until the free below; `value` outlives each call.
+        unsafe {
+            let keys: Vec<PixcacheKey> = (0..3)
+                .map(|_| pixcache_local_insert_key(l, &value, 1))
+                .collect();
+            assert!(!pixcache_local_find_key(l, keys[0]).is_null());
+            // What a panic inside an operation leaves behind.
+            local(l).unwrap().engine.with(|e| e.dirty = true).unwrap();
+            let before = RELEASED.load(Ordering::Relaxed);
+            assert!(pixcache_local_find_key(l, keys[1]).is_null());
+            assert_eq!(RELEASED.load(Ordering::Relaxed) - before, 3);
+            assert!(keys.iter().all(|&k| !pixcache_local_key_is_valid(l, k)));
+            let fresh = pixcache_local_insert_key(l, &value, 1);
+            assert!(!pixcache_local_find_key(l, fresh).is_null());
+            assert_eq!(pixcache_local_stats(l).entries, 1);
+            assert!(pixcache_local_free(l));
+        }
+        // Other tests of this binary make no thread-affine caches with this release function.
+        assert_eq!(RELEASED.load(Ordering::Relaxed), 4);
+    }
+}
