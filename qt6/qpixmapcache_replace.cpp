@@ -29,6 +29,7 @@
 //   PIXCACHE_QT6_ANY_THREAD=1   serve calls from any thread
 //   PIXCACHE_QT6_STATS=1        print one line of statistics on stderr at exit ("pixcache: ...")
 //   PIXCACHE_QT6_QT_VERSION=X   test seam: pretend the running Qt is version X
+//   PIXCACHE_QT6_TEST_HIDE_SYMBOL=NAME  test seam: pretend Qt lacks the mangled symbol NAME
 //   PIXCACHE_RUN_PRELOAD=PATH   set by pixcache-run: PATH is removed from LD_PRELOAD at load, so
 //                               that the program's children do not inherit the library
 //                               (PIXCACHE_RUN_INHERIT=1 keeps it)
@@ -86,8 +87,10 @@ struct QtOwn {
 
 template <typename F>
 bool resolve(F &fn, const char *name, std::string &missing) {
-    // The next definition after this library's: libQt6Gui's.
-    void *sym = dlvsym(RTLD_NEXT, name, "Qt_6");
+    // The next definition after this library's: libQt6Gui's. A test seam hides one, as a Qt
+    // lacking it would.
+    static const char *hidden = std::getenv("PIXCACHE_QT6_TEST_HIDE_SYMBOL");
+    void *sym = hidden && std::strcmp(hidden, name) == 0 ? nullptr : dlvsym(RTLD_NEXT, name, "Qt_6");
     if (!sym) {
         if (!missing.empty()) missing += ", ";
         missing += name;
@@ -235,7 +238,17 @@ State makeState() {
                      QT_VERSION_MAJOR, QT_VERSION_MINOR, running ? running : "(unknown)");
     } else if (!all) {
         s.mode = Mode::Forward;
-        std::fprintf(stderr, "pixcache: Qt %s lacks QPixmapCache symbols (%s); QPixmapCache stays Qt's own\n",
+        // A Key's reference to Qt's key data is counted by these three together: without one of
+        // them, none is used, and Keys copy the pointer and never free it (a leak, not a double
+        // free).
+        if (!q.keyCopy || !q.keyAssign || !q.keyDestroy) {
+            q.keyCopy = nullptr;
+            q.keyAssign = nullptr;
+            q.keyDestroy = nullptr;
+        }
+        std::fprintf(stderr,
+                     "pixcache: Qt %s lacks QPixmapCache symbols (%s); QPixmapCache stays Qt's own "
+                     "(calls to those do nothing)\n",
                      running, missing.c_str());
     }
     s.anyThread = envFlag("PIXCACHE_QT6_ANY_THREAD");
@@ -322,6 +335,17 @@ inline void countInsert(const QPixmap &pm) noexcept {
 }
 
 inline bool forwarding() noexcept { return state().mode == Mode::Forward; }
+
+// In forwarding mode, Qt's own function, or `fallback` when this Qt lacks it: the call then does
+// nothing, as a refused call does, rather than jump to nowhere.
+template <typename R, typename... Params, typename... Args>
+inline R forward(R (*fn)(Params...), R fallback, Args &&...args) {
+    return fn ? fn(std::forward<Args>(args)...) : fallback;
+}
+template <typename... Params, typename... Args>
+inline void forward(void (*fn)(Params...), Args &&...args) {
+    if (fn) fn(std::forward<Args>(args)...);
+}
 inline const QtOwn &qt() noexcept { return state().qt; }
 
 // The pixcache key a QPixmapCache::Key carries in its one pointer-sized member (null: invalid).
@@ -394,31 +418,31 @@ inline PixcacheLocal *local() noexcept { return state().local; }
 // ---- The exported definitions ------------------------------------------------------------------
 
 QPixmapCache::Key::Key() : d(nullptr) {
-    if (forwarding()) qt().keyConstruct(this);
+    if (forwarding()) forward(qt().keyConstruct, this);
 }
 
 QPixmapCache::Key::Key(const Key &other) : d(other.d) {
-    if (forwarding()) qt().keyCopy(this, &other);
+    if (forwarding()) forward(qt().keyCopy, this, &other);
 }
 
 QPixmapCache::Key::~Key() {
-    if (forwarding()) qt().keyDestroy(this);
+    if (forwarding()) forward(qt().keyDestroy, this);
 }
 
 QPixmapCache::Key &QPixmapCache::Key::operator=(const Key &other) {
-    if (forwarding()) return *qt().keyAssign(this, &other);
+    if (forwarding() && qt().keyAssign) return *qt().keyAssign(this, &other);
     d = other.d;
     return *this;
 }
 
 bool QPixmapCache::Key::operator==(const Key &key) const {
-    if (forwarding()) return qt().keyEqual(this, &key);
+    if (forwarding()) return forward(qt().keyEqual, d == key.d, this, &key);
     return d == key.d;
 }
 
 bool QPixmapCache::Key::isValid() const noexcept {
     const State &s = state();
-    if (s.mode == Mode::Forward) return s.qt.keyIsValid(this);
+    if (s.mode == Mode::Forward) return forward(s.qt.keyIsValid, false, this);
     if (!d) return false;
     // Answered on every thread, as Qt does (the thread-affine cache's validity cells).
     if (PixcacheLocal *l = s.local) return pixcache_local_key_is_valid(l, raw(d));
@@ -426,7 +450,7 @@ bool QPixmapCache::Key::isValid() const noexcept {
 }
 
 int QPixmapCache::cacheLimit() {
-    if (forwarding()) return qt().cacheLimit();
+    if (forwarding()) return forward(qt().cacheLimit, 0);
     count();
     if (!served()) return 0;
     if (PixcacheLocal *l = local()) return pixcache_local_cache_limit(l);
@@ -434,7 +458,7 @@ int QPixmapCache::cacheLimit() {
 }
 
 void QPixmapCache::setCacheLimit(int n) {
-    if (forwarding()) return qt().setCacheLimit(n);
+    if (forwarding()) return forward(qt().setCacheLimit, n);
     count();
     if (!served()) return;
     if (PixcacheLocal *l = local()) {
@@ -448,7 +472,7 @@ void QPixmapCache::setCacheLimit(int n) {
 // The hot calls (finds, inserts) read the state once: each state() call checks its guard again.
 bool QPixmapCache::find(const QString &key, QPixmap *pixmap) {
     const State &s = state();
-    if (s.mode == Mode::Forward) return s.qt.findString(key, pixmap);
+    if (s.mode == Mode::Forward) return forward(s.qt.findString, false, key, pixmap);
     count(s);
     if (!served(s)) return false;
     if (PixcacheLocal *l = s.local) {
@@ -461,7 +485,7 @@ bool QPixmapCache::find(const QString &key, QPixmap *pixmap) {
 
 bool QPixmapCache::find(const Key &key, QPixmap *pixmap) {
     const State &s = state();
-    if (s.mode == Mode::Forward) return s.qt.findKey(key, pixmap);
+    if (s.mode == Mode::Forward) return forward(s.qt.findKey, false, key, pixmap);
     count(s);
     if (!served(s)) return false;
     if (PixcacheLocal *l = s.local) {
@@ -474,7 +498,7 @@ bool QPixmapCache::find(const Key &key, QPixmap *pixmap) {
 
 bool QPixmapCache::insert(const QString &key, const QPixmap &pixmap) {
     const State &s = state();
-    if (s.mode == Mode::Forward) return s.qt.insertString(key, pixmap);
+    if (s.mode == Mode::Forward) return forward(s.qt.insertString, false, key, pixmap);
     count(s);
     if (!served(s)) return false;
     bool ok;
@@ -491,7 +515,7 @@ bool QPixmapCache::insert(const QString &key, const QPixmap &pixmap) {
 
 QPixmapCache::Key QPixmapCache::insert(const QPixmap &pixmap) {
     const State &s = state();
-    if (s.mode == Mode::Forward) return s.qt.insertPixmap(pixmap);
+    if (s.mode == Mode::Forward) return forward(s.qt.insertPixmap, Key(), pixmap);
     count(s);
     Key key;
     if (!served(s)) return key;
@@ -514,7 +538,7 @@ QPixmapCache::Key QPixmapCache::insert(const QPixmap &pixmap) {
 }
 
 bool QPixmapCache::replace(const Key &key, const QPixmap &pixmap) {
-    if (forwarding()) return qt().replace(key, pixmap);
+    if (forwarding()) return forward(qt().replace, false, key, pixmap);
     count();
     if (!served()) return false;
     PixcacheKey k = raw(key.d);
@@ -536,7 +560,7 @@ bool QPixmapCache::replace(const Key &key, const QPixmap &pixmap) {
 }
 
 void QPixmapCache::remove(const QString &key) {
-    if (forwarding()) return qt().removeString(key);
+    if (forwarding()) return forward(qt().removeString, key);
     count();
     if (!served()) return;
     if (PixcacheLocal *l = local()) {
@@ -547,7 +571,7 @@ void QPixmapCache::remove(const QString &key) {
 }
 
 void QPixmapCache::remove(const Key &key) {
-    if (forwarding()) return qt().removeKey(key);
+    if (forwarding()) return forward(qt().removeKey, key);
     count();
     if (!served()) return;
     if (PixcacheLocal *l = local()) {
@@ -558,7 +582,7 @@ void QPixmapCache::remove(const Key &key) {
 }
 
 void QPixmapCache::clear() {
-    if (forwarding()) return qt().clear();
+    if (forwarding()) return forward(qt().clear);
     count();
     // As Qt: refused off the application's thread, except while the application shuts down
     // (then the thread-affine cache clears only on its owning thread; the application object's
@@ -573,7 +597,7 @@ void QPixmapCache::clear() {
 }
 
 void QPixmapCache::flushDetachedPixmaps() {
-    if (forwarding()) return qt().flushDetachedPixmaps();
+    if (forwarding()) return forward(qt().flushDetachedPixmaps);
     count();
     if (PixcacheLocal *l = local()) {
         pixcache_local_flush_detached(l);
@@ -583,7 +607,7 @@ void QPixmapCache::flushDetachedPixmaps() {
 }
 
 int QPixmapCache::totalUsed() {
-    if (forwarding()) return qt().totalUsed();
+    if (forwarding()) return forward(qt().totalUsed, 0);
     count();
     // Qt 6.4 divides its total, already in KB, by 1024 again, rounding up; programs built
     // against Qt see that figure, so this library reports it too (pixcache's own API is exact).

@@ -79,6 +79,23 @@ readelf --string-dump=.gnu_debuglink "$so" | has "libpixcache.so.$version.debug"
 [ -e "$lib/.debug" ] && fail "debug info installed without PIXCACHE_INSTALL_DEBUG=ON"
 ok "release-sized: libpixcache.so $((size / 1024)) KB, libpixcache.a $(($(stat -c %s "$lib/libpixcache.a") / 1024 / 1024)) MB, no debug info, a debuglink"
 
+# Without Qt 6 the install builds everything else, and says what it left out.
+noqt_prefix="$work/without-qt"
+cmake -S cmake -B "$work/install-build-noqt" -DCMAKE_INSTALL_PREFIX="$noqt_prefix" -DCMAKE_INSTALL_LIBDIR=lib \
+    -DCMAKE_DISABLE_FIND_PACKAGE_Qt6=ON >"$work/install-noqt.log" 2>&1 \
+    && cmake --build "$work/install-build-noqt" >>"$work/install-noqt.log" 2>&1 \
+    && cmake --install "$work/install-build-noqt" >>"$work/install-noqt.log" 2>&1 \
+    || { cat "$work/install-noqt.log"; fail "the install without Qt 6"; }
+grep -q 'Qt 6 (Gui) not found: libpixcache-qt6.so and pixcache-run are not built' "$work/install-noqt.log" \
+    || fail "the install without Qt 6 does not say what it left out"
+for f in lib/libpixcache.so "lib/libpixcache.so.$version" lib/libpixcache.a include/pixcache.h include/pixcache.hpp \
+         lib/pkgconfig/pixcache.pc lib/cmake/pixcache/pixcacheConfig.cmake; do
+    [ -e "$noqt_prefix/$f" ] || fail "the install without Qt 6 lacks $f"
+done
+[ -e "$noqt_prefix/lib/libpixcache-qt6.so" ] || [ -e "$noqt_prefix/bin/pixcache-run" ] \
+    && fail "the install without Qt 6 has the Qt replacement"
+ok "without Qt 6: the library, headers, pkg-config and CMake files install; the Qt replacement is left out, and said so"
+
 debug_prefix="$work/with-debug"
 PIXCACHE_INSTALL_DEBUG=ON PIXCACHE_CMAKE_BUILD_DIR="$work/install-build" scripts/install.sh "$debug_prefix" >"$work/install-debug.log" 2>&1 \
     || { cat "$work/install-debug.log"; fail "PIXCACHE_INSTALL_DEBUG=ON scripts/install.sh"; }

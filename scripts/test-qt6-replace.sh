@@ -11,7 +11,8 @@
 #      its own cache calls) renders identical frames with and without pixcache-run, also under
 #      valgrind;
 #   6. Qt's thread rule by default, --any-thread serves other threads;
-#   7. a Qt of another version: everything forwarded to Qt's own cache, one line on stderr;
+#   7. a Qt of another version, or one lacking a symbol: everything forwarded to Qt's own cache,
+#      one line on stderr;
 #   8. children do not inherit the preload unless --inherit; --check;
 #   9. a real application from Debian's packages (Qt Designer) under Xvfb: starts, paints, quits
 #      cleanly with traffic in --stats.
@@ -139,13 +140,28 @@ grep -q '^after the thread: limit = 1$' "$work/any.txt" || fail "--any-thread: t
 echo "off-thread calls refused by default, served with --any-thread"
 pass=$((pass + 1))
 
-echo "# another Qt version: every call forwarded to Qt's own cache, one line says why"
+echo "# another Qt version, or one lacking a symbol: every call forwarded to Qt's own cache, one line says why"
 PIXCACHE_QT6_QT_VERSION=6.99.0 "$run" --stats "$b/behaviour" 100 2000 >"$work/other.txt" 2>"$work/other.err"
 diff "$work/qt.txt" "$work/other.txt" >/dev/null || fail "forwarding to Qt's cache changed the behaviour"
 [ "$(grep -c '^pixcache: ' "$work/other.err")" -eq 1 ] || fail "expected exactly one pixcache line, got: $(grep '^pixcache' "$work/other.err")"
 grep -q "^pixcache: libpixcache-qt6 was built for Qt 6\.[0-9]* but this program runs Qt 6\.99\.0; QPixmapCache stays Qt's own$" "$work/other.err" ||
     fail "no version-mismatch line: $(cat "$work/other.err")"
 grep '^pixcache: ' "$work/other.err"
+# A Qt lacking one of the symbols (a test seam hides it): every call forwarded, one line says
+# which. Without Key::operator== (whose stand-in compares the pointers, as Qt's does) the
+# transcript is Qt's; without clear() (whose calls then do nothing) the program still runs to
+# its end: a missing symbol is never a jump to nowhere.
+eq=_ZNK12QPixmapCache3KeyeqERKS0_
+PIXCACHE_QT6_TEST_HIDE_SYMBOL=$eq "$run" --stats "$b/behaviour" 100 2000 >"$work/lacking.txt" 2>"$work/lacking.err"
+diff "$work/qt.txt" "$work/lacking.txt" >/dev/null || fail "forwarding for a missing symbol changed the behaviour"
+[ "$(grep -c '^pixcache: ' "$work/lacking.err")" -eq 1 ] || fail "expected exactly one pixcache line, got: $(grep '^pixcache' "$work/lacking.err")"
+grep -q "^pixcache: Qt 6\.[0-9.]* lacks QPixmapCache symbols ($eq); QPixmapCache stays Qt's own (calls to those do nothing)$" "$work/lacking.err" ||
+    fail "no missing-symbol line: $(cat "$work/lacking.err")"
+grep '^pixcache: ' "$work/lacking.err"
+PIXCACHE_QT6_TEST_HIDE_SYMBOL=_ZN12QPixmapCache5clearEv "$run" "$b/behaviour" 10 200 >"$work/noclear.txt" 2>"$work/noclear.err" ||
+    fail "without Qt's clear() the program did not run to its end (status $?): $(tail -3 "$work/noclear.err")"
+[ "$(tail -n1 "$work/noclear.txt")" = done ] || fail "without Qt's clear() the transcript stops early"
+echo "a missing symbol: forwarded, its calls do nothing, the program runs to its end"
 pass=$((pass + 1))
 
 echo "# children: no inherited preload unless --inherit; --check"

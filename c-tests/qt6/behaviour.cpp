@@ -15,6 +15,8 @@
 #include <QPixmap>
 #include <QPixmapCache>
 
+#include <dlfcn.h>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -163,6 +165,31 @@ void threads() {
     QPixmapCache::clear();
 }
 
+// libQt6Gui's own cache, which its own calls (QIcon, QPixmap::load) use whoever serves the
+// program's: setCacheLimit() and clear() reach it too. Its definitions are looked up in libQt6Gui
+// itself, so that these lines print the same with Qt alone (where they are QPixmapCache's).
+void qtOwnCache() {
+    void *gui = dlopen("libQt6Gui.so.6", RTLD_NOW | RTLD_NOLOAD);
+    auto limit = gui ? reinterpret_cast<int (*)()>(dlvsym(gui, "_ZN12QPixmapCache10cacheLimitEv", "Qt_6")) : nullptr;
+    auto insert = gui ? reinterpret_cast<bool (*)(const QString &, const QPixmap &)>(
+                            dlvsym(gui, "_ZN12QPixmapCache6insertERK7QStringRK7QPixmap", "Qt_6"))
+                      : nullptr;
+    auto find = gui ? reinterpret_cast<bool (*)(const QString &, QPixmap *)>(
+                          dlvsym(gui, "_ZN12QPixmapCache4findERK7QStringP7QPixmap", "Qt_6"))
+                    : nullptr;
+    if (!limit || !insert || !find) {
+        line("qt's own cache", QStringLiteral("unreachable"));
+        return;
+    }
+    QPixmapCache::setCacheLimit(1234);
+    line("qt's own cache: limit after setCacheLimit(1234)", limit());
+    line("qt's own cache: insert", insert(QStringLiteral("own"), make(8, 8)));
+    QPixmapCache::clear();
+    line("qt's own cache: found after clear()", find(QStringLiteral("own"), nullptr));
+    QPixmapCache::setCacheLimit(10240);
+    line("qt's own cache: limit after setCacheLimit(10240)", limit());
+}
+
 struct Rng {
     uint64_t s;
     explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 0x1234567ull) {}
@@ -248,6 +275,7 @@ int main(int argc, char **argv) {
     QGuiApplication app(argc, argv);
     rules();
     threads();
+    qtOwnCache();
     randomSequences(argc > 1 ? std::atoi(argv[1]) : 50, argc > 2 ? std::atoi(argv[2]) : 1000);
     std::printf("done\n");
     return 0;
