@@ -65,22 +65,7 @@ const char *pixcache_version(void);
 
 static unsigned long checks;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        ++checks;                                                                                  \
-        assert(cond);                                                                              \
-    } while (0)
-
-#define CHECK_EQ(got, want)                                                                        \
-    do {                                                                                           \
-        long long got_ = (long long)(got), want_ = (long long)(want);                              \
-        ++checks;                                                                                  \
-        if (got_ != want_) {                                                                       \
-            fprintf(stderr, "%s:%d: %s is %lld, expected %s = %lld\n", __FILE__, __LINE__, #got,   \
-                    got_, #want, want_);                                                           \
-        }                                                                                          \
-        assert(got_ == want_);                                                                     \
-    } while (0)
+#include "check.h"
 
 #define GUARD 64
 

@@ -59,23 +59,7 @@
 
 static atomic_ulong checks;
 
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        ++checks;                                                                                  \
-        assert(cond);                                                                              \
-    } while (0)
-
-/* Exact integer equality, printing both values before failing. */
-#define CHECK_EQ(got, want)                                                                        \
-    do {                                                                                           \
-        long long got_ = (long long)(got), want_ = (long long)(want);                              \
-        ++checks;                                                                                  \
-        if (got_ != want_) {                                                                       \
-            fprintf(stderr, "%s:%d: %s is %lld, expected %s = %lld\n", __FILE__, __LINE__, #got,   \
-                    got_, #want, want_);                                                           \
-        }                                                                                          \
-        assert(got_ == want_);                                                                     \
-    } while (0)
+#include "check.h"
 
 /* The calling thread's last result is `code` (and a failure has a message). */
 #define CHECK_RESULT(code)                                                                         \

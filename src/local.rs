@@ -221,10 +221,7 @@ impl<V> LocalCache<V> {
     /// The value of a generated key, made the most recently used; counts a hit or a miss.
     #[inline(always)]
     pub fn find_key(&mut self, key: Key) -> Option<&V> {
-        let found = match slot_of(key) {
-            Some(slot) => self.lru.get_at(slot, key.to_raw()),
-            None => None,
-        };
+        let found = slot_of(key).and_then(|slot| self.lru.get_at(slot, key.to_raw()));
         Self::counted(&mut self.stats, found)
     }
 
@@ -324,7 +321,7 @@ impl<V> LocalCache<V> {
         gone: &mut Garbage<V>,
     ) -> Result<()> {
         let old = *key;
-        let previous = slot_of(old).and_then(|slot| self.lru.remove_at(slot, old.to_raw()));
+        let previous = self.take_entry(old);
         let Some((_, previous, _)) = previous else {
             gone.push(value);
             return Err(crate::cache::invalid_key_error(old));
@@ -384,8 +381,14 @@ impl<V> LocalCache<V> {
 
     /// Removes the entry of a generated key; false when the key is not valid here.
     pub fn remove_key(&mut self, key: Key, gone: &mut Garbage<V>) -> bool {
-        let removed = slot_of(key).and_then(|slot| self.lru.remove_at(slot, key.to_raw()));
+        let removed = self.take_entry(key);
         self.removed(removed, gone)
+    }
+
+    /// Takes the entry of a generated key out of the map, from the slot the key names; `None`
+    /// when the key is not valid here.
+    fn take_entry(&mut self, key: Key) -> Option<(EntryKey, V, i64)> {
+        slot_of(key).and_then(|slot| self.lru.remove_at(slot, key.to_raw()))
     }
 
     fn remove_ref(&mut self, hash: u64, key: KeyRef<'_>, gone: &mut Garbage<V>) -> bool {
